@@ -1,0 +1,6 @@
+"""Room: control (to be written)."""
+from __future__ import annotations
+
+
+def routes(state):
+    return []

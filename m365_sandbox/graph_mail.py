@@ -1,0 +1,6 @@
+"""Room: graph_mail (to be written)."""
+from __future__ import annotations
+
+
+def routes(state):
+    return []

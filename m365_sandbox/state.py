@@ -1,0 +1,412 @@
+"""In-memory state of the Microsoft 365 sandbox.
+
+One :class:`SandboxState` holds every tenant, app registration, user, mailbox, message, token and
+subscription. The HTTP layers (identity, Graph mail, subscriptions, control, web page) read and write it
+under :attr:`SandboxState.lock`. Nothing here speaks HTTP.
+
+Time is ``state.now()``: real UTC time plus a control-plane offset, so tests can age refresh tokens by
+"sandbox days" without sleeping.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import secrets
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+
+def new_guid() -> str:
+    return str(uuid.uuid4())
+
+
+def new_opaque(prefix: str, nbytes: int = 32) -> str:
+    """An opaque credential string, shaped like nothing a client could parse."""
+    return f"{prefix}{secrets.token_urlsafe(nbytes)}"
+
+
+def iso(ts: dt.datetime) -> str:
+    """Graph's ISO 8601 UTC form: ``2024-05-01T10:00:00Z``."""
+    return ts.astimezone(dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ------------------------------------------------------------------------------------------------------
+# Directory: tenants, app registrations, users (a shared mailbox is a user object, as in Exchange Online)
+# ------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Tenant:
+    id: str
+    domain: str                      # e.g. contoso.onmicrosoft.com
+    display_name: str = "Contoso"
+
+
+@dataclass
+class AppRegistration:
+    client_id: str
+    tenant_id: str                   # home tenant; the app is multi-tenant when ``multi_tenant``
+    display_name: str
+    secrets: list[str]               # valid client secrets
+    expired_secrets: list[str] = field(default_factory=list)   # AADSTS7000222
+    redirect_uris: list[str] = field(default_factory=list)
+    multi_tenant: bool = True
+
+
+@dataclass
+class User:
+    id: str                          # object id (oid) == Graph user.id
+    tenant_id: str
+    upn: str                         # userPrincipalName == primary SMTP address here (lower-case)
+    display_name: str
+    kind: str = "user"               # "user" | "shared" (shared mailbox: no sign-in)
+    password: str | None = None
+    is_tenant_admin: bool = False
+    disabled: bool = False           # AADSTS50057
+    mfa_required: bool = False       # AADSTS50076
+    mfa_enrollment_required: bool = False  # AADSTS50079
+    ca_blocked: bool = False         # AADSTS53003
+    sessions_valid_from: dt.datetime | None = None  # refresh tokens issued before this are revoked (50173)
+
+
+@dataclass
+class MailboxPermission:
+    """Exchange mailbox rights granted to ``user_id`` on the mailbox of ``mailbox_id``."""
+    mailbox_id: str
+    user_id: str
+    full_access: bool = False
+    send_as: bool = False
+    send_on_behalf: bool = False
+
+
+# ------------------------------------------------------------------------------------------------------
+# Consent and tokens
+# ------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Consent:
+    """A tenant-wide (admin) consent of ``client_id`` for delegated ``scopes`` in ``tenant_id``."""
+    tenant_id: str
+    client_id: str
+    scopes: set[str]
+    granted_at: dt.datetime
+
+
+@dataclass
+class AuthorizationCode:
+    code: str
+    client_id: str
+    tenant_id: str
+    user_id: str
+    redirect_uri: str
+    scopes: list[str]
+    code_challenge: str | None
+    code_challenge_method: str | None
+    nonce: str | None
+    client_info_requested: bool
+    expires_at: dt.datetime
+    redeemed: bool = False
+
+
+@dataclass
+class AccessToken:
+    token: str
+    client_id: str
+    tenant_id: str
+    user_id: str
+    scopes: set[str]                 # short Graph names, e.g. {"User.Read", "Mail.Read.Shared"}
+    expires_at: dt.datetime
+    revoked: bool = False
+
+
+@dataclass
+class RefreshToken:
+    token: str
+    client_id: str
+    tenant_id: str
+    user_id: str
+    scopes: set[str]
+    issued_at: dt.datetime
+    last_used_at: dt.datetime
+    revoked: bool = False
+
+
+# ------------------------------------------------------------------------------------------------------
+# Mail
+# ------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Attachment:
+    id: str
+    name: str
+    content_type: str
+    content: bytes
+    is_inline: bool = False
+    content_id: str | None = None
+    kind: str = "file"               # "file" | "item" | "reference"
+    last_modified: dt.datetime | None = None
+
+
+@dataclass
+class Folder:
+    id: str
+    mailbox_id: str
+    display_name: str
+    well_known_name: str | None = None   # "inbox", "sentitems", "drafts", "deleteditems", ...
+
+
+@dataclass
+class Message:
+    id: str                          # the (mutable) REST id; changes when the message moves folder
+    immutable_id: str                # stable while the message stays in its mailbox
+    mailbox_id: str
+    folder_id: str
+    internet_message_id: str
+    conversation_id: str
+    subject: str
+    body_content_type: str           # "html" | "text"
+    body: str
+    from_addr: dict                  # {"name": ..., "address": ...}
+    sender_addr: dict
+    to: list[dict]
+    cc: list[dict] = field(default_factory=list)
+    bcc: list[dict] = field(default_factory=list)
+    reply_to: list[dict] = field(default_factory=list)
+    received: dt.datetime | None = None
+    sent: dt.datetime | None = None
+    created: dt.datetime | None = None
+    modified: dt.datetime | None = None
+    is_read: bool = False
+    is_draft: bool = False
+    importance: str = "normal"
+    in_reply_to: str | None = None   # internet message id of the parent
+    references: list[str] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    change_key: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+
+
+@dataclass
+class Subscription:
+    id: str
+    client_id: str
+    tenant_id: str
+    creator_id: str                  # signed-in user's id (delegated)
+    resource: str
+    change_type: str
+    notification_url: str
+    lifecycle_notification_url: str | None
+    expiration: dt.datetime
+    client_state: str | None
+    immutable_ids: bool = False
+    latest_supported_tls_version: str = "v1_2"
+    mailbox_id: str | None = None    # resolved target mailbox
+    folder_id: str | None = None     # resolved target folder, None for the whole mailbox
+    removed: bool = False
+    last_reauthorized_at: dt.datetime | None = None
+    last_patched_at: dt.datetime | None = None
+    paused: bool = False             # delivery paused until the client reauthorizes
+
+
+# ------------------------------------------------------------------------------------------------------
+# The state
+# ------------------------------------------------------------------------------------------------------
+
+class SandboxState:
+    """Everything the sandbox knows. Callers hold :attr:`lock` while they read-modify-write."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.clock_offset = dt.timedelta(0)
+        self.reset()
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        with self.lock:
+            self.clock_offset = dt.timedelta(0)
+            self.tenants: dict[str, Tenant] = {}
+            self.apps: dict[str, AppRegistration] = {}
+            self.users: dict[str, User] = {}
+            self.permissions: list[MailboxPermission] = []
+            self.consents: dict[tuple[str, str], Consent] = {}
+            self.auth_codes: dict[str, AuthorizationCode] = {}
+            self.access_tokens: dict[str, AccessToken] = {}
+            self.refresh_tokens: dict[str, RefreshToken] = {}
+            self.folders: dict[str, Folder] = {}
+            self.messages: dict[str, Message] = {}          # keyed by immutable_id
+            self.subscriptions: dict[str, Subscription] = {}
+            # Behaviour switches and injected faults; each room documents the keys it reads.
+            self.settings: dict = {
+                "shared_mailbox_subscriptions": "documented",   # "documented" (403) | "lenient"
+                "allow_http_loopback_notification_urls": False,
+                "access_token_lifetime_s": 3600,
+            }
+            self.faults: dict = {}
+            self.extra: dict = {}            # room-private state (delta logs, delivery queues, counters)
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc) + self.clock_offset
+
+    def advance_clock(self, seconds: float) -> None:
+        with self.lock:
+            self.clock_offset += dt.timedelta(seconds=seconds)
+
+    # --- directory look-ups ---------------------------------------------------------------------------
+
+    def tenant_by_ref(self, ref: str) -> Tenant | None:
+        """A tenant by GUID or verified domain (case-insensitive)."""
+        ref_l = ref.lower()
+        for tenant in self.tenants.values():
+            if tenant.id == ref_l or tenant.domain.lower() == ref_l:
+                return tenant
+        return None
+
+    def user_by_ref(self, ref: str, tenant_id: str | None = None) -> User | None:
+        """A user or shared mailbox by object id or UPN (case-insensitive)."""
+        ref_l = ref.lower()
+        for user in self.users.values():
+            if tenant_id and user.tenant_id != tenant_id:
+                continue
+            if user.id == ref_l or user.upn.lower() == ref_l:
+                return user
+        return None
+
+    def permission(self, mailbox_id: str, user_id: str) -> MailboxPermission | None:
+        for perm in self.permissions:
+            if perm.mailbox_id == mailbox_id and perm.user_id == user_id:
+                return perm
+        return None
+
+    def folder_by_ref(self, mailbox_id: str, ref: str) -> Folder | None:
+        """A folder by id or well-known name (``inbox``, ``sentitems``, ...; case-insensitive)."""
+        ref_l = ref.lower()
+        for folder in self.folders.values():
+            if folder.mailbox_id != mailbox_id:
+                continue
+            if folder.id == ref or (folder.well_known_name and folder.well_known_name == ref_l):
+                return folder
+        return None
+
+    # --- seeding helpers used by the control plane and tests -----------------------------------------
+
+    def add_tenant(self, domain: str, display_name: str = "Contoso", tenant_id: str | None = None) -> Tenant:
+        with self.lock:
+            tenant = Tenant(id=tenant_id or new_guid(), domain=domain.lower(), display_name=display_name)
+            self.tenants[tenant.id] = tenant
+            return tenant
+
+    def add_app(self, tenant_id: str, display_name: str, redirect_uris: list[str],
+                client_id: str | None = None, secret: str | None = None) -> AppRegistration:
+        with self.lock:
+            app = AppRegistration(
+                client_id=client_id or new_guid(), tenant_id=tenant_id, display_name=display_name,
+                secrets=[secret or new_opaque("sbx~", 24)], redirect_uris=list(redirect_uris),
+            )
+            self.apps[app.client_id] = app
+            return app
+
+    def add_user(self, tenant_id: str, upn: str, display_name: str, *, kind: str = "user",
+                 password: str | None = None, is_tenant_admin: bool = False) -> User:
+        """Add a user or shared mailbox, with its Inbox, Sent Items, Drafts and Deleted Items."""
+        with self.lock:
+            user = User(id=new_guid(), tenant_id=tenant_id, upn=upn.lower(), display_name=display_name,
+                        kind=kind, password=password, is_tenant_admin=is_tenant_admin)
+            self.users[user.id] = user
+            for well_known, name in (("inbox", "Inbox"), ("sentitems", "Sent Items"),
+                                     ("drafts", "Drafts"), ("deleteditems", "Deleted Items")):
+                folder = Folder(id=new_opaque("AAMkF", 30), mailbox_id=user.id, display_name=name,
+                                well_known_name=well_known)
+                self.folders[folder.id] = folder
+            return user
+
+    def grant(self, mailbox_id: str, user_id: str, *, full_access: bool = False, send_as: bool = False,
+              send_on_behalf: bool = False) -> MailboxPermission:
+        with self.lock:
+            perm = self.permission(mailbox_id, user_id)
+            if perm is None:
+                perm = MailboxPermission(mailbox_id=mailbox_id, user_id=user_id)
+                self.permissions.append(perm)
+            perm.full_access, perm.send_as, perm.send_on_behalf = full_access, send_as, send_on_behalf
+            return perm
+
+    def issue_tokens(self, client_id: str, user_id: str, scopes: set[str],
+                     lifetime_s: int | None = None) -> tuple[AccessToken, RefreshToken]:
+        """Mint an access token and a refresh token for ``user_id`` (the token endpoint's one way to do it).
+
+        ``scopes`` are short Graph names (``Mail.Read.Shared``); OIDC scopes are not stored on the tokens.
+        """
+        with self.lock:
+            user = self.users[user_id]
+            now = self.now()
+            lifetime = lifetime_s if lifetime_s is not None else self.settings["access_token_lifetime_s"]
+            graph_scopes = {s for s in scopes if s not in ("openid", "profile", "email", "offline_access")}
+            access = AccessToken(token=new_opaque("eySBX.at.", 48), client_id=client_id, tenant_id=user.tenant_id,
+                                 user_id=user_id, scopes=graph_scopes,
+                                 expires_at=now + dt.timedelta(seconds=lifetime))
+            refresh = RefreshToken(token=new_opaque("0.SBX.rt.", 64), client_id=client_id,
+                                   tenant_id=user.tenant_id, user_id=user_id, scopes=set(scopes),
+                                   issued_at=now, last_used_at=now)
+            self.access_tokens[access.token] = access
+            self.refresh_tokens[refresh.token] = refresh
+            return access, refresh
+
+    # --- persistence (demo) ---------------------------------------------------------------------------
+
+    def to_json(self) -> str:
+        """Serialise directory, consents, refresh tokens, mail and subscriptions (not the lock)."""
+        def encode(obj):
+            if isinstance(obj, dt.datetime):
+                return {"__dt__": obj.isoformat()}
+            if isinstance(obj, bytes):
+                import base64
+                return {"__b64__": base64.b64encode(obj).decode()}
+            if isinstance(obj, set):
+                return {"__set__": sorted(obj)}
+            if dataclasses.is_dataclass(obj):
+                return {"__dc__": type(obj).__name__, **{f.name: getattr(obj, f.name)
+                                                         for f in dataclasses.fields(obj)}}
+            raise TypeError(type(obj))
+        with self.lock:
+            data = {
+                "clock_offset": self.clock_offset.total_seconds(),
+                "tenants": list(self.tenants.values()), "apps": list(self.apps.values()),
+                "users": list(self.users.values()), "permissions": self.permissions,
+                "consents": list(self.consents.values()),
+                "refresh_tokens": list(self.refresh_tokens.values()),
+                "folders": list(self.folders.values()), "messages": list(self.messages.values()),
+                "subscriptions": list(self.subscriptions.values()),
+                "settings": self.settings,
+            }
+            return json.dumps(data, default=encode)
+
+    def load_json(self, text: str) -> None:
+        import base64
+        classes = {cls.__name__: cls for cls in (Tenant, AppRegistration, User, MailboxPermission, Consent,
+                                                  RefreshToken, Folder, Message, Attachment, Subscription)}
+
+        def decode(obj):
+            if "__dt__" in obj:
+                return dt.datetime.fromisoformat(obj["__dt__"])
+            if "__b64__" in obj:
+                return base64.b64decode(obj["__b64__"])
+            if "__set__" in obj:
+                return set(obj["__set__"])
+            if "__dc__" in obj:
+                cls = classes[obj.pop("__dc__")]
+                return cls(**obj)
+            return obj
+        data = json.loads(text, object_hook=decode)
+        with self.lock:
+            self.reset()
+            self.clock_offset = dt.timedelta(seconds=data["clock_offset"])
+            self.tenants = {t.id: t for t in data["tenants"]}
+            self.apps = {a.client_id: a for a in data["apps"]}
+            self.users = {u.id: u for u in data["users"]}
+            self.permissions = data["permissions"]
+            self.consents = {(c.tenant_id, c.client_id): c for c in data["consents"]}
+            self.refresh_tokens = {r.token: r for r in data["refresh_tokens"]}
+            self.folders = {f.id: f for f in data["folders"]}
+            self.messages = {m.immutable_id: m for m in data["messages"]}
+            self.subscriptions = {s.id: s for s in data["subscriptions"]}
+            self.settings.update(data["settings"])

@@ -1,0 +1,6 @@
+"""Room: subscriptions (to be written)."""
+from __future__ import annotations
+
+
+def routes(state):
+    return []
