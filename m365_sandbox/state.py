@@ -52,6 +52,7 @@ class AppRegistration:
     expired_secrets: list[str] = field(default_factory=list)   # AADSTS7000222
     redirect_uris: list[str] = field(default_factory=list)
     multi_tenant: bool = True
+    api_permissions: list[str] = field(default_factory=list)  # configured Graph scopes (what ``.default`` means)
 
 
 @dataclass
@@ -107,6 +108,7 @@ class AuthorizationCode:
     client_info_requested: bool
     expires_at: dt.datetime
     redeemed: bool = False
+    mfa: bool = False                # the sign-in that produced the code passed MFA
 
 
 @dataclass
@@ -130,6 +132,7 @@ class RefreshToken:
     issued_at: dt.datetime
     last_used_at: dt.datetime
     revoked: bool = False
+    mfa: bool = False                # carries the MFA claim (AADSTS50076 when MFA becomes required otherwise)
 
 
 # ------------------------------------------------------------------------------------------------------
