@@ -187,6 +187,10 @@ class Message:
     references: list[str] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
     change_key: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    categories: list[str] = field(default_factory=list)
+    flag: dict | None = None         # {"flagStatus": "notFlagged" | "flagged" | "complete", ...}
+    internet_headers: list[dict] = field(default_factory=list)   # [{"name", "value"}], only via $select
+    conversation_index: str | None = None   # base64, Outlook's thread index
 
 
 @dataclass
