@@ -1,0 +1,100 @@
+"""The numbers and names of the plain layer in one place: scopes, endpoints, Graph limits, timeouts.
+
+Sources are ``shared/docs/graph-contract.md`` (cited as "contract §n"). Nothing here does anything.
+"""
+
+# === SCOPES === #
+
+# The delegated permissions the product asks for (contract "Scope"). This is the list shown to admins and
+# requested on the admin-consent page.
+DELEGATED_SCOPES = (
+    'User.Read',
+    'offline_access',
+    'Mail.Read.Shared',
+    'Mail.ReadWrite.Shared',
+    'Mail.Send.Shared',
+)
+
+# MSAL adds ``offline_access openid profile`` to every request by itself and raises ``ValueError`` when a
+# caller passes one of them, so the list handed to MSAL leaves them out (contract §1.8).
+MSAL_RESERVED_SCOPES = frozenset({'offline_access', 'openid', 'profile'})
+MSAL_SCOPES = tuple(scope for scope in DELEGATED_SCOPES if scope not in MSAL_RESERVED_SCOPES)
+
+# The resource the Graph scopes belong to; the admin-consent endpoint wants scopes in full form
+# (``https://graph.microsoft.com/Mail.Read.Shared``), contract §1.2.
+GRAPH_RESOURCE = 'https://graph.microsoft.com'
+
+
+# === ENDPOINTS === #
+
+DEFAULT_AUTHORITY_HOST = 'https://login.microsoftonline.com'
+# ``organizations`` lets any work account's admin consent; ``common`` is refused by the admin-consent
+# endpoint (contract §1.2).
+DEFAULT_CONSENT_TENANT = 'organizations'
+GRAPH_BASE_URL = 'https://graph.microsoft.com/v1.0'
+# Hosts the Graph client may call, including every ``@odata.nextLink``/``@odata.deltaLink`` it follows.
+# Entries are ``host`` (default https port) or ``host:port``; the sandbox's address is added by config.
+DEFAULT_GRAPH_HOSTS = ('graph.microsoft.com',)
+
+
+# === TIMEOUTS AND TOKEN LIFETIMES === #
+
+# (connect, read) seconds for every Graph call. Odoo's test guard raises anything under 10 s to 10 s.
+GRAPH_TIMEOUT = (5, 30)
+# (connect, read) seconds for MSAL's calls to the identity platform.
+TOKEN_HTTP_TIMEOUT = (5, 30)
+# Refresh an access token once it has less than this left; MSAL uses the same 5 minutes (contract §1.8).
+TOKEN_REFRESH_MARGIN_S = 5 * 60
+# An OAuth ``state`` is accepted for one hour after it was issued.
+OAUTH_STATE_MAX_AGE_S = 3600
+# Clock skew tolerated on a ``state`` issued "in the future" (another worker's clock).
+OAUTH_STATE_CLOCK_SKEW_S = 60
+
+
+# === GRAPH LIMITS === #
+
+# Outlook allows 4 concurrent requests per app and mailbox; a 5th gets 429 (contract §5).
+MAX_CONCURRENT_PER_MAILBOX = 4
+# A JSON ``$batch`` holds at most 20 requests (contract §5).
+BATCH_MAX_REQUESTS = 20
+# A live tenant refuses 10,080 and accepts 10,070 minutes (contract §0); under 45 min is raised to 45.
+SUBSCRIPTION_MAX_MINUTES = 10070
+SUBSCRIPTION_MIN_MINUTES = 45
+# ``$top`` bounds for message lists (contract §3.1); big pages with bodies risk 504, so stay modest.
+PAGE_SIZE = 50
+DELTA_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+# === RETRIES === #
+
+# Attempts after the first one, for throttling (429/503), timeouts and connection errors.
+GRAPH_MAX_RETRIES = 4
+# Exponential backoff when Graph sends no ``Retry-After``: base * 2**attempt, capped, with full jitter.
+BACKOFF_BASE_S = 1.0
+BACKOFF_MAX_S = 32.0
+# A ``Retry-After`` longer than this is not slept through inside a request: the error goes to the caller
+# (a cron reschedules itself) rather than blocking a worker for minutes.
+MAX_RETRY_AFTER_S = 120
+
+
+# === LOGGING === #
+
+# Keys whose values never reach a log line or an exception message (compared case-insensitively).
+SENSITIVE_KEYS = frozenset({
+    'access_token',
+    'refresh_token',
+    'id_token',
+    'client_secret',
+    'client_assertion',
+    'code',
+    'code_verifier',
+    'authorization',
+    'password',
+    'clientstate',
+    'client_state',
+    'secret',
+    'state',
+    'nonce',
+})
+MASK = '[REDACTED]'
