@@ -1,8 +1,15 @@
 """Fixtures: one sandbox per test session, with clean state for every test."""
+import os
+
 import pytest
 import requests
 
 from m365_sandbox import server
+
+# requests (2.31) lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a Session's ``verify``, which MSAL's
+# ``verify=ca_path`` and the ``http`` fixture rely on; this machine sets both to the system bundle.
+for _var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+    os.environ.pop(_var, None)
 
 
 @pytest.fixture(scope="session")
