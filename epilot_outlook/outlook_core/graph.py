@@ -1,0 +1,433 @@
+"""The one request helper for Microsoft Graph: nothing else in the addon speaks HTTP to Graph.
+
+:class:`GraphClient` adds, on every call:
+
+* the ``Authorization`` header from ``token_provider()``, asked per request so the caller can refresh;
+* the host allow-list, checked on every URL including ``@odata.nextLink``/``@odata.deltaLink`` (a forged link
+  must not make Odoo send its token elsewhere: SSRF);
+* at most 4 requests in flight per mailbox across the process (Outlook's limit, contract §5);
+* ``Retry-After`` on 429/503, exponential backoff with jitter otherwise, a bounded number of retries;
+* Graph's error envelope mapped to ``errors`` (401 is raised at once: refreshing is the caller's decision).
+
+Paging follows ``@odata.nextLink`` **verbatim**: the server encodes ``$select``/``$filter``/``$skip`` into its
+links, and rebuilding them breaks paging (contract §3.1, §3.2).
+
+Logs carry the method, URL path (no query), status and ``request-id``; never headers or bodies.
+"""
+import logging
+import random
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import requests
+
+from . import errors
+from .const import (
+    BACKOFF_BASE_S, BACKOFF_MAX_S, BATCH_MAX_REQUESTS, DEFAULT_GRAPH_HOSTS, GRAPH_MAX_RETRIES, GRAPH_TIMEOUT,
+    MASK, MAX_CONCURRENT_PER_MAILBOX, MAX_RETRY_AFTER_S, SENSITIVE_KEYS,
+)
+
+_logger = logging.getLogger(__name__)
+
+# Methods safe to resend after a timeout or a 5xx: the first attempt may have been executed.
+_IDEMPOTENT_METHODS = frozenset({'GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'})
+# Statuses meaning "not executed, come back later": safe to resend for any method.
+_THROTTLE_STATUSES = frozenset({429, 503})
+# Statuses worth resending for idempotent methods only.
+_RETRYABLE_5XX = frozenset({500, 502, 504})
+_MAILBOX_RE = re.compile(r'/(?:users|mailboxes)/([^/?#]+)', re.IGNORECASE)
+
+
+# === LOG MASKING === #
+
+def mask(data):
+    """Return a copy of ``data`` with the values of sensitive keys replaced (recursively).
+
+    :param data: A dict, list or scalar (e.g. a token response, request headers, a form body).
+    :return: The same shape, with ``SENSITIVE_KEYS`` (case-insensitive) values replaced by ``[REDACTED]``.
+    """
+    if isinstance(data, dict):
+        return {key: MASK if str(key).lower() in SENSITIVE_KEYS else mask(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return type(data)(mask(value) for value in data)
+    return data
+
+
+# === PAGES === #
+
+@dataclass(frozen=True)
+class GraphPage:
+    """One page of a collection.
+
+    :param list items: The page's ``value`` (may be empty even when more pages follow).
+    :param str next_link: ``@odata.nextLink``, verbatim; store it as a checkpoint to resume.
+    :param str delta_link: ``@odata.deltaLink`` (last page of a delta round), verbatim.
+    :param dict raw: The whole decoded JSON.
+    """
+
+    items: list
+    next_link: str = None
+    delta_link: str = None
+    raw: dict = None
+
+
+# === PER-MAILBOX CONCURRENCY === #
+
+class _MailboxSlots:
+    """Process-wide semaphores keyed by mailbox, so threads of all clients share Outlook's limit of 4."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._semaphores = {}
+
+    def get(self, key):
+        with self._lock:
+            semaphore = self._semaphores.get(key)
+            if semaphore is None:
+                semaphore = self._semaphores[key] = threading.BoundedSemaphore(self.limit)
+            return semaphore
+
+
+_MAILBOX_SLOTS = _MailboxSlots(MAX_CONCURRENT_PER_MAILBOX)
+
+
+class _NoSlot:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exc):
+        return False
+
+
+# === CLIENT === #
+
+class GraphClient:
+    """Calls Microsoft Graph on behalf of one connection.
+
+    :param str base_url: ``https://graph.microsoft.com/v1.0`` or the sandbox's ``/v1.0``.
+    :param token_provider: Callable returning a valid access token; called before every request.
+    :param ca_bundle: CA bundle path to trust (the sandbox), or ``None`` for the system's.
+    :param allowed_hosts: Hosts (``host`` or ``host:port``) that may be called; ``base_url``'s must be one.
+    :param timeout: ``requests`` timeout, ``(connect, read)`` seconds.
+    :param int max_retries: Retries after the first attempt, for throttling and transient failures.
+    :param session: A ``requests.Session`` to reuse (default: a new one).
+    :param sleep: ``time.sleep``, replaceable in tests.
+    :param int max_retry_after: A ``Retry-After`` above this is not waited for here: :class:`Throttled` goes
+        to the caller, which reschedules instead of blocking a worker.
+    :raise HostNotAllowed: When ``base_url`` is not https or its host is not allowed.
+    """
+
+    def __init__(self, base_url, token_provider, *, ca_bundle=None, allowed_hosts=DEFAULT_GRAPH_HOSTS,
+                 timeout=GRAPH_TIMEOUT, max_retries=GRAPH_MAX_RETRIES, session=None, sleep=time.sleep,
+                 max_retry_after=MAX_RETRY_AFTER_S):
+        self.base_url = base_url.rstrip('/')
+        self._token_provider = token_provider
+        self.allowed_hosts = frozenset(_normalise_host(host) for host in allowed_hosts)
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.max_retry_after = max_retry_after
+        self._sleep = sleep
+        self._session = session or requests.Session()
+        if ca_bundle:
+            self._session.verify = ca_bundle
+        self.check_url(self.base_url)
+
+    # === BUSINESS METHODS - VERBS === #
+
+    def get(self, path_or_url, params=None, headers=None):
+        """GET and return the decoded JSON (``None`` for an empty body).
+
+        :raise GraphError: The mapped error (see ``errors.graph_error_from_parts``).
+        """
+        return _json_or_none(self.request('GET', path_or_url, params=params, headers=headers))
+
+    def post(self, path_or_url, json=None, headers=None, *, idempotent=False):
+        """POST and return the decoded JSON (``None`` for 202/204 and empty bodies).
+
+        :param bool idempotent: Allow resending after a timeout or a 5xx (only if the call is safe to repeat;
+            ``sendMail`` is not). Throttled calls (429/503) are always resent: Graph did not run them.
+        """
+        return _json_or_none(self.request('POST', path_or_url, json=json, headers=headers, idempotent=idempotent))
+
+    def patch(self, path_or_url, json=None, headers=None):
+        """PATCH and return the decoded JSON. A PATCH sets values, so resending it is safe."""
+        return _json_or_none(self.request('PATCH', path_or_url, json=json, headers=headers, idempotent=True))
+
+    def delete(self, path_or_url, headers=None):
+        """DELETE (204 expected)."""
+        return _json_or_none(self.request('DELETE', path_or_url, headers=headers))
+
+    def download(self, path_or_url, headers=None):
+        """GET raw bytes (an attachment's ``$value``, a message's MIME ``$value``).
+
+        :rtype: bytes
+        """
+        return self.request('GET', path_or_url, headers=headers).content
+
+    # === BUSINESS METHODS - PAGING === #
+
+    def iter_pages(self, path_or_url, params=None, headers=None):
+        """Yield every page of a collection, following ``@odata.nextLink`` verbatim.
+
+        ``params`` go on the first request only; later requests use the server's link as-is. To resume after a
+        crash, pass a stored ``next_link`` as ``path_or_url`` (without ``params``).
+
+        :rtype: iterator of GraphPage
+        """
+        url, page_params = path_or_url, params
+        while url:
+            body = self.get(url, params=page_params, headers=headers) or {}
+            page = GraphPage(items=body.get('value') or [], next_link=body.get('@odata.nextLink'),
+                             delta_link=body.get('@odata.deltaLink'), raw=body)
+            yield page
+            url, page_params = page.next_link, None
+
+    def delta(self, path_or_link, params=None, *, page_size=None, immutable_ids=False, headers=None):
+        """Run one delta round: yield its pages; the last page carries ``delta_link`` for the next round.
+
+        Start with the delta path (``/users/{id}/mailFolders/{id}/messages/delta``) and ``params`` (``$select``,
+        ``$filter``...), or continue from a stored ``next_link``/``delta_link`` (then no ``params``: the server
+        encoded them into the link). ``Prefer: odata.maxpagesize`` and ``IdType`` are sent on every request.
+
+        :param int page_size: Preferred page size (``Prefer: odata.maxpagesize``).
+        :param bool immutable_ids: Ask for immutable ids (``Prefer: IdType="ImmutableId"``).
+        :rtype: iterator of GraphPage
+        :raise SyncReset: When the delta state expired (410, ``syncStateNotFound``): start over without a link.
+        """
+        preferences = []
+        if page_size:
+            preferences.append('odata.maxpagesize=%d' % page_size)
+        if immutable_ids:
+            preferences.append('IdType="ImmutableId"')
+        all_headers = dict(headers or {})
+        if preferences:
+            all_headers['Prefer'] = ', '.join(preferences)
+        return self.iter_pages(path_or_link, params=params, headers=all_headers)
+
+    # === BUSINESS METHODS - BATCH === #
+
+    def batch(self, requests_list):
+        """Send up to 20 requests as one JSON ``$batch``; retry throttled items; return responses by id.
+
+        Items are ``{"id", "method", "url" (relative, e.g. "/users/x/messages"), "headers"?, "body"?,
+        "dependsOn"?}``. A ``Content-Type: application/json`` header is added to items with a body. Items
+        answered 429/503 are resent after the longest ``Retry-After`` among them (bounded by ``max_retries``),
+        together with the items that failed with 424 because they depended on them. Failed items are returned,
+        not raised: use :func:`batch_item_error` on each.
+
+        :param list requests_list: The items.
+        :return: ``{id: {"id", "status", "headers", "body"}}``.
+        :rtype: dict
+        :raise ValueError: More than 20 items, duplicate ids, or an absolute item URL.
+        """
+        items = [self._batch_item(item) for item in requests_list]
+        ids = [item['id'] for item in items]
+        if len(items) > BATCH_MAX_REQUESTS:
+            raise ValueError("A $batch holds at most %d requests, got %d" % (BATCH_MAX_REQUESTS, len(items)))
+        if len(set(ids)) != len(ids):
+            raise ValueError("$batch request ids must be unique")
+
+        results, pending = {}, items
+        for attempt in range(self.max_retries + 1):
+            for response in self._send_batch(pending):
+                results[str(response.get('id'))] = response
+            throttled = {item['id'] for item in pending if results.get(item['id'], {}).get('status')
+                         in _THROTTLE_STATUSES}
+            if not throttled:
+                break
+            # Dependents of a throttled item failed with 424; they go again with it.
+            retry_ids = throttled | {item['id'] for item in pending if results.get(item['id'], {}).get('status') == 424
+                                     and set(item.get('dependsOn') or ()) & throttled}
+            delays = [errors.parse_retry_after(_lower_keys(results[item_id].get('headers')).get('retry-after'))
+                      for item_id in throttled]
+            delay = max((d for d in delays if d is not None), default=None)
+            if attempt >= self.max_retries or (delay is not None and delay > self.max_retry_after):
+                break
+            delay = delay if delay is not None else self._backoff(attempt)
+            _logger.info("Graph $batch: %d of %d items throttled; retrying in %.1f s", len(throttled),
+                         len(items), delay)
+            self._sleep(delay)
+            pending = [self._without_done_dependencies(item, retry_ids) for item in items if item['id'] in retry_ids]
+        return results
+
+    def _send_batch(self, items):
+        response = self.request('POST', '/$batch', json={'requests': items}, ok_statuses=(424,),
+                                idempotent=False)
+        body = _json_or_none(response) or {}
+        return body.get('responses') or []
+
+    @staticmethod
+    def _batch_item(item):
+        item = dict(item)
+        item['id'] = str(item['id'])
+        if urlsplit(item['url']).scheme:
+            # Batch URLs are relative to the batch endpoint; an absolute one would dodge the host allow-list.
+            raise ValueError("$batch item URLs must be relative, got an absolute URL for id %s" % item['id'])
+        if 'body' in item and item['body'] is not None:
+            headers = dict(item.get('headers') or {})
+            if 'content-type' not in _lower_keys(headers):
+                headers['Content-Type'] = 'application/json'
+            item['headers'] = headers
+        return item
+
+    @staticmethod
+    def _without_done_dependencies(item, retry_ids):
+        """Keep only the dependencies that are resent too (the others already succeeded)."""
+        depends_on = [dep for dep in item.get('dependsOn') or () if dep in retry_ids]
+        item = dict(item)
+        if depends_on:
+            item['dependsOn'] = depends_on
+        else:
+            item.pop('dependsOn', None)
+        return item
+
+    # === REQUEST HELPERS === #
+
+    def check_url(self, url):
+        """Raise :class:`HostNotAllowed` unless ``url`` is https on an allowed host.
+
+        :param str url: An absolute URL.
+        :raise HostNotAllowed: Otherwise.
+        """
+        parts = urlsplit(url)
+        netloc = parts.netloc.lower()
+        if parts.scheme != 'https' or '@' in netloc or _normalise_host(netloc) not in self.allowed_hosts:
+            raise errors.HostNotAllowed("Refusing to call %s://%s: not an allowed Graph host."
+                                        % (parts.scheme or '?', parts.hostname or '?'))
+
+    def url_for(self, path_or_url):
+        """Return the absolute URL for a path under ``base_url``, or an absolute URL unchanged (verbatim)."""
+        if '://' in path_or_url:
+            return path_or_url
+        return '%s/%s' % (self.base_url, path_or_url.lstrip('/'))
+
+    def request(self, method, path_or_url, *, params=None, json=None, headers=None, idempotent=None,
+                ok_statuses=()):
+        """Send one Graph request with auth, allow-list, per-mailbox slot, retries and error mapping.
+
+        :param str method: HTTP method.
+        :param str path_or_url: A path under ``base_url`` or an absolute Graph URL (used verbatim).
+        :param dict params: Query parameters (not for links from Graph: they are complete).
+        :param json: JSON body.
+        :param dict headers: Extra headers (``Prefer``, ``ConsistencyLevel``, ...).
+        :param bool idempotent: Whether resending after a timeout/5xx is safe (default: by method).
+        :param tuple ok_statuses: Non-2xx statuses to return instead of raising (``$batch``'s 424).
+        :rtype: requests.Response
+        :raise HostNotAllowed: The URL is outside the allow-list.
+        :raise Unauthorized: 401 (not retried).
+        :raise Throttled: 429/503 still there after the retries, or a ``Retry-After`` too long to wait.
+        :raise TransientError: 5xx, timeout or connection error after the retries.
+        :raise GraphError: Any other mapped error (``Forbidden``, ``NotFound``, ``SyncReset``...).
+        """
+        method = method.upper()
+        url = self.url_for(path_or_url)
+        self.check_url(url)
+        if idempotent is None:
+            idempotent = method in _IDEMPOTENT_METHODS
+        path = urlsplit(url).path
+        slot = self._mailbox_slot(url)
+
+        for attempt in range(self.max_retries + 1):
+            retries_left = attempt < self.max_retries
+            request_headers = {
+                'Accept': 'application/json',
+                'client-request-id': str(uuid.uuid4()),
+                **(headers or {}),
+                'Authorization': 'Bearer %s' % self._token_provider(),
+            }
+            started = time.monotonic()
+            try:
+                with slot:
+                    response = self._session.request(
+                        method, url, params=params, json=json, headers=request_headers, timeout=self.timeout,
+                        allow_redirects=False,   # a redirect must not carry the token to another host
+                    )
+            except requests.RequestException as exc:
+                # A connect failure never reached Graph; a read timeout may have been executed.
+                safe_to_resend = idempotent or isinstance(exc, requests.ConnectTimeout)
+                if retries_left and safe_to_resend:
+                    delay = self._backoff(attempt)
+                    _logger.warning("Graph %s %s: %s; retry %d in %.1f s", method, path, type(exc).__name__,
+                                    attempt + 1, delay)
+                    self._sleep(delay)
+                    continue
+                raise errors.TransientError("Graph %s %s failed: %s" % (method, path, type(exc).__name__)) \
+                    from None
+
+            status = response.status_code
+            request_id = response.headers.get('request-id')
+            _logger.debug("Graph %s %s -> %s (request-id %s, %d ms)", method, path, status, request_id,
+                          (time.monotonic() - started) * 1000)
+            if 200 <= status < 300 or status in ok_statuses:
+                return response
+
+            error = errors.graph_error_from_response(response)
+            retryable = status in _THROTTLE_STATUSES or (idempotent and status in _RETRYABLE_5XX)
+            retry_after = getattr(error, 'retry_after', None)
+            if retryable and retries_left and (retry_after is None or retry_after <= self.max_retry_after):
+                delay = retry_after if retry_after is not None else self._backoff(attempt)
+                _logger.info("Graph %s %s -> %s (request-id %s); retry %d in %.1f s", method, path, status,
+                             request_id, attempt + 1, delay)
+                self._sleep(delay)
+                continue
+            _logger.warning("Graph %s %s -> %s %s (request-id %s)", method, path, status, error.code, request_id)
+            raise error
+        raise AssertionError("unreachable")  # the loop always returns or raises
+
+    def _mailbox_slot(self, url):
+        """The semaphore of the mailbox ``url`` addresses (``/users/{id}/...``, ``/me/...``), if any."""
+        path = urlsplit(url).path
+        match = _MAILBOX_RE.search(path)
+        if match:
+            mailbox = unquote(match.group(1)).strip("'()").lower()
+        elif '/me/' in path + '/':
+            mailbox = 'me'
+        else:
+            return _NoSlot()
+        return _MAILBOX_SLOTS.get((urlsplit(self.base_url).netloc.lower(), mailbox))
+
+    @staticmethod
+    def _backoff(attempt):
+        """Exponential backoff with full jitter: uniform in [0, min(max, base * 2**attempt)]."""
+        return random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * (2 ** attempt)))
+
+
+# === BATCH RESULT HELPERS === #
+
+def batch_item_error(response):
+    """Return the mapped exception for a failed ``$batch`` item, or ``None`` for a 2xx one.
+
+    :param dict response: One value of :meth:`GraphClient.batch`'s result.
+    :rtype: GraphError or None
+    """
+    status = int(response.get('status') or 0)
+    if 200 <= status < 300:
+        return None
+    return errors.graph_error_from_parts(status, response.get('body'), response.get('headers'))
+
+
+# === HELPERS === #
+
+def _normalise_host(netloc):
+    """``Host:443`` -> ``host``; other ports kept (``127.0.0.1:8443``)."""
+    netloc = netloc.strip().lower()
+    return netloc[:-4] if netloc.endswith(':443') else netloc
+
+
+def _lower_keys(mapping):
+    return {str(key).lower(): value for key, value in (mapping or {}).items()}
+
+
+def _json_or_none(response):
+    if response.status_code == 204 or not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
