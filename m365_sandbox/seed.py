@@ -1,0 +1,114 @@
+"""Seeding: the ``demo`` profile (Contoso, one app, an admin, a service account, four shared mailboxes) and
+explicit seeds from the control API (``POST /control/seed``).
+
+Both return the same kind of summary: ids, the app's client id and secret, and sign-in credentials.
+"""
+from __future__ import annotations
+
+import secrets
+
+from .state import SandboxState
+
+DEFAULT_REDIRECT_URIS = ["http://127.0.0.1:8069/epilot_outlook/oauth/callback",
+                         "http://localhost:8069/epilot_outlook/oauth/callback"]
+CONNECTOR_SCOPES = ["User.Read", "Mail.Read.Shared", "Mail.ReadWrite.Shared", "Mail.Send.Shared"]
+DEMO_MESSAGES_PER_MAILBOX = 8
+
+
+def _password() -> str:
+    return "Sbx-" + secrets.token_urlsafe(12)
+
+
+def seed(state: SandboxState, spec: dict) -> dict:
+    """Create what ``spec`` describes and return a summary (see README, ``POST /control/seed``).
+
+    ``spec``: ``{"tenant": {"domain", "display_name"?, "id"?},
+    "app": {"display_name"?, "client_id"?, "secret"?, "redirect_uris"?, "api_permissions"?},
+    "users": [{"upn", "display_name"?, "password"?, "admin"?}],
+    "shared_mailboxes": [{"upn", "display_name"?}],
+    "permissions": [{"mailbox", "user", "full_access"?, "send_as"?, "send_on_behalf"?}]}``.
+    Several tenants: ``{"tenants": [spec, ...]}``.
+    """
+    if "tenants" in spec:
+        results = [seed(state, one) for one in spec["tenants"]]
+        return {"tenants": results}
+    with state.lock:
+        tenant_spec = spec.get("tenant") or {}
+        domain = tenant_spec.get("domain", "contoso.onmicrosoft.com")
+        tenant = state.tenant_by_ref(domain) or state.add_tenant(
+            domain, tenant_spec.get("display_name", domain.split(".")[0].title()), tenant_spec.get("id"))
+        result: dict = {"tenant_id": tenant.id, "tenant_domain": tenant.domain, "users": {},
+                        "shared_mailboxes": {}}
+        if "app" in spec:
+            app_spec = spec["app"] or {}
+            app = state.add_app(tenant.id, app_spec.get("display_name", "Epilot Outlook (sandbox)"),
+                                app_spec.get("redirect_uris", DEFAULT_REDIRECT_URIS),
+                                client_id=app_spec.get("client_id"), secret=app_spec.get("secret"))
+            app.api_permissions = list(app_spec.get("api_permissions", CONNECTOR_SCOPES))
+            result.update(client_id=app.client_id, client_secret=app.secrets[0],
+                          redirect_uris=app.redirect_uris)
+        for user_spec in spec.get("users", []):
+            password = user_spec.get("password") or _password()
+            user = state.add_user(tenant.id, user_spec["upn"], user_spec.get("display_name", user_spec["upn"]),
+                                  password=password, is_tenant_admin=bool(user_spec.get("admin")))
+            result["users"][user.upn] = {"id": user.id, "password": password, "admin": user.is_tenant_admin}
+        for box_spec in spec.get("shared_mailboxes", []):
+            box = state.add_user(tenant.id, box_spec["upn"], box_spec.get("display_name", box_spec["upn"]),
+                                 kind="shared")
+            result["shared_mailboxes"][box.upn] = {"id": box.id}
+        for perm in spec.get("permissions", []):
+            grant(state, perm, tenant.id)
+        return result
+
+
+def grant(state: SandboxState, perm: dict, tenant_id: str | None = None):
+    """Apply ``{"mailbox", "user", "full_access"?, "send_as"?, "send_on_behalf"?}`` (ids or UPNs)."""
+    mailbox = state.user_by_ref(perm["mailbox"], tenant_id=tenant_id)
+    user = state.user_by_ref(perm["user"], tenant_id=tenant_id)
+    if mailbox is None or user is None:
+        raise KeyError(f"unknown mailbox or user: {perm.get('mailbox')!r}, {perm.get('user')!r}")
+    return state.grant(mailbox.id, user.id, full_access=bool(perm.get("full_access")),
+                       send_as=bool(perm.get("send_as")), send_on_behalf=bool(perm.get("send_on_behalf")))
+
+
+def seed_demo(state: SandboxState, redirect_uris: list[str] | None = None, messages: bool = True) -> dict:
+    """The demo tenant (see README). Returns ids, client id/secret and credentials."""
+    domain = "contoso.onmicrosoft.com"
+    boxes = [("support", "Contoso Support"), ("billing", "Contoso Billing"), ("sales", "Contoso Sales"),
+             ("hr", "Contoso HR")]
+    svc = f"svc-helpdesk@{domain}"
+    full = {"full_access": True, "send_as": True}
+    result = seed(state, {
+        "tenant": {"domain": domain, "display_name": "Contoso"},
+        "app": {"display_name": "Epilot Outlook (sandbox)", "redirect_uris": redirect_uris or DEFAULT_REDIRECT_URIS},
+        "users": [{"upn": f"admin@{domain}", "display_name": "Contoso Admin", "admin": True},
+                  {"upn": svc, "display_name": "Helpdesk Service Account"}],
+        "shared_mailboxes": [{"upn": f"{name}@{domain}", "display_name": label} for name, label in boxes],
+        "permissions": [{"mailbox": f"support@{domain}", "user": svc, **full},
+                        {"mailbox": f"billing@{domain}", "user": svc, **full},
+                        {"mailbox": f"sales@{domain}", "user": svc, "send_on_behalf": True}],
+    })
+    users = result["users"]
+    result["admin"] = {"username": f"admin@{domain}", "password": users[f"admin@{domain}"]["password"],
+                       "id": users[f"admin@{domain}"]["id"]}
+    result["service_account"] = {"username": svc, "password": users[svc]["password"], "id": users[svc]["id"]}
+    result["demo_messages"] = generate_demo_mail(state, list(result["shared_mailboxes"])) if messages else 0
+    return result
+
+
+def generate_demo_mail(state: SandboxState, mailboxes: list[str]) -> int:
+    """Fill the demo mailboxes through the mail room's generator, when it has one (else 0 messages).
+
+    Hook: ``graph_mail.generate_messages(state, mailbox, count)`` (or ``generate_demo_messages``).
+    """
+    from . import graph_mail
+    generator = getattr(graph_mail, "generate_messages", None) or getattr(graph_mail, "generate_demo_messages",
+                                                                          None)
+    if generator is None:
+        return 0
+    total = 0
+    for upn in mailboxes:
+        box = state.user_by_ref(upn)
+        result = generator(state, box.id, DEMO_MESSAGES_PER_MAILBOX)
+        total += len(result) if isinstance(result, (list, tuple)) else int(result or 0)
+    return total
