@@ -1,0 +1,21 @@
+{
+    'name': "Outlook Shared Inboxes",
+    'version': '19.0.1.0.0',
+    'category': 'Productivity/Discuss',
+    'sequence': 250,
+    'summary': "Bring Microsoft 365 shared mailboxes into Odoo through Microsoft Graph.",
+    'description': " ",  # Non-empty string to avoid loading a README file as the module description.
+    'author': "epilot",
+    'license': 'LGPL-3',
+    'depends': ['mail'],
+    'external_dependencies': {
+        'python': ['msal', 'cryptography', 'requests'],
+    },
+    'data': [
+        'security/epilot_outlook_security.xml',
+        'security/ir.model.access.csv',
+
+    ],
+    'application': True,
+    'installable': True,
+}
