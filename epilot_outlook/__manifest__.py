@@ -15,6 +15,10 @@
         'security/epilot_outlook_security.xml',
         'security/ir.model.access.csv',
 
+        'views/epilot_outlook_connection_views.xml',
+        'views/epilot_outlook_email_address_views.xml',
+        'views/epilot_shared_inbox_views.xml',
+        'views/epilot_outlook_menus.xml',  # After the views: the menus open their actions.
     ],
     'application': True,
     'installable': True,
