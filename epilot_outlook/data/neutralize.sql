@@ -1,0 +1,8 @@
+-- A neutralized copy must never talk to the production tenant: drop the tokens and mark the connection
+-- disconnected. The tenant id and identity ciphertexts stay, so the copy still shows whom it was linked to.
+UPDATE epilot_outlook_connection
+   SET outlook_refresh_token_ciphertext = NULL,
+       outlook_access_token_ciphertext = NULL,
+       access_token_expiry = NULL,
+       state = 'disconnected'
+ WHERE state != 'not_connected';
