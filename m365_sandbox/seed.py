@@ -97,18 +97,11 @@ def seed_demo(state: SandboxState, redirect_uris: list[str] | None = None, messa
 
 
 def generate_demo_mail(state: SandboxState, mailboxes: list[str]) -> int:
-    """Fill the demo mailboxes through the mail room's generator, when it has one (else 0 messages).
-
-    Hook: ``graph_mail.generate_messages(state, mailbox, count)`` (or ``generate_demo_messages``).
-    """
+    """Fill the demo mailboxes with the mail room's generator ``graph_mail.generate_mail(state, mailbox,
+    count, seed=)``; 0 messages when that room has none (yet)."""
     from . import graph_mail
-    generator = getattr(graph_mail, "generate_messages", None) or getattr(graph_mail, "generate_demo_messages",
-                                                                          None)
+    generator = getattr(graph_mail, "generate_mail", None)
     if generator is None:
         return 0
-    total = 0
-    for upn in mailboxes:
-        box = state.user_by_ref(upn)
-        result = generator(state, box.id, DEMO_MESSAGES_PER_MAILBOX)
-        total += len(result) if isinstance(result, (list, tuple)) else int(result or 0)
-    return total
+    return sum(int(generator(state, upn, DEMO_MESSAGES_PER_MAILBOX, seed=i) or 0)
+               for i, upn in enumerate(mailboxes))
