@@ -18,20 +18,23 @@ Facts about MSAL worth knowing here (contract §1.8):
   locally for an identical request (same refresh token, same scopes). A refresh that just failed with
   ``invalid_grant`` therefore fails again for a minute without reaching Microsoft; that is harmless for a
   dead refresh token, and a reconnect uses a new code, hence a new request.
-* A 5xx from the token endpoint makes MSAL raise ``requests.HTTPError``; it becomes :class:`TransientError`
-  here. A 429 is caught before MSAL sees it and becomes :class:`Throttled` with its ``Retry-After``.
+* A 5xx from the token endpoint makes MSAL raise (``MsalServiceError("HTTP Error: 503")`` in 1.39, a
+  ``requests.HTTPError`` in older versions); it becomes :class:`TransientError` here. A 429 is caught before MSAL sees it and becomes :class:`Throttled` with its ``Retry-After``.
 """
 import base64
 import binascii
 import datetime
 import json
 import logging
+import re
 import threading
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
 
 import msal
+import msal.exceptions
 import requests
 
 from . import errors
@@ -118,6 +121,8 @@ class _TokenHttpSession(requests.Session):
 
     def request(self, method, url, **kwargs):
         kwargs.setdefault('timeout', self.timeout)
+        # Per request, because requests lets REQUESTS_CA_BUNDLE override a session's ``verify``.
+        kwargs.setdefault('verify', self.verify)
         response = super().request(method, url, **kwargs)
         if response.status_code == 429:
             raise errors.Throttled(
@@ -218,6 +223,10 @@ class OAuthClient:
         keyed by the state's nonce) and send the user to ``flow['auth_uri']``. Never put it in a URL or a
         cookie the browser can read.
 
+        The response comes back in the query string, not as a ``form_post``: a cross-site POST from Microsoft
+        would arrive without Odoo's ``SameSite=Lax`` session cookie, so an ``auth='user'`` callback could not
+        tell who is signing in. The code in the URL is useless without the PKCE verifier and client secret.
+
         :param str redirect_uri: Registered redirect URI.
         :param str state: A signed state from ``oauth_state.issue`` (MSAL checks it comes back unchanged).
         :param str login_hint: The service account's UPN, to preselect it.
@@ -225,9 +234,12 @@ class OAuthClient:
         :return: MSAL's flow dict (``auth_uri``, ``state``, ``code_verifier``, ``nonce``, ...).
         :rtype: dict
         """
-        with self._msal_errors():
+        with self._msal_errors(), warnings.catch_warnings():
+            # MSAL warns on every non-form_post flow; query is deliberate here (see above).
+            warnings.filterwarnings('ignore', message=r"response_mode='form_post' is recommended")
             return self._application().initiate_auth_code_flow(
                 list(MSAL_SCOPES), redirect_uri=redirect_uri, state=state, login_hint=login_hint, prompt=prompt,
+                response_mode='query',
             )
 
     def finish_sign_in(self, flow, callback_params):
@@ -332,8 +344,11 @@ class _MsalErrors:
     def __exit__(self, exc_type, exc, _tb):
         if exc is None or isinstance(exc, errors.OutlookError):
             return False
-        if isinstance(exc, requests.HTTPError):
-            status = exc.response.status_code if exc.response is not None else None
+        if isinstance(exc, (requests.HTTPError, msal.exceptions.MsalServiceError)):
+            # MSAL raises on a 5xx from the token endpoint: requests' HTTPError, or (1.3x, through its
+            # NormalizedResponse) MsalServiceError("HTTP Error: 503").
+            response = getattr(exc, 'response', None)
+            status = response.status_code if response is not None else _http_status_in(str(exc))
             raise errors.TransientError("The identity platform answered HTTP %s." % status, status=status) \
                 from None
         if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
@@ -344,6 +359,11 @@ class _MsalErrors:
             _logger.warning("Microsoft 365: discovery failed for %s", self._client.authority)
             raise errors.TenantNotFound("No OpenID configuration for %s." % self._client.authority) from None
         return False
+
+
+def _http_status_in(text):
+    match = re.search(r'\b([45]\d\d)\b', text)
+    return int(match.group(1)) if match else None
 
 
 def _single_values(params):
