@@ -229,3 +229,8 @@ def control(http, sandbox, method: str, path: str, **kwargs):
     response = http.request(method, sandbox.control_base + path, timeout=30, **kwargs)
     assert response.status_code < 300, response.text
     return response.json() if response.content else None
+
+
+def drain(http, sandbox, timeout: float = 15) -> None:
+    """Wait until the sandbox has no notification queued, gathering or in flight."""
+    assert control(http, sandbox, "POST", "/subscriptions/drain", json={"timeout": timeout})["drained"]
