@@ -1,0 +1,154 @@
+"""The Graph edge every mail endpoint runs behind: bearer token, request ids, Outlook throttling per
+(client app id, mailbox) (contract §5), injected faults, and request counters for the control plane.
+
+Settings (``state.settings``): ``throttle_window_requests`` (10000), ``throttle_window_s`` (600),
+``throttle_concurrency`` (4), ``throttle_concurrency_retry_after`` (2 s).
+Faults (``state.faults["graph"]``): ``"429": N`` / ``"503": N`` / ``"504": N`` answer the next N requests with
+that status; ``"retry_after": S`` is the Retry-After they carry (default 10); ``"latency_ms": X`` delays every
+request (inside the in-flight window, so concurrency limits bite).
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import functools
+import inspect
+import json
+import math
+import uuid
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .auth import GraphDenied, require_token
+from .errors import graph_error
+from .state import AccessToken, SandboxState
+
+
+def too_many_requests(retry_after: int, client_request_id: str | None = None) -> JSONResponse:
+    """The exact Outlook 429 of contract §5."""
+    request_id = str(uuid.uuid4())
+    body = {"error": {"code": "TooManyRequests", "innerError": {
+        "code": "429", "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+        "message": "Please retry after", "request-id": request_id, "status": "429"},
+        "message": "Please retry again later."}}
+    return JSONResponse(body, status_code=429, headers={
+        "Retry-After": str(int(retry_after)), "request-id": request_id,
+        "client-request-id": client_request_id or request_id})
+
+
+def _mailbox_key(state: SandboxState, token: AccessToken, ref: str) -> str:
+    if ref.lower() == "me":
+        return token.user_id
+    user = state.user_by_ref(ref, tenant_id=token.tenant_id)
+    return user.id if user else ref.lower()
+
+
+class _Slot:
+    """One request's place in the (app, mailbox) window and in-flight count."""
+
+    def __init__(self, state: SandboxState, key: tuple):
+        self.state, self.key = state, key
+        throttle = state.extra.setdefault("mail_throttle", {"window": {}, "inflight": collections.Counter()})
+        self.window = throttle["window"].setdefault(key, collections.deque())
+        self.inflight = throttle["inflight"]
+
+    def enter(self) -> int | None:
+        """Take the slot, or return the Retry-After seconds of a 429."""
+        settings = self.state.settings
+        limit = settings.get("throttle_window_requests", 10000)
+        span = settings.get("throttle_window_s", 600)
+        now = self.state.now().timestamp()
+        with self.state.lock:
+            while self.window and self.window[0] <= now - span:
+                self.window.popleft()
+            if len(self.window) >= limit:
+                return max(1, math.ceil(self.window[0] + span - now))
+            if self.inflight[self.key] >= settings.get("throttle_concurrency", 4):
+                return settings.get("throttle_concurrency_retry_after", 2)
+            self.window.append(now)
+            self.inflight[self.key] += 1
+        return None
+
+    def leave(self) -> None:
+        with self.state.lock:
+            self.inflight[self.key] -= 1
+
+
+def _count(state: SandboxState, token: AccessToken, mailbox_id: str) -> None:
+    counts = state.extra.setdefault("mail_counts", {"mailboxes": collections.Counter(),
+                                                    "apps": collections.Counter()})
+    user = state.users.get(mailbox_id)
+    counts["mailboxes"][user.upn if user else mailbox_id] += 1
+    counts["apps"][token.client_id] += 1
+
+
+def _take_fault(state: SandboxState) -> tuple[int, int] | None:
+    faults = state.faults.get("graph") or {}
+    with state.lock:
+        for status in ("429", "503", "504"):
+            left = faults.get(status) or 0
+            if left > 0:
+                faults[status] = left - 1
+                return int(status), int(faults.get("retry_after", 10))
+    return None
+
+
+def fault_response(status: int, retry_after: int, client_request_id: str | None) -> Response:
+    if status == 429:
+        return too_many_requests(retry_after, client_request_id)
+    if status == 503:
+        return graph_error(503, "serviceNotAvailable", "The service is temporarily unavailable. Retry later.",
+                           headers={"Retry-After": str(retry_after)}, client_request_id=client_request_id)
+    return graph_error(504, "UnknownError", "The gateway did not receive a timely response.",
+                       client_request_id=client_request_id)
+
+
+def graph_endpoint(state: SandboxState):
+    """Decorator for ``handler(request, token)`` (sync or async) that returns a Starlette response."""
+    def wrap(handler):
+        @functools.wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            client_request_id = request.headers.get("client-request-id")
+            try:
+                token = require_token(state, request)
+                mailbox_id = _mailbox_key(state, token, request.path_params.get("mailbox", "me"))
+                _count(state, token, mailbox_id)
+                slot = _Slot(state, (token.client_id, mailbox_id))
+                retry_after = slot.enter()
+                if retry_after is not None:
+                    response = too_many_requests(retry_after, client_request_id)
+                else:
+                    try:
+                        latency = (state.faults.get("graph") or {}).get("latency_ms")
+                        if latency:
+                            await asyncio.sleep(latency / 1000)
+                        fault = _take_fault(state)
+                        if fault:
+                            response = fault_response(*fault, client_request_id)
+                        else:
+                            response = handler(request, token)
+                            if inspect.isawaitable(response):
+                                response = await response
+                    finally:
+                        slot.leave()
+            except GraphDenied as exc:
+                response = exc.response
+            request_id = response.headers.get("request-id") or str(uuid.uuid4())
+            response.headers["request-id"] = request_id
+            response.headers["client-request-id"] = client_request_id or response.headers.get(
+                "client-request-id", request_id)
+            return response
+        return endpoint
+    return wrap
+
+
+ODATA_JSON = ("application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;"
+              "charset=utf-8")
+
+
+def odata(body: dict, status: int = 200, headers: dict | None = None) -> Response:
+    """A Graph JSON response (UTF-8, not ASCII-escaped, compact)."""
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return Response(data, status_code=status, headers=headers, media_type=ODATA_JSON)
