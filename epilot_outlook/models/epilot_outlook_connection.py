@@ -110,7 +110,7 @@ class EpilotOutlookConnection(models.Model):
 
     def _compute_display_name(self):
         for connection in self:
-            connection.display_name = self.env._("Outlook (%(company)s)", company=connection.company_id.name)
+            connection.display_name = self.env._("Outlook (%(company)s)", company=connection.company_id.name or "")
 
     def _compute_has_refresh_token(self):
         stored_ids = set()
