@@ -202,4 +202,4 @@ class EpilotOutlookConnection(models.Model):
         if not rows:
             raise MissingError(self.env._("The Outlook connection %(id)s no longer exists.", id=self.id))
         # psycopg2 returns bytea as memoryview; callers get plain bytes.
-        return {name: None if value is None else bytes(value) for name, value in zip(names, rows[0])}
+        return {name: None if value is None else bytes(value) for name, value in zip(names, rows[0], strict=True)}

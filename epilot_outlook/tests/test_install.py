@@ -55,7 +55,8 @@ class TestInstall(TransactionCase):
                                'epilot_outlook_email_address_backfill_days_range')
         """)
         self.assertEqual(len(self.env.cr.fetchall()), 2)
-        self.env.cr.execute("SELECT 1 FROM pg_indexes WHERE indexname = 'epilot_outlook_email_address_email_connection_uniq'")
+        self.env.cr.execute(
+            "SELECT 1 FROM pg_indexes WHERE indexname = 'epilot_outlook_email_address_email_connection_uniq'")
         self.assertEqual(self.env.cr.rowcount, 1)
         self.env.cr.execute("""
             SELECT column_name, data_type FROM information_schema.columns
