@@ -71,29 +71,59 @@ def grant(state: SandboxState, perm: dict, tenant_id: str | None = None):
                        send_as=bool(perm.get("send_as")), send_on_behalf=bool(perm.get("send_on_behalf")))
 
 
+DEMO_DOMAIN = "contoso.onmicrosoft.com"
+DEMO_MAILBOXES = [("support", "Contoso Support"), ("billing", "Contoso Billing"), ("sales", "Contoso Sales"),
+                  ("hr", "Contoso HR")]
+
+
 def seed_demo(state: SandboxState, redirect_uris: list[str] | None = None, messages: bool = True) -> dict:
     """The demo tenant (see README). Returns ids, client id/secret and credentials."""
-    domain = "contoso.onmicrosoft.com"
-    boxes = [("support", "Contoso Support"), ("billing", "Contoso Billing"), ("sales", "Contoso Sales"),
-             ("hr", "Contoso HR")]
-    svc = f"svc-helpdesk@{domain}"
+    svc = f"svc-helpdesk@{DEMO_DOMAIN}"
     full = {"full_access": True, "send_as": True}
-    result = seed(state, {
-        "tenant": {"domain": domain, "display_name": "Contoso"},
+    seed(state, {
+        "tenant": {"domain": DEMO_DOMAIN, "display_name": "Contoso"},
         "app": {"display_name": "Epilot Outlook (sandbox)", "redirect_uris": redirect_uris or DEFAULT_REDIRECT_URIS},
-        "users": [{"upn": f"admin@{domain}", "display_name": "Contoso Admin", "admin": True},
+        "users": [{"upn": f"admin@{DEMO_DOMAIN}", "display_name": "Contoso Admin", "admin": True},
                   {"upn": svc, "display_name": "Helpdesk Service Account"}],
-        "shared_mailboxes": [{"upn": f"{name}@{domain}", "display_name": label} for name, label in boxes],
-        "permissions": [{"mailbox": f"support@{domain}", "user": svc, **full},
-                        {"mailbox": f"billing@{domain}", "user": svc, **full},
-                        {"mailbox": f"sales@{domain}", "user": svc, "send_on_behalf": True}],
+        "shared_mailboxes": [{"upn": f"{name}@{DEMO_DOMAIN}", "display_name": label}
+                             for name, label in DEMO_MAILBOXES],
+        "permissions": [{"mailbox": f"support@{DEMO_DOMAIN}", "user": svc, **full},
+                        {"mailbox": f"billing@{DEMO_DOMAIN}", "user": svc, **full},
+                        {"mailbox": f"sales@{DEMO_DOMAIN}", "user": svc, "send_on_behalf": True}],
     })
-    users = result["users"]
-    result["admin"] = {"username": f"admin@{domain}", "password": users[f"admin@{domain}"]["password"],
-                       "id": users[f"admin@{domain}"]["id"]}
-    result["service_account"] = {"username": svc, "password": users[svc]["password"], "id": users[svc]["id"]}
+    result = demo_summary(state)
     result["demo_messages"] = generate_demo_mail(state, list(result["shared_mailboxes"])) if messages else 0
     return result
+
+
+def demo_summary(state: SandboxState, redirect_uris: list[str] | None = None) -> dict | None:
+    """The demo seed's summary, read back from ``state`` (e.g. after loading a state file); None if absent.
+
+    ``redirect_uris`` given: they are added to the demo app when missing.
+    """
+    with state.lock:
+        tenant = state.tenant_by_ref(DEMO_DOMAIN)
+        app = next((a for a in state.apps.values() if tenant and a.tenant_id == tenant.id), None)
+        if tenant is None or app is None or not app.secrets:
+            return None
+        for uri in redirect_uris or []:
+            if uri not in app.redirect_uris:
+                app.redirect_uris.append(uri)
+
+        def account(upn):
+            user = state.user_by_ref(upn, tenant_id=tenant.id)
+            return {"username": user.upn, "password": user.password, "id": user.id} if user else None
+
+        users = [u for u in state.users.values() if u.tenant_id == tenant.id]
+        return {
+            "tenant_id": tenant.id, "tenant_domain": tenant.domain, "client_id": app.client_id,
+            "client_secret": app.secrets[0], "redirect_uris": list(app.redirect_uris),
+            "users": {u.upn: {"id": u.id, "password": u.password, "admin": u.is_tenant_admin}
+                      for u in users if u.kind == "user"},
+            "shared_mailboxes": {u.upn: {"id": u.id} for u in users if u.kind == "shared"},
+            "admin": account(f"admin@{DEMO_DOMAIN}"),
+            "service_account": account(f"svc-helpdesk@{DEMO_DOMAIN}"),
+        }
 
 
 def generate_demo_mail(state: SandboxState, mailboxes: list[str]) -> int:
