@@ -1,3 +1,5 @@
+import base64
+
 from odoo.exceptions import AccessError
 from odoo.service.model import get_public_method
 from odoo.tests import tagged
@@ -31,6 +33,7 @@ class TestSecretStorage(EpilotOutlookCommon):
             self.assertNotIn(marker, text)
         for ciphertext in SECRETS.values():
             self.assertNotIn(repr(ciphertext)[2:-1], text)
+            self.assertNotIn(base64.b64encode(ciphertext).decode(), text)  # As a Binary field would return it.
 
     # === STORE AND LOAD === #
 
@@ -102,6 +105,7 @@ class TestSecretStorage(EpilotOutlookCommon):
 
     def test_not_in_read(self):
         self.assertNoSecretIn(self.connection_as_admin.read())  # read() without fields reads them all.
+        self.assertNoSecretIn(self.connection.sudo().read())  # Not even the superuser reads them as fields.
         for column in OUTLOOK_SECRET_COLUMNS.values():
             with self.subTest(column=column), self.assertRaises(ValueError):
                 self.connection_as_admin.read([column])
@@ -119,6 +123,7 @@ class TestSecretStorage(EpilotOutlookCommon):
         specification['email_address_ids'] = {'fields': {}}
         specification['company_id'] = {'fields': {}}
         self.assertNoSecretIn(self.connection_as_admin.web_read(specification))
+        self.assertNoSecretIn(self.connection_as_admin.web_search_read([], specification))
 
     def test_not_in_export(self):
         Connection = self.connection_as_admin
