@@ -25,6 +25,14 @@ without_demo = True
 log_level = info
 CONF
 
+# The token encryption keyring, as make run passes it (env var, so odoo.conf warns about no unknown option).
+if [ -z "${EPILOT_OUTLOOK_KEYS:-}" ]; then
+    [ -s "$VAR/epilot_outlook-test.key" ] || "$VENV/bin/python" -c \
+        'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())' > "$VAR/epilot_outlook-test.key"
+    EPILOT_OUTLOOK_KEYS=$(cat "$VAR/epilot_outlook-test.key")
+    export EPILOT_OUTLOOK_KEYS
+fi
+
 depends=$(module_depends)
 if [ -z "$depends" ]; then
     echo "Odoo suite: $MODULE/__manifest__.py is missing or has no depends: the module cannot be installed"
