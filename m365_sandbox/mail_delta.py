@@ -133,9 +133,9 @@ def routes(state: SandboxState, endpoint) -> list:
         body = {"@odata.context": f"{request.url.scheme}://{request.url.netloc}/v1.0/$metadata#Collection(message)",
                 "value": value}
         if saved["ph"] == "wait":
-            body["@odata.deltaLink"] = link(path_base, [("$deltatoken", sign(state, saved))])
+            body["@odata.deltaLink"] = link(path_base, [("$deltatoken", sign(state, saved))], "$")
         else:
-            body["@odata.nextLink"] = link(path_base, [("$skiptoken", sign(state, saved))])
+            body["@odata.nextLink"] = link(path_base, [("$skiptoken", sign(state, saved))], "$")
         return odata(body, headers=prefer.applied(prefer.maxpagesize))
 
     return [Route(prefix + "/mailFolders/{folder}/messages/delta", delta, methods=["GET"])

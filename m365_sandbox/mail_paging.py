@@ -66,8 +66,9 @@ def json_body(raw: bytes) -> dict:
     return data
 
 
-def link(base: str, params: list[tuple[str, str]]) -> str:
-    return base + "?" + urllib.parse.urlencode(params, quote_via=urllib.parse.quote, safe=",")
+def link(base: str, params: list[tuple[str, str]], safe: str = ",") -> str:
+    """A paging link; Graph spells list links ``?%24skip=…`` and delta links ``?$deltatoken=…``."""
+    return base + "?" + urllib.parse.urlencode(params, quote_via=urllib.parse.quote, safe=safe)
 
 
 def query_once(request: Request) -> dict:

@@ -136,7 +136,10 @@ def well_known(state: SandboxState, mailbox_id: str, name: str) -> Folder:
 # ------------------------------------------------------------------------------------------------------
 
 def log_change(state: SandboxState, folder_id: str, kind: str, msg: Message, props: tuple = ()) -> None:
-    """Append to the folder's delta log: ``created``, ``updated`` (with the changed props) or ``removed``."""
+    """Append to the folder's delta log: ``created``, ``updated`` (with the changed props) or ``removed`` (with
+    the mutable id the message had in this folder)."""
+    if kind == "removed":
+        props = (msg.id,)
     state.extra.setdefault("mail_delta_log", {}).setdefault(folder_id, []).append((kind, msg.immutable_id, props))
 
 
