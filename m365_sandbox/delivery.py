@@ -45,12 +45,14 @@ DEFAULTS = {
     "subscription_patch_revalidates": True,  # a PATCHed notificationUrl gets the handshake (undocumented)
     "subscriptions_page_size": 100,
     "reauthorize_patch_bug_window_s": 600,  # §2.4: reauthorize and PATCH within this window = client bug
+    "lifecycle_auto_reauthorization": False,  # §2.4 reminders before expiry: every half of the remaining time
+                                              # while > 60 min remain, then every 15 min (sandbox clock)
 }
 
 # Faults this room reads from ``state.faults`` (all off by default).
 FAULT_KEYS = (
     "delivery_duplicate",            # int n (next n notifications) or true (all): each is sent twice, in two POSTs
-    "delivery_out_of_order",         # true: batches are delivered in reverse order of the changes
+    "delivery_out_of_order",         # true: each batch lists its notifications newest first
     "delivery_drop",                 # int n: the next n change notifications are silently dropped
     "delivery_wrong_client_state",   # int n: the next n batches carry an extra copy with a forged clientState
     "delivery_vary_resource_format",  # true: rotate the three documented ``resource`` spellings
@@ -299,7 +301,11 @@ class DeliveryWorker:
     # --- scheduling --------------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        last_tick = 0.0
         while True:
+            if time.monotonic() - last_tick >= 0.5:
+                last_tick = time.monotonic()
+                self._remind()
             with self.cond:
                 now = time.monotonic()
                 ready = []
@@ -310,7 +316,7 @@ class DeliveryWorker:
                         ready.append(batch)
                 self.inflight += len(ready)
                 if not ready:
-                    self.cond.wait(min(self.heap[0][0] - now, 1.0) if self.heap else 1.0)
+                    self.cond.wait(min(self.heap[0][0] - now, 0.5) if self.heap else 0.5)
                     continue
             for batch in ready:
                 self.pool.submit(self._deliver, batch)
@@ -393,6 +399,25 @@ class DeliveryWorker:
                 if sub is not None and live(sub, state.now()):
                     lifecycle_event(state, sub, "missed")
 
+    def _remind(self) -> None:
+        """§2.4: ``reauthorizationRequired`` ahead of expiry, without pausing (only with the setting on)."""
+        state = self.state
+        try:
+            with state.lock:
+                if not setting(state, "lifecycle_auto_reauthorization"):
+                    return
+                now = state.now()
+                for sub in list(state.subscriptions.values()):
+                    if not live(sub, now) or not sub.lifecycle_notification_url:
+                        continue
+                    due = plan_reminder(state, sub)
+                    if now >= due:
+                        lifecycle_event(state, sub, "reauthorizationRequired", pause=False)
+                        plan_reminder(state, sub, after_sending=True)
+        except Exception as exc:  # keep the scheduler alive
+            _append(state, "dropped", {"reason": f"internal error in reminders: {exc!r}", "url": None,
+                                       "notification": None})
+
     # --- §2.3 slow/drop throttling ----------------------------------------------------------------------
 
     def _account(self, url: str, seconds: float, timed_out: bool) -> None:
@@ -421,6 +446,26 @@ class DeliveryWorker:
         if over_slow > 0.10:
             return "slow"
         return None
+
+
+def plan_reminder(state: SandboxState, sub: Subscription, after_sending: bool = False) -> dt.datetime:
+    """When the next automatic ``reauthorizationRequired`` is due; planned anew when the expiry changes.
+
+    Every half of the remaining time while more than 60 minutes remain, then every 15 minutes.
+    """
+    with state.lock:
+        schedule = room(state).setdefault("reminders", {})   # sub id -> (due, the expiration it was for)
+        due, planned_for = schedule.get(sub.id, (None, None))
+        if due is None or planned_for != sub.expiration or after_sending:
+            now = state.now()
+            remaining = sub.expiration - now
+            hour = dt.timedelta(minutes=60)
+            if remaining > hour:
+                due = now + remaining / 2
+            else:
+                due = now + dt.timedelta(minutes=15) if after_sending else now
+            schedule[sub.id] = (due, sub.expiration)
+        return due
 
 
 _WORKERS: dict = {}

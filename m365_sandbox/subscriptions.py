@@ -33,18 +33,40 @@ Control routes (JSON, no auth)
 ``GET  /control/subscriptions/faults``          the delivery faults and settings in effect
 ``POST /control/subscriptions/faults``          merge ``{"faults": {...}, "settings": {...}}`` (keys below)
 
-Settings (``state.settings``)
------------------------------
-``shared_mailbox_subscriptions`` "documented" (403 ExtensionError for another user's mailbox under a delegated
-token, §0) | "lenient" (accepted with a ``.Shared`` read scope and Full Access);
-``allow_http_loopback_notification_urls`` (false: https only); ``client_state_max_length`` (128; the
-changeNotification page says 255); ``subscription_patch_revalidates`` (true: a PATCHed notificationUrl gets the
-handshake again; undocumented either way); ``subscriptions_page_size`` (100); ``reauthorize_patch_bug_window_s``
-(600); and the delivery settings in :data:`m365_sandbox.delivery.DEFAULTS` (``validation_timeout_s``,
-``delivery_timeout_s``, ``delivery_retry_timeout_s``, ``delivery_backoff_base_s``, ``delivery_max_attempts``,
-``delivery_batch_window_s``, ``notification_ca_bundle``, ...).
+Settings (``state.settings``; defaults in :data:`m365_sandbox.delivery.DEFAULTS`)
+-----------------------------------------------------------------------------------
+``shared_mailbox_subscriptions``       "documented" (default: 403 ExtensionError for any mailbox other than the
+                                       signed-in user's under a delegated token, §0) | "lenient" (accepted with a
+                                       ``.Shared`` read scope and Full Access, else 403)
+``allow_http_loopback_notification_urls``  false: https only; true: also http on 127.0.0.0/8, ::1, localhost
+``validation_timeout_s`` 10            handshake answer deadline (§2.2)
+``delivery_timeout_s`` 3               first POST deadline; slower answers count as failures (§2.3)
+``delivery_retry_timeout_s`` 10        deadline of retried POSTs
+``delivery_backoff_base_s`` 1.0        retry n waits base * 2**(n-1) s (Graph's 4 h window, scaled down)
+``delivery_max_attempts`` 8            then the batch is dropped (recorded) and, with
+``delivery_send_missed_on_drop`` true, each affected subscription gets a ``missed`` lifecycle event
+``delivery_batch_window_s`` 0.2        notifications to one URL within this window share one POST
+``notification_ca_bundle`` None        CA file to verify https webhooks; None = no verification (sandbox only)
+``client_state_max_length`` 128        (the changeNotification page says 255)
+``subscription_patch_revalidates`` true  a PATCHed notificationUrl gets the handshake again (undocumented)
+``subscriptions_page_size`` 100        ``GET /subscriptions`` page size
+``reauthorize_patch_bug_window_s`` 600 reauthorize + PATCH within this = client bug
+``lifecycle_auto_reauthorization`` false  send ``reauthorizationRequired`` reminders before expiry (every half of
+                                       the remaining time while > 60 min remain, then every 15 min; no pause)
+``delivery_throttle_window_s`` 600, ``delivery_throttle_min_samples`` 10, ``delivery_slow_delay_s`` 600
+                                       §2.3 slow/drop accounting (with the fault below)
 
-Faults (``state.faults``): see :data:`m365_sandbox.delivery.FAULT_KEYS`.
+Faults (``state.faults``, or ``POST /control/subscriptions/faults``)
+--------------------------------------------------------------------
+``delivery_duplicate``            int n (next n notifications) or true (all): each is delivered twice, in two POSTs
+``delivery_out_of_order``         true: each batch lists its notifications newest first
+``delivery_drop``                 int n: the next n change notifications are silently dropped (recorded)
+``delivery_wrong_client_state``   int n: the next n batches carry an extra copy with a forged clientState
+``delivery_vary_resource_format`` true: rotate ``Users/{id}/Messages/{mid}``, ``users/{id}@{tid}/messages/{mid}``,
+                                  ``Users('{id}')/messages('{mid}')``
+``delivery_throttling``           true: "slow" once >10% of answers in the window exceeded the 3 s deadline (new
+                                  notifications delayed ``delivery_slow_delay_s``), "drop" once >15% exceeded the
+                                  10 s retry timeout (new notifications dropped)
 
 Hooks: the room registers ``state.extra["on_mail_change"]`` (``cb(state, message, change_type)``) and
 ``state.extra["on_consent_revoked"]`` (``fn(state, tenant_id, client_id)``: every live subscription of that app in
@@ -75,6 +97,8 @@ MAX_LIFETIME_MIN = 10070
 CHANGE_TYPES = ("created", "updated", "deleted")
 TLS_VERSIONS = ("v1_0", "v1_1", "v1_2", "v1_3")
 LIFECYCLE_EVENTS = ("reauthorizationRequired", "subscriptionRemoved", "missed")
+SHARED_SETTINGS = ("shared_mailbox_subscriptions", "allow_http_loopback_notification_urls")   # in state.py
+SETTING_KEYS = (*delivery.DEFAULTS, *SHARED_SETTINGS)
 FORBIDDEN = "Operation: Create; Exception: [Status Code: Forbidden; Reason: Forbidden]"
 
 _RESOURCE = re.compile(
@@ -389,6 +413,7 @@ async def create_subscription(request: Request, state: SandboxState):
             client_state=client_state, immutable_ids=immutable, latest_supported_tls_version=tls,
             mailbox_id=mailbox_id, folder_id=folder_id)
         state.subscriptions[sub.id] = sub
+        delivery.plan_reminder(state, sub)
         headers = {"Location": f"{graph_root(request)}/subscriptions/{sub.id}"}
         if immutable:
             headers["Preference-Applied"] = 'IdType="ImmutableId"'
@@ -455,6 +480,7 @@ async def patch_subscription(request: Request, state: SandboxState):
         if new_url:
             sub.notification_url = new_url
         note_reauthorize_or_patch(state, sub, "patch")
+        delivery.plan_reminder(state, sub)
         return JSONResponse(render(request, sub))
 
 
@@ -594,18 +620,19 @@ async def control_faults(request: Request, state: SandboxState):
         body = await optional_json(request)
         faults, settings = body.get("faults") or {}, body.get("settings") or {}
         bad = [k for k in faults if k not in delivery.FAULT_KEYS] + [k for k in settings
-                                                                      if k not in delivery.DEFAULTS]
+                                                                      if k not in SETTING_KEYS]
         if bad:
             raise Problem(400, "unknown_keys", f"unknown keys: {', '.join(bad)}")
+        if settings.get("shared_mailbox_subscriptions", "documented") not in ("documented", "lenient"):
+            raise Problem(400, "invalid_value", "shared_mailbox_subscriptions is 'documented' or 'lenient'")
         with state.lock:
             state.faults.update(faults)
             state.settings.update(settings)
     with state.lock:
         return JSONResponse({
             "faults": {k: state.faults.get(k) for k in delivery.FAULT_KEYS},
-            "settings": {k: setting(state, k) for k in delivery.DEFAULTS},
-            "shared_mailbox_subscriptions": state.settings.get("shared_mailbox_subscriptions"),
-            "allow_http_loopback_notification_urls": state.settings.get("allow_http_loopback_notification_urls"),
+            "settings": {**{k: setting(state, k) for k in delivery.DEFAULTS},
+                         **{k: state.settings.get(k) for k in SHARED_SETTINGS}},
         })
 
 

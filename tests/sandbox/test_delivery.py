@@ -179,9 +179,14 @@ def test_vary_resource_format_fault(graph, receiver, world, http, sandbox):
     assert resources[2] == f"Users('{world.user.id}')/messages('{messages[2].id}')"
 
 
-def test_unknown_fault_key_rejected(http, sandbox):
+def test_control_faults_endpoint(http, sandbox):
     response = http.post(sandbox.control_base + "/subscriptions/faults", json={"faults": {"nope": 1}})
     assert response.status_code == 400
+    config = control(http, sandbox, "POST", "/subscriptions/faults",
+                     json={"settings": {"shared_mailbox_subscriptions": "lenient", "delivery_timeout_s": 1}})
+    assert config["settings"]["shared_mailbox_subscriptions"] == "lenient"
+    assert sandbox.state.settings["delivery_timeout_s"] == 1
+    assert config["faults"]["delivery_drop"] is None
 
 
 def test_https_delivery_with_ca_bundle(graph, https_receiver, world, sandbox):

@@ -150,3 +150,18 @@ def test_reauthorize_and_patch_far_apart_is_fine(graph, receiver, world, http, s
     sandbox.state.advance_clock(11 * 60)
     assert graph.call("POST", f"/subscriptions/{sub['id']}/reauthorize").status_code == 204
     assert control(http, sandbox, "GET", "/subscriptions/client-bugs")["client_bugs"] == []
+
+
+def test_automatic_reauthorization_reminders_before_expiry(graph, receiver, world, http, sandbox):
+    sandbox.state.settings["lifecycle_auto_reauthorization"] = True
+    sub = graph.create(receiver, expirationDateTime=in_minutes(50),
+                       lifecycleNotificationUrl=receiver.url("/lifecycle")).json()
+    receiver.wait_for(lambda: events(receiver))                  # under 60 min left: at once
+    sandbox.state.advance_clock(16 * 60)                         # then every 15 min
+    receiver.wait_for(lambda: len(events(receiver)) == 2)
+    assert events(receiver) == [(sub["id"], "reauthorizationRequired")] * 2
+    assert status(http, sandbox, sub["id"]) == "active"          # a reminder does not pause delivery
+    far = graph.create(receiver, resource="me/messages", expirationDateTime=in_minutes(600),
+                       lifecycleNotificationUrl=receiver.url("/lifecycle")).json()
+    sandbox.state.advance_clock(301 * 60)                        # half of the remaining time
+    receiver.wait_for(lambda: (far["id"], "reauthorizationRequired") in events(receiver))
