@@ -133,8 +133,8 @@ class GraphClient:
         self.max_retry_after = max_retry_after
         self._sleep = sleep
         self._session = session or requests.Session()
-        if ca_bundle:
-            self._session.verify = ca_bundle
+        # Passed on every request: requests lets REQUESTS_CA_BUNDLE override a session's ``verify``.
+        self._verify = ca_bundle or True
         self.check_url(self.base_url)
 
     # === BUSINESS METHODS - VERBS === #
@@ -185,6 +185,10 @@ class GraphClient:
             page = GraphPage(items=body.get('value') or [], next_link=body.get('@odata.nextLink'),
                              delta_link=body.get('@odata.deltaLink'), raw=body)
             yield page
+            if page.next_link and page.next_link == url:
+                # A server bug would otherwise keep a cron busy forever.
+                raise errors.GraphError("Graph returned the same nextLink twice; paging stopped.",
+                                        code='nextLinkLoop')
             url, page_params = page.next_link, None
 
     def delta(self, path_or_link, params=None, *, page_size=None, immutable_ids=False, headers=None):
@@ -345,6 +349,7 @@ class GraphClient:
                 with slot:
                     response = self._session.request(
                         method, url, params=params, json=json, headers=request_headers, timeout=self.timeout,
+                        verify=self._verify,
                         allow_redirects=False,   # a redirect must not carry the token to another host
                     )
             except requests.RequestException as exc:

@@ -137,6 +137,11 @@ class _TokenHttpSession(requests.Session):
 class OAuthClient:
     """MSAL wrapper for one app registration and one tenant.
 
+    Build one per operation (a sign-in, a refresh round) rather than keeping one for the life of the process:
+    MSAL's replay of a failed 400 lives in the instance, so a long-lived client would keep failing for 60 s
+    after the admin fixed the cause (re-enabled the account, restored consent). Construction is cheap; the
+    discovery request happens on first use.
+
     :param str client_id: Application (client) id.
     :param str client_secret: Client secret (kept only in the MSAL app; never logged).
     :param str authority_host: ``https://login.microsoftonline.com`` or the sandbox's address.

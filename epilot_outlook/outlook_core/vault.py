@@ -84,6 +84,8 @@ class Vault:
         keys = [key for key in _KEY_SEPARATORS_RE.split((keys_string or '').strip()) if key]
         return cls(keys)
 
+    generate_key = staticmethod(generate_key)
+
     # === BUSINESS METHODS === #
 
     @property

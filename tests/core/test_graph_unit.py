@@ -97,6 +97,15 @@ def test_iter_pages_follows_next_link_verbatim():
     assert session.calls[2]['url'] == link + 'x'
 
 
+def test_a_repeating_next_link_stops_paging():
+    link = BASE + '/users/x/messages?$skiptoken=1'
+    graph, session, _ = client([response(200, {'value': [1], '@odata.nextLink': link}),
+                                response(200, {'value': [2], '@odata.nextLink': link})])
+    with pytest.raises(errors.GraphError):
+        list(graph.iter_pages('/users/x/messages'))
+    assert len(session.calls) == 2
+
+
 def test_delta_sends_prefer_on_every_page_and_ends_with_delta_link():
     graph, session, _ = client([
         response(200, {'value': [{'id': 'a'}], '@odata.nextLink': BASE + '/d?$skiptoken=1'}),

@@ -211,7 +211,21 @@ def test_refresh_errors_are_mapped(sandbox, http, demo, break_it, expected, code
     assert 'AADSTS%d' % code in info.value.explanation
 
 
-def test_mfa_claims_challenge_is_kept(sandbox, http, demo):
+def test_msal_replays_a_failed_400_for_the_same_client_only(sandbox, http, demo):
+    client, tokens = signed_in(sandbox, http, demo)
+    account = user(sandbox, demo)
+    account.disabled = True
+    with pytest.raises(errors.GrantRevoked):
+        client.refresh(tokens.refresh_token)
+    account.disabled = False            # the admin re-enables the account...
+    with pytest.raises(errors.GrantRevoked):
+        client.refresh(tokens.refresh_token)    # ...but MSAL replays its cached 400 for 60 s
+    assert oauth_client(sandbox, demo).refresh(tokens.refresh_token).access_token   # a new client is fine
+
+
+@pytest.mark.parametrize('mfa_error', ['invalid_grant', 'interaction_required'])
+def test_mfa_claims_challenge_is_kept(sandbox, http, demo, mfa_error):
+    sandbox.state.settings['aad_mfa_error'] = mfa_error
     client, tokens = signed_in(sandbox, http, demo)
     user(sandbox, demo).mfa_required = True
     with pytest.raises(errors.InteractionRequired) as info:
