@@ -29,12 +29,21 @@ _SIGNING_CONTEXT = b'epilot_outlook.oauth_state.'
 _MIN_SECRET_BYTES = 16
 
 
+def new_nonce():
+    """Return a fresh random nonce (128 bits, URL-safe) for :func:`issue`.
+
+    :rtype: str
+    """
+    return secrets.token_urlsafe(16)
+
+
 def issue(secret, payload, now=None):
     """Return a new signed state for ``payload``.
 
     :param bytes secret: HMAC key, at least 16 bytes.
     :param dict payload: Must contain ``database``, ``company_id``, ``connection_id`` and ``user_id``; other
-        JSON-serialisable keys are carried along. ``nonce`` and ``iat`` are added (and overwritten).
+        JSON-serialisable keys are carried along. ``iat`` is added. ``nonce`` is generated unless the payload
+        brings one from :func:`new_nonce` (so the caller can record it before sending the state out).
     :param now: Issue time as epoch seconds or an aware ``datetime`` (default: now).
     :return: The state, URL-safe.
     :rtype: str
@@ -44,7 +53,10 @@ def issue(secret, payload, now=None):
     missing = [field for field in BOUND_FIELDS if payload.get(field) in (None, '')]
     if missing:
         raise ValueError("OAuth state payload lacks %s" % ', '.join(missing))
-    body = dict(payload, nonce=secrets.token_urlsafe(16), iat=int(_epoch(now)))
+    nonce = payload.get('nonce') or new_nonce()
+    if not isinstance(nonce, str) or len(nonce) < 16:
+        raise ValueError("An OAuth state nonce must be a random string of at least 16 characters (new_nonce())")
+    body = dict(payload, nonce=nonce, iat=int(_epoch(now)))
     encoded = _b64encode(json.dumps(body, separators=(',', ':'), sort_keys=True).encode('utf-8'))
     return '%s.%s.%s' % (_VERSION, encoded, _sign(secret, encoded))
 

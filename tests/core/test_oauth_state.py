@@ -89,3 +89,11 @@ def test_issue_requires_bound_fields_and_a_real_secret():
         oauth_state.issue(SECRET, {'database': 'prod'})
     with pytest.raises(ValueError):
         oauth_state.issue(b'short', BOUND)
+
+
+def test_caller_may_bring_the_nonce_to_record_it_first():
+    nonce = oauth_state.new_nonce()
+    state = oauth_state.issue(SECRET, dict(BOUND, nonce=nonce))
+    assert oauth_state.verify(SECRET, state, expected=BOUND)['nonce'] == nonce
+    with pytest.raises(ValueError):
+        oauth_state.issue(SECRET, dict(BOUND, nonce='short'))
