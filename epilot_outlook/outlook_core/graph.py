@@ -385,7 +385,11 @@ class GraphClient:
         raise AssertionError("unreachable")  # the loop always returns or raises
 
     def _mailbox_slot(self, url):
-        """The semaphore of the mailbox ``url`` addresses (``/users/{id}/...``, ``/me/...``), if any."""
+        """The semaphore of the mailbox ``url`` addresses (``/users/{id}/...``, ``/me/...``), if any.
+
+        The key is the mailbox segment as written, case-insensitive: address a mailbox the same way
+        everywhere (its UPN, or its id) or the two spellings get a limit each.
+        """
         path = urlsplit(url).path
         match = _MAILBOX_RE.search(path)
         if match:

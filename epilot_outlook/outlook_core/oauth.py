@@ -92,6 +92,17 @@ class TokenSet:
         now = now or datetime.datetime.now(datetime.timezone.utc)
         return self.expires_at - now <= datetime.timedelta(seconds=margin_s)
 
+    def missing_scopes(self):
+        """Return the product's Graph scopes this token set was not granted (e.g. consent given before a
+        scope was added to the app): a non-empty answer means admin consent must be granted again.
+
+        :rtype: tuple
+        """
+        prefix = GRAPH_RESOURCE.lower() + '/'
+        granted = {scope.lower()[len(prefix):] if scope.lower().startswith(prefix) else scope.lower()
+                   for scope in self.scopes}
+        return tuple(scope for scope in MSAL_SCOPES if scope.lower() not in granted)
+
     def __repr__(self):
         return ('TokenSet(access_token=%s, refresh_token=%s, expires_at=%s, scopes=%r, tenant_id=%r, '
                 'identity=%r)' % (_masked(self.access_token), _masked(self.refresh_token),
