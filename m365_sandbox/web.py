@@ -18,8 +18,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 from starlette.routing import Route
 
+from .graph_mail import deliver_inbound
 from .identity import form_of
-from .state import Message, SandboxState, iso, new_guid, new_opaque
+from .state import SandboxState, iso
 
 FOLDERS = (("inbox", "Inbox"), ("sentitems", "Sent Items"), ("drafts", "Drafts"), ("deleteditems", "Deleted Items"))
 
@@ -39,28 +40,6 @@ def addr(a: dict | None) -> str:
         return ""
     name, address = a.get("name") or "", a.get("address") or ""
     return escape(f"{name} <{address}>" if name and name != address else address)
-
-
-def deliver(state: SandboxState, mailbox_ref: str, sender: str, subject: str, body_html: str) -> Message:
-    """The mail room's ``deliver_inbound`` when it has one; else append a bare Message to the Inbox."""
-    from . import graph_mail
-    fn = getattr(graph_mail, "deliver_inbound", None)
-    if fn is not None:
-        return fn(state, mailbox_ref, from_addr=sender, subject=subject, body_html=body_html)
-    with state.lock:
-        box = state.users.get(mailbox_ref) or state.user_by_ref(mailbox_ref)
-        if box is None:
-            raise KeyError(mailbox_ref)
-        now = state.now()
-        msg = Message(id=new_opaque("AAMkM", 40), immutable_id=new_opaque("AAkAL", 40), mailbox_id=box.id,
-                      folder_id=state.folder_by_ref(box.id, "inbox").id,
-                      internet_message_id=f"<{new_guid()}@sandbox.local>", conversation_id=new_opaque("AAQk", 24),
-                      subject=subject, body_content_type="html", body=body_html,
-                      from_addr={"name": sender, "address": sender}, sender_addr={"name": sender, "address": sender},
-                      to=[{"name": box.display_name, "address": box.upn}], received=now, sent=now, created=now,
-                      modified=now)
-        state.messages[msg.immutable_id] = msg
-        return msg
 
 
 def routes(state: SandboxState):
@@ -147,8 +126,8 @@ async def message_view(state: SandboxState, request: Request):
 async def deliver_form(state: SandboxState, request: Request):
     form = await form_of(request)
     try:
-        msg = deliver(state, form.get("mailbox", ""), form.get("from") or "customer@example.com",
-                      form.get("subject", ""), form.get("body", ""))
+        msg = deliver_inbound(state, form.get("mailbox", ""), from_addr=form.get("from") or "customer@example.com",
+                              subject=form.get("subject", ""), body_html=form.get("body", ""))
     except KeyError:
         return page("Unknown mailbox", "<p>No such mailbox.</p>", 404)
     return RedirectResponse(f"/web/mailboxes/{quote(msg.mailbox_id)}?folder=inbox", status_code=303)
