@@ -23,6 +23,9 @@ from .throttle import odata
 
 MAX_ITEMS = 20
 PARALLEL = 4
+# item headers as Graph spells them (the ASGI layer lower-cases them)
+ITEM_HEADERS = {"content-type": "Content-Type", "retry-after": "Retry-After", "location": "Location",
+                "preference-applied": "Preference-Applied", "www-authenticate": "WWW-Authenticate"}
 
 
 async def call_app(app, outer: Request, method: str, url: str, headers: dict, body: bytes) -> tuple:
@@ -63,8 +66,7 @@ async def call_app(app, outer: Request, method: str, url: str, headers: dict, bo
 
 
 def _item_response(item_id: str, status: int, headers: dict, body: bytes) -> dict:
-    keep = {k: v for k, v in headers.items() if k.lower() in ("content-type", "retry-after", "location",
-                                                                "preference-applied", "odata-version")}
+    keep = {ITEM_HEADERS[k.lower()]: v for k, v in headers.items() if k.lower() in ITEM_HEADERS}
     out = {"id": item_id, "status": status, "headers": keep}
     if body:
         ctype = headers.get("content-type", "")
