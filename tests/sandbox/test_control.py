@@ -59,8 +59,25 @@ def test_consent_revoke_refresh_fails_65001_and_hooks_run(sandbox, http):
     events = ctl(sandbox, http, "/state", method="GET")["consent_revoked_events"]
     assert [(e["tenant_id"], e["client_id"]) for e in events] == seen
     assert_aad(refresh(sandbox, demo, result["refresh_token"]), "invalid_grant", 65001, "consent_required")
-    assert not sandbox.state.access_tokens[result["access_token"]].revoked
+    # §7.7: the access token issued before the revocation keeps working on Graph until it expires
+    assert graph_me(sandbox, http, result["access_token"]).status_code == 200
+    ctl(sandbox, http, "/clock/advance", {"seconds": 3601})
+    expired = graph_me(sandbox, http, result["access_token"])
+    assert expired.status_code == 401 and expired.json()["error"]["code"] == "InvalidAuthenticationToken"
     ctl(sandbox, http, "/tenants/nowhere/consent/revoke", status=404)
+
+
+def graph_me(sandbox, http, access_token):
+    return http.get(f"{sandbox.graph_base}/me", headers={"Authorization": f"Bearer {access_token}"})
+
+
+def test_disabled_user_access_token_is_401_on_graph(sandbox, http):
+    demo, result, svc = signed_in(sandbox, http)
+    me = graph_me(sandbox, http, result["access_token"])
+    assert me.status_code == 200 and me.json()["userPrincipalName"] == svc
+    ctl(sandbox, http, f"/users/{svc}/disable")
+    resp = graph_me(sandbox, http, result["access_token"])
+    assert resp.status_code == 401 and "WWW-Authenticate" in resp.headers
 
 
 def signed_in(sandbox, http):

@@ -380,3 +380,22 @@ def test_token_endpoint_5xx_fault_makes_msal_raise(sandbox, http, consented):
         refresh(sandbox, consented, result["refresh_token"])
     assert "token_endpoint" not in sandbox.state.faults
     assert "access_token" in refresh(sandbox, consented, result["refresh_token"])
+
+
+@pytest.mark.parametrize("authority", ["organizations", "common", "contoso.onmicrosoft.com"])
+def test_msal_with_meta_and_domain_authorities(sandbox, http, consented, authority):
+    app = make_app(sandbox, consented, tenant=authority)
+    flow, params = interactive(sandbox, http, consented, app)
+    result = app.acquire_token_by_auth_code_flow(flow, params)
+    assert result["id_token_claims"]["tid"] == consented["tenant_id"], result
+    account = app.get_accounts()[0]
+    assert app.acquire_token_silent(CONNECTOR_SCOPES, account=account)["token_source"] == "cache"
+
+
+def test_scope_echo_switch_as_requested(sandbox, http, consented):
+    _, result = login(sandbox, http, consented)
+    sandbox.state.settings["aad_scope_echo"] = "as_requested"
+    long_form = ["https://graph.microsoft.com/Mail.Read.Shared"]
+    assert refresh(sandbox, consented, result["refresh_token"], long_form)["scope"].split()[0] == long_form[0]
+    sandbox.state.settings["aad_scope_echo"] = "short"
+    assert refresh(sandbox, consented, result["refresh_token"], long_form)["scope"].split()[0] == "Mail.Read.Shared"
