@@ -240,13 +240,10 @@ class GraphClient:
         for attempt in range(self.max_retries + 1):
             for response in self._send_batch(pending):
                 results[str(response.get('id'))] = response
-            throttled = {item['id'] for item in pending if results.get(item['id'], {}).get('status')
-                         in _THROTTLE_STATUSES}
+            throttled = {item['id'] for item in pending
+                         if results.get(item['id'], {}).get('status') in _THROTTLE_STATUSES}
             if not throttled:
                 break
-            # Dependents of a throttled item failed with 424; they go again with it.
-            retry_ids = throttled | {item['id'] for item in pending if results.get(item['id'], {}).get('status') == 424
-                                     and set(item.get('dependsOn') or ()) & throttled}
             delays = [errors.parse_retry_after(_lower_keys(results[item_id].get('headers')).get('retry-after'))
                       for item_id in throttled]
             delay = max((d for d in delays if d is not None), default=None)
@@ -256,7 +253,7 @@ class GraphClient:
             _logger.info("Graph $batch: %d of %d items throttled; retrying in %.1f s", len(throttled),
                          len(items), delay)
             self._sleep(delay)
-            pending = [self._without_done_dependencies(item, retry_ids) for item in items if item['id'] in retry_ids]
+            pending = self._items_to_resend(items, results, throttled)
         return results
 
     def _send_batch(self, items):
@@ -269,7 +266,7 @@ class GraphClient:
     def _batch_item(item):
         item = dict(item)
         item['id'] = str(item['id'])
-        if urlsplit(item['url']).scheme:
+        if urlsplit(item['url']).scheme or urlsplit(item['url']).netloc:
             # Batch URLs are relative to the batch endpoint; an absolute one would dodge the host allow-list.
             raise ValueError("$batch item URLs must be relative, got an absolute URL for id %s" % item['id'])
         if 'body' in item and item['body'] is not None:
@@ -280,15 +277,27 @@ class GraphClient:
         return item
 
     @staticmethod
-    def _without_done_dependencies(item, retry_ids):
-        """Keep only the dependencies that are resent too (the others already succeeded)."""
-        depends_on = [dep for dep in item.get('dependsOn') or () if dep in retry_ids]
-        item = dict(item)
-        if depends_on:
-            item['dependsOn'] = depends_on
-        else:
-            item.pop('dependsOn', None)
-        return item
+    def _items_to_resend(items, results, throttled):
+        """The throttled items plus those that failed with 424 because they depend (even indirectly) on one;
+        ``dependsOn`` keeps only the dependencies that are resent too (the others already succeeded)."""
+        resend = set(throttled)
+        grew = True
+        while grew:
+            dependents = {item['id'] for item in items if item['id'] not in resend
+                          and results.get(item['id'], {}).get('status') == 424
+                          and resend & set(item.get('dependsOn') or ())}
+            resend |= dependents
+            grew = bool(dependents)
+        pending = []
+        for item in items:
+            if item['id'] not in resend:
+                continue
+            item = dict(item)
+            depends_on = [dep for dep in item.pop('dependsOn', None) or () if dep in resend]
+            if depends_on:
+                item['dependsOn'] = depends_on
+            pending.append(item)
+        return pending
 
     # === REQUEST HELPERS === #
 

@@ -16,10 +16,12 @@ Facts about MSAL worth knowing here (contract §1.8):
   custom authority host (the sandbox).
 * MSAL's ``ThrottledHttpClient`` remembers a token-endpoint answer of exactly HTTP 400 for 60 s and replays it
   locally for an identical request (same refresh token, same scopes). A refresh that just failed with
-  ``invalid_grant`` therefore fails again for a minute without reaching Microsoft; that is harmless for a
-  dead refresh token, and a reconnect uses a new code, hence a new request.
+  ``invalid_grant`` therefore fails again for a minute without reaching Microsoft. The replay cache belongs
+  to the MSAL app, hence to one :class:`OAuthClient`: build a new client per operation, and a retry after the
+  admin fixed the cause reaches Microsoft again.
 * A 5xx from the token endpoint makes MSAL raise (``MsalServiceError("HTTP Error: 503")`` in 1.39, a
-  ``requests.HTTPError`` in older versions); it becomes :class:`TransientError` here. A 429 is caught before MSAL sees it and becomes :class:`Throttled` with its ``Retry-After``.
+  ``requests.HTTPError`` in older versions); it becomes :class:`TransientError` here. A 429 is caught before
+  MSAL sees it and becomes :class:`Throttled` with its ``Retry-After``.
 """
 import base64
 import binascii

@@ -220,6 +220,8 @@ def test_batch_validates_items():
         graph.batch([{'id': '1', 'method': 'GET', 'url': '/me'}, {'id': '1', 'method': 'GET', 'url': '/me'}])
     with pytest.raises(ValueError):
         graph.batch([{'id': '1', 'method': 'GET', 'url': 'https://evil.example/x'}])
+    with pytest.raises(ValueError):
+        graph.batch([{'id': '1', 'method': 'GET', 'url': '//evil.example/x'}])
 
 
 def test_batch_retries_throttled_items_after_longest_retry_after():
@@ -246,6 +248,23 @@ def test_batch_retries_throttled_items_after_longest_retry_after():
     assert [item for item in resent if item['id'] == '4'][0]['dependsOn'] == ['3']   # '1' already done
     assert session.calls[0]['json']['requests'][2]['headers'] == {'Content-Type': 'application/json'}
     assert session.calls[0]['url'] == BASE + '/$batch'
+
+
+def test_batch_resends_indirect_dependents_of_a_throttled_item():
+    first = {'responses': [
+        {'id': 'a', 'status': 429, 'headers': {'Retry-After': '1'}},
+        {'id': 'b', 'status': 424}, {'id': 'c', 'status': 424}, {'id': 'd', 'status': 404},
+    ]}
+    second = {'responses': [{'id': key, 'status': 200} for key in 'abc']}
+    graph, session, _ = client([response(200, first), response(200, second)])
+    results = graph.batch([
+        {'id': 'a', 'method': 'GET', 'url': '/me'},
+        {'id': 'b', 'method': 'GET', 'url': '/me', 'dependsOn': ['a']},
+        {'id': 'c', 'method': 'GET', 'url': '/me', 'dependsOn': ['b']},
+        {'id': 'd', 'method': 'GET', 'url': '/me/messages/x'},
+    ])
+    assert [item['id'] for item in session.calls[1]['json']['requests']] == ['a', 'b', 'c']
+    assert results['d']['status'] == 404 and results['c']['status'] == 200
 
 
 def test_batch_envelope_424_is_read_like_200():
