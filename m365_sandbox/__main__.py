@@ -33,6 +33,9 @@ def serve(args) -> int:
     from .seed import demo_summary, seed_demo
     from .state import SandboxState
 
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):       # before the JSON line: a prompt SIGTERM still saves
+        signal.signal(sig, lambda *_: stop.set())
     state = SandboxState()
     loaded = bool(args.state_file and os.path.exists(args.state_file))
     if loaded:
@@ -53,9 +56,6 @@ def serve(args) -> int:
     sys.stdout.write(json.dumps(info) + "\n")
     sys.stdout.flush()
 
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     while not stop.wait(SAVE_EVERY_S):
         if args.state_file:
             save_state(state, args.state_file)

@@ -60,6 +60,11 @@ def test_serve_prints_one_json_line_fast_and_obeys_ctl(tmp_path):
         assert ctl(info, "mfa", svc, "off")[1]["mfa_required"] is False
         code, out = ctl(info, "revoke-consent", "nowhere.example")
         assert code == 1 and "unknown tenant" in out["error"]
+        code, out = ctl(info, "deliver", "support@contoso.onmicrosoft.com", "--from", "kunde@example.com",
+                        "--subject", "Rechnung")
+        assert code == 0 and out["internetMessageId"]
+        code, counts = ctl(info, "raw", "GET", "/state")
+        assert counts["counts"]["messages"] == info["demo_messages"] + 1
         code, out = ctl(info, "advance", "--days", "1")
         assert code == 0 and out["clock_offset_seconds"] == 86400
         doc = requests.get(f"{info['authority_base_url']}/{info['tenant_id']}/v2.0/.well-known/openid-configuration",
