@@ -13,6 +13,7 @@ import asyncio
 import base64
 import json
 import random
+import uuid
 
 from starlette.requests import Request
 from starlette.routing import Route
@@ -161,7 +162,8 @@ def routes(state: SandboxState) -> list:
             responses = list(await asyncio.gather(*(limited(it) for it in items)))
             random.shuffle(responses)
         status = 424 if failed_dependency and state.settings.get("batch_envelope_424", False) else 200
-        return odata({"responses": responses}, status=status,
-                     headers={"client-request-id": client_request_id} if client_request_id else None)
+        request_id = str(uuid.uuid4())
+        return odata({"responses": responses}, status=status, headers={
+            "request-id": request_id, "client-request-id": client_request_id or request_id})
 
     return [Route("/v1.0/$batch", run_batch, methods=["POST"])]

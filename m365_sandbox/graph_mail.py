@@ -10,6 +10,7 @@ carries ``request-id`` and ``client-request-id``; throttled per (app id, mailbox
     GET    …/mailFolders/{f}/messages/delta                    delta (mail_delta.py)
     GET    …/messages/{id}       PATCH …/messages/{id}         DELETE …/messages/{id}
     POST   …/messages/{id}/move {destinationId}
+    POST   …/translateExchangeIds {inputIds (≤1000), sourceIdType, targetIdType: restId|restImmutableEntryId}
     GET    …/messages/{id}/attachments[/{aid}[/$value]]
     POST   …/sendMail, …/messages/{id}/reply, …/messages/{id}/createReply, …/messages/{id}/send  (mail_send.py)
     POST   /v1.0/$batch                                        (batch.py)
@@ -148,6 +149,7 @@ def _index_of_skip(state: SandboxState, skip: int) -> int:
     return blocks * every + max(0, rest - 1)
 
 
+ID_TYPES = ("restId", "restImmutableEntryId")
 LIST_OPTIONS = (("$select", "sel"), ("$filter", "flt"), ("$orderby", "ob"), ("$top", "top"))
 
 
@@ -321,6 +323,26 @@ def routes(state: SandboxState) -> list:
         media = "message/rfc822" if att.kind == "item" else att.content_type
         return Response(att.content, media_type=media)
 
+    @endpoint
+    async def translate_ids(request: Request, token):
+        mailbox = mailbox_of(state, request, token)
+        data = json_body(await request.body())
+        ids, source, target = data.get("inputIds"), data.get("sourceIdType"), data.get("targetIdType")
+        if not isinstance(ids, list) or not ids or len(ids) > 1000:
+            raise bad_request("ErrorInvalidParameter", "inputIds must hold 1 to 1000 ids.")
+        if source not in ID_TYPES or target not in ID_TYPES:
+            raise bad_request("ErrorInvalidParameter", "The sandbox translates restId and restImmutableEntryId.")
+        value = []
+        for ref in ids:
+            msg = find_message(state, mailbox.id, str(ref))
+            if msg is None or (msg.id if source == "restId" else msg.immutable_id) != ref:
+                value.append({"sourceId": ref, "errorDetails": {"code": "ErrorInvalidIdMalformed",
+                                                                "message": "Id is malformed."}})
+            else:
+                value.append({"sourceId": ref, "targetId": msg.id if target == "restId" else msg.immutable_id})
+        return odata({"@odata.context": graph_base(request) + "/$metadata#Collection(microsoft.graph."
+                      "convertIdResult)", "value": value})
+
     graph = []
 
     def both(path: str, handler, methods=("GET",)):
@@ -342,6 +364,7 @@ def routes(state: SandboxState) -> list:
         both(prefix + "/messages/{message}/attachments/{attachment}", get_attachment)
         both(prefix + "/messages/{message}/attachments/{attachment}/$value", attachment_value)
     both("/mailFolders/{folder}", folder)
+    both("/translateExchangeIds", translate_ids, ("POST",))
     graph.extend(mail_send.routes(state, endpoint))
     graph.extend(batch.routes(state))
     return graph + control_routes(state)

@@ -23,6 +23,7 @@ from .state import SandboxState
 from .throttle import odata
 
 FILTER_CAP = 5000
+DELTA_OPTIONS = {"$select", "$filter", "$top", "$orderby", "$expand"}
 TYPE = "#microsoft.graph.message"
 
 
@@ -105,6 +106,12 @@ def routes(state: SandboxState, endpoint) -> list:
                 return graph_error(400, "syncStateNotFound", "The sync state generation was not found. "
                                    "Start a full synchronization.")
         else:
+            unsupported = {k for k in params if k.startswith("$")} - DELTA_OPTIONS
+            if unsupported:
+                raise bad_request("ErrorInvalidUrlQuery", f"{', '.join(sorted(unsupported))} is not supported "
+                                  "on a message delta query.")
+            if params.get("$orderby") and " ".join(params["$orderby"].split()).lower() != "receiveddatetime desc":
+                raise bad_request("ErrorInvalidUrlQuery", "Only $orderby=receivedDateTime desc is supported.")
             change_type = params.get("changeType")
             if change_type and change_type not in ("created", "updated", "deleted"):
                 raise bad_request("ErrorInvalidUrlQuery", "changeType must be created, updated or deleted.")

@@ -2,7 +2,8 @@
 (client app id, mailbox) (contract §5), injected faults, and request counters for the control plane.
 
 Settings (``state.settings``): ``throttle_window_requests`` (10000), ``throttle_window_s`` (600),
-``throttle_concurrency`` (4), ``throttle_concurrency_retry_after`` (2 s).
+``throttle_concurrency`` (4), ``throttle_concurrency_retry_after`` (2 s), ``throttle_upload_bytes``
+(150 MB of PATCH/POST/PUT bodies) per ``throttle_upload_window_s`` (300).
 Faults (``state.faults["graph"]``): ``"429": N`` / ``"503": N`` / ``"504": N`` answer the next N requests with
 that status; ``"retry_after": S`` is the Retry-After they carry (default 10); ``"latency_ms": X`` delays every
 request (inside the in-flight window, so concurrency limits bite).
@@ -50,24 +51,34 @@ class _Slot:
 
     def __init__(self, state: SandboxState, key: tuple):
         self.state, self.key = state, key
-        throttle = state.extra.setdefault("mail_throttle", {"window": {}, "inflight": collections.Counter()})
+        throttle = state.extra.setdefault("mail_throttle", {"window": {}, "uploads": {},
+                                                            "inflight": collections.Counter()})
         self.window = throttle["window"].setdefault(key, collections.deque())
+        self.uploads = throttle["uploads"].setdefault(key, collections.deque())
         self.inflight = throttle["inflight"]
 
-    def enter(self) -> int | None:
+    def enter(self, upload_bytes: int = 0) -> int | None:
         """Take the slot, or return the Retry-After seconds of a 429."""
         settings = self.state.settings
         limit = settings.get("throttle_window_requests", 10000)
         span = settings.get("throttle_window_s", 600)
+        upload_limit = settings.get("throttle_upload_bytes", 150 * 1024 * 1024)
+        upload_span = settings.get("throttle_upload_window_s", 300)
         now = self.state.now().timestamp()
         with self.state.lock:
             while self.window and self.window[0] <= now - span:
                 self.window.popleft()
+            while self.uploads and self.uploads[0][0] <= now - upload_span:
+                self.uploads.popleft()
             if len(self.window) >= limit:
                 return max(1, math.ceil(self.window[0] + span - now))
+            if upload_bytes and sum(n for _t, n in self.uploads) + upload_bytes > upload_limit:
+                return max(1, math.ceil(self.uploads[0][0] + upload_span - now)) if self.uploads else upload_span
             if self.inflight[self.key] >= settings.get("throttle_concurrency", 4):
                 return settings.get("throttle_concurrency_retry_after", 2)
             self.window.append(now)
+            if upload_bytes:
+                self.uploads.append((now, upload_bytes))
             self.inflight[self.key] += 1
         return None
 
@@ -116,7 +127,10 @@ def graph_endpoint(state: SandboxState):
                 mailbox_id = _mailbox_key(state, token, request.path_params.get("mailbox", "me"))
                 _count(state, token, mailbox_id)
                 slot = _Slot(state, (token.client_id, mailbox_id))
-                retry_after = slot.enter()
+                upload = 0
+                if request.method in ("POST", "PATCH", "PUT"):
+                    upload = int(request.headers.get("content-length") or 0)
+                retry_after = slot.enter(upload)
                 if retry_after is not None:
                     response = too_many_requests(retry_after, client_request_id)
                 else:

@@ -171,3 +171,10 @@ def test_delta_on_unknown_folder_and_without_rights(sandbox, http):
     denied = seed_denied = http.get(url(sandbox, f"/users/{s.other.upn}/mailFolders/inbox/messages/delta"),
                                     headers=s.auth)
     assert seed_denied.status_code == 403 and denied.json()["error"]["code"] == "ErrorAccessDenied"
+
+
+def test_unsupported_delta_options(sandbox, http):
+    s = seed(sandbox.state)
+    for query in ("?$search=hello", "?$orderby=subject", "?$skip=10", "?changeType=moved"):
+        assert http.get(_delta(sandbox, s, query), headers=_pref(s)).status_code == 400, query
+    assert http.get(_delta(sandbox, s, "?$orderby=receivedDateTime desc"), headers=_pref(s)).status_code == 200

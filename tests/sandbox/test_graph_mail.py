@@ -299,3 +299,18 @@ def test_gateway_timeout_for_large_top_with_bodies(sandbox, http):
     sandbox.state.settings["gateway_timeout_top"] = 500
     assert http.get(_inbox(sandbox, s, "?$top=500"), headers=s.auth).status_code == 504
     assert http.get(_inbox(sandbox, s, "?$top=500&$select=subject"), headers=s.auth).status_code == 200
+
+
+def test_translate_exchange_ids(sandbox, http):
+    s = seed(sandbox.state)
+    msg = deliver_inbound(sandbox.state, s.shared.upn, from_addr="a@example.com", subject="Hi", body_html="x")
+    resp = http.post(url(sandbox, f"/users/{s.shared.upn}/translateExchangeIds"), headers=s.auth,
+                     json={"inputIds": [msg.id, "AAMkBogus"], "sourceIdType": "restId",
+                           "targetIdType": "restImmutableEntryId"})
+    assert resp.status_code == 200
+    ok, bad = resp.json()["value"]
+    assert ok == {"sourceId": msg.id, "targetId": msg.immutable_id}
+    assert bad["errorDetails"]["code"] == "ErrorInvalidIdMalformed"
+    too_many = {"inputIds": ["x"] * 1001, "sourceIdType": "restId", "targetIdType": "restImmutableEntryId"}
+    assert http.post(url(sandbox, f"/users/{s.shared.upn}/translateExchangeIds"), headers=s.auth,
+                     json=too_many).status_code == 400

@@ -1,6 +1,8 @@
 """Outlook throttling per (app id, mailbox) and injected faults (contract §5, §7.9)."""
 import threading
 
+from m365_sandbox.graph_mail import deliver_inbound
+
 from mail_helpers import seed, url
 
 
@@ -108,3 +110,19 @@ def test_counts_per_mailbox(sandbox, http):
     counts = http.get(f"{sandbox.control_base}/mail/counts").json()
     assert counts["mailboxes"] == {s.shared.upn: 3, s.service.upn: 1}
     assert counts["apps"] == {s.app.client_id: 4}
+
+
+def test_upload_volume_per_five_minutes(sandbox, http):
+    s = seed(sandbox.state)
+    sandbox.state.settings["throttle_upload_bytes"] = 4000
+    msg = deliver_inbound(sandbox.state, s.shared.upn, from_addr="a@example.com", subject="x", body_html="x")
+    target = url(sandbox, f"/users/{s.shared.upn}/messages/{msg.id}")
+    payload = {"categories": ["x" * 1500]}
+    assert http.patch(target, headers=s.auth, json=payload).status_code == 200
+    assert http.patch(target, headers=s.auth, json=payload).status_code == 200
+    throttled = http.patch(target, headers=s.auth, json=payload)
+    _assert_429_envelope(throttled)
+    assert 1 <= int(throttled.headers["Retry-After"]) <= 300
+    assert http.get(_inbox(sandbox, s), headers=s.auth).status_code == 200    # reads still pass
+    sandbox.state.advance_clock(301)
+    assert http.patch(target, headers=s.auth, json=payload).status_code == 200
