@@ -24,7 +24,7 @@ BOUND = {'database': 'test', 'company_id': 1, 'connection_id': 1, 'user_id': 2}
 
 def oauth_client(sandbox, demo, tenant=None, secret=None):
     return OAuthClient(demo['client_id'], secret or demo['client_secret'], sandbox.authority_base,
-                       tenant or demo['tenant_id'], ca_bundle=sandbox.ca_path)
+                       tenant or demo['tenant_id'], ca_bundle=sandbox.ca_path, clock=sandbox.state.now)
 
 
 def grant_admin_consent(sandbox, http, demo):
@@ -282,3 +282,38 @@ def test_missing_scopes_when_consent_is_partial(sandbox, http, demo):
     partial = TokenSet('at', 'rt', tokens.expires_at, scopes=('https://graph.microsoft.com/User.Read',
                                                               'Mail.Read.Shared', 'mail.readwrite.shared'))
     assert partial.missing_scopes() == ('Mail.Send.Shared',)
+
+
+# === END TO END: SIGN-IN, THEN GRAPH WITH REFRESH === #
+
+def test_sign_in_then_read_a_shared_mailbox_refreshing_on_expiry_and_on_401(sandbox, http, demo):
+    """The pattern the Odoo side follows: refresh ahead of expiry, and once more on a 401."""
+    from urllib.parse import urlsplit as split
+
+    from outlook_core.graph import GraphClient
+
+    client, first = signed_in(sandbox, http, demo)
+    current = {'tokens': first}
+    refreshes = []
+
+    def token_provider():
+        if current['tokens'].needs_refresh(now=sandbox.state.now()):
+            current['tokens'] = oauth_client(sandbox, demo).refresh(current['tokens'].refresh_token)
+            refreshes.append(current['tokens'])
+        return current['tokens'].access_token
+
+    graph = GraphClient(sandbox.graph_base, token_provider, ca_bundle=sandbox.ca_path,
+                        allowed_hosts=(split(sandbox.graph_base).netloc,))
+    inbox = '/users/support@contoso.onmicrosoft.com/mailFolders/inbox/messages'
+    assert graph.get(inbox, params={'$top': 2})['value']
+    assert refreshes == []
+
+    sandbox.state.advance_clock(56 * 60)          # under 5 minutes left: refreshed before the call
+    assert graph.get(inbox, params={'$top': 2})['value']
+    assert len(refreshes) == 1
+
+    sandbox.state.access_tokens[current['tokens'].access_token].revoked = True
+    with pytest.raises(errors.Unauthorized):
+        graph.get(inbox)
+    current['tokens'] = oauth_client(sandbox, demo).refresh(current['tokens'].refresh_token)   # then retry once
+    assert graph.get(inbox, params={'$top': 2})['value']
