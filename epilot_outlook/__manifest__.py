@@ -15,10 +15,13 @@
         'security/epilot_outlook_security.xml',
         'security/ir.model.access.csv',
 
+        'data/ir_cron_data.xml',
+
         'views/epilot_outlook_connection_views.xml',
         'views/epilot_outlook_email_address_views.xml',
         'views/epilot_shared_inbox_views.xml',
         'views/epilot_outlook_menus.xml',  # After the views: the menus open their actions.
+        'views/epilot_outlook_templates.xml',
     ],
     'application': True,
     'installable': True,

@@ -1,1 +1,1 @@
-# The OAuth callback and Graph webhook controllers land here in a later issue.
+from . import oauth

@@ -1,8 +1,23 @@
+import hashlib
+import json
 import logging
+import os
+import time
+from datetime import timedelta, timezone
+from urllib.parse import urlsplit
 
 from odoo import api, fields, models
-from odoo.exceptions import MissingError
-from odoo.tools import SQL, sql
+from odoo.exceptions import MissingError, UserError, ValidationError
+from odoo.tools import SQL, config, sql
+
+from ..outlook_core import const, oauth_state
+from ..outlook_core.errors import (
+    ClientCredentialError, ConsentRequired, GrantRevoked, InteractionRequired, NotFound, OutlookError,
+    StateInvalid, TenantNotFound, Throttled, TokenError, TransientError, Unauthorized, VaultError,
+)
+from ..outlook_core.graph import GraphClient
+from ..outlook_core.oauth import OAuthClient
+from ..outlook_core.vault import Vault
 
 _logger = logging.getLogger(__name__)
 
@@ -13,7 +28,15 @@ OUTLOOK_SECRET_COLUMNS = {
     'access_token': 'outlook_access_token_ciphertext',
     'tenant_id': 'outlook_tenant_id_ciphertext',
     'identity': 'outlook_identity_ciphertext',  # JSON blob: display name, UPN and object id of the consenting user.
+    'client_secret': 'outlook_client_secret_ciphertext',  # The Entra app's secret; write-only in the UI.
 }
+
+# Errors after which only a person can help: sync stops until an admin reconnects.
+RECONNECT_ERRORS = (GrantRevoked, ConsentRequired, InteractionRequired, ClientCredentialError, TenantNotFound)
+# A refresh waits this long for another worker's refresh of the same connection (single flight).
+REFRESH_LOCK_TIMEOUT_MS = 20000
+# Transient identity-platform failures are retried this often, with exponential backoff, before giving up.
+REFRESH_TRANSIENT_RETRIES = 3
 
 
 class EpilotOutlookConnection(models.Model):
@@ -89,6 +112,59 @@ class EpilotOutlookConnection(models.Model):
         inverse_name='connection_id',
     )
 
+    # Settings of the Entra app registration and of the endpoints (the demo points them at the sandbox).
+    client_id = fields.Char(
+        string="Application (Client) ID",
+        help="The Application (client) ID of the Entra app registration.",
+        copy=False,
+    )
+    client_secret = fields.Char(
+        string="Client Secret",
+        help="Write-only: stored encrypted, never shown again. Type a new one to replace it.",
+        compute='_compute_client_secret',
+        inverse='_inverse_client_secret',
+        copy=False,
+    )
+    has_client_secret = fields.Boolean(string="Client Secret Stored", compute='_compute_has_client_secret')
+    authority_host = fields.Char(
+        string="Authority Host",
+        required=True,
+        default=const.DEFAULT_AUTHORITY_HOST,
+        help="The Microsoft identity platform. Change it only to point at a sandbox.",
+    )
+    graph_endpoint = fields.Char(
+        string="Graph Endpoint",
+        required=True,
+        default=const.GRAPH_BASE_URL,
+        help="Microsoft Graph v1.0. Change it only to point at a sandbox.",
+    )
+    ca_bundle = fields.Char(
+        string="CA Bundle",
+        help="Path, on the Odoo server, of a PEM file of certificate authorities to trust instead of the "
+             "system's (for a sandbox).",
+    )
+    consent_tenant = fields.Char(
+        string="Tenant Domain",
+        help="Optional: your tenant's domain (contoso.onmicrosoft.com) or id, to send the Microsoft 365 admin "
+             "straight to your tenant's consent page.",
+    )
+    redirect_uri = fields.Char(
+        string="Redirect URI",
+        help="Register this URI (type Web) on the Entra app registration.",
+        compute='_compute_public_urls',
+    )
+    webhook_base_url = fields.Char(
+        string="Webhook Base URL",
+        help="Microsoft Graph sends change notifications here. It must be public and https.",
+        compute='_compute_public_urls',
+    )
+    needs_admin_consent = fields.Boolean(
+        string="Admin Consent Needed",
+        help="Set when Microsoft reported missing or revoked admin consent: the next Connect starts with it.",
+        copy=False,
+    )
+    encryption_key_status = fields.Char(string="Encryption Key", compute='_compute_encryption_key_status')
+
     _company_uniq = models.Constraint(
         'UNIQUE (company_id)',
         "A company can have only one Outlook connection.",
@@ -113,17 +189,64 @@ class EpilotOutlookConnection(models.Model):
             connection.display_name = self.env._("Outlook (%(company)s)", company=connection.company_id.name or "")
 
     def _compute_has_refresh_token(self):
-        stored_ids = set()
-        if self.ids:
-            rows = self.env.execute_query(SQL(
-                "SELECT id FROM %s WHERE id IN %s AND %s IS NOT NULL",
-                SQL.identifier(self._table),
-                tuple(self.ids),
-                SQL.identifier(OUTLOOK_SECRET_COLUMNS['refresh_token']),
-            ))
-            stored_ids = {row[0] for row in rows}
+        stored_ids = self._outlook_ids_with_secret('refresh_token')
         for connection in self:
             connection.has_refresh_token = connection.id in stored_ids
+
+    def _compute_has_client_secret(self):
+        stored_ids = self._outlook_ids_with_secret('client_secret')
+        for connection in self:
+            connection.has_client_secret = connection.id in stored_ids
+
+    def _compute_client_secret(self):
+        # Write-only: the secret is never read back, not even by those who may set it.
+        self.client_secret = False
+
+    def _inverse_client_secret(self):
+        for connection in self:
+            if connection.client_secret:
+                connection._outlook_store_secrets({
+                    'client_secret': connection._outlook_vault().encrypt(connection.client_secret.strip()),
+                })
+
+    @api.depends_context('uid')
+    def _compute_public_urls(self):
+        for connection in self:
+            base_url = connection.get_base_url()
+            connection.redirect_uri = base_url + '/epilot_outlook/oauth/callback'
+            connection.webhook_base_url = base_url + '/epilot_outlook/webhook'
+
+    def _compute_encryption_key_status(self):
+        try:
+            status = self.env._("Configured (newest key %(key_id)s)", key_id=self._outlook_vault().key_id)
+        except UserError as error:
+            status = str(error)
+        self.encryption_key_status = status
+
+    def _outlook_ids_with_secret(self, name):
+        """ Return the ids of the connections in ``self`` that have secret ``name`` stored. """
+        if not self.ids:
+            return set()
+        rows = self.env.execute_query(SQL(
+            "SELECT id FROM %s WHERE id IN %s AND %s IS NOT NULL",
+            SQL.identifier(self._table),
+            tuple(self.ids),
+            SQL.identifier(OUTLOOK_SECRET_COLUMNS[name]),
+        ))
+        return {row[0] for row in rows}
+
+    # === CONSTRAINT METHODS === #
+
+    @api.constrains('authority_host', 'graph_endpoint')
+    def _check_endpoints_https(self):
+        for connection in self:
+            for url in (connection.authority_host, connection.graph_endpoint):
+                parts = urlsplit(url or '')
+                if parts.scheme != 'https' or not parts.hostname:
+                    raise ValidationError(self.env._(
+                        "%(url)s is not an https:// address. Microsoft's endpoints, and MSAL, accept only https.",
+                        url=url,
+                    ))
 
     # === BUSINESS METHODS - SECRET STORAGE === #
 
@@ -203,3 +326,463 @@ class EpilotOutlookConnection(models.Model):
             raise MissingError(self.env._("The Outlook connection %(id)s no longer exists.", id=self.id))
         # psycopg2 returns bytea as memoryview; callers get plain bytes.
         return {name: None if value is None else bytes(value) for name, value in zip(names, rows[0], strict=True)}
+
+    # === BUSINESS METHODS - KEYS AND CLIENTS === #
+
+    @api.model
+    def _outlook_vault(self):
+        """ Return the token vault, keyed from ``EPILOT_OUTLOOK_KEYS`` or the odoo.conf option
+        ``epilot_outlook_keys``. Keys never enter the database.
+
+        :rtype: outlook_core.vault.Vault
+        :raise UserError: When no key, or a malformed key, is configured; the message says how to set one.
+        """
+        keys = os.environ.get('EPILOT_OUTLOOK_KEYS') or config.get('epilot_outlook_keys') or ''
+        try:
+            return Vault.from_config(keys)
+        except VaultError as error:
+            raise UserError(error.explanation or str(error)) from None
+
+    def _outlook_decrypt_secrets(self, *names):
+        """ Decrypt the named secrets of this connection.
+
+        :return: Plaintext ``str``, or ``None`` when not stored, per name.
+        :rtype: dict
+        :raise UserError: When no key is configured, or a secret was encrypted with a key that is gone.
+        """
+        self.ensure_one()
+        vault = self._outlook_vault()
+        try:
+            return {
+                name: None if ciphertext is None else vault.decrypt(ciphertext).decode()
+                for name, ciphertext in self._outlook_load_secrets(*names).items()
+            }
+        except VaultError as error:
+            raise UserError(error.explanation or str(error)) from None
+
+    def _outlook_encrypt_and_store(self, values):
+        """ Encrypt plaintext secrets (``str``, or ``None`` to clear) and store them. """
+        vault = self._outlook_vault()
+        self._outlook_store_secrets({
+            name: None if value is None else vault.encrypt(value) for name, value in values.items()
+        })
+
+    @api.model
+    def _outlook_state_secret(self):
+        """ The HMAC key of OAuth states, derived from the database secret so it is never stored apart. """
+        database_secret = self.env['ir.config_parameter'].sudo().get_param('database.secret')
+        return hashlib.sha256(b'epilot_outlook.oauth_state:' + database_secret.encode()).digest()
+
+    def _outlook_oauth_client(self, tenant):
+        """ Return a new MSAL wrapper for ``tenant`` (a GUID, a domain or ``organizations``).
+
+        A new one per operation: MSAL replays a failed answer for 60 s inside one instance.
+        """
+        self.ensure_one()
+        if not self.client_id:
+            raise UserError(self.env._("Enter the Application (client) ID of your Entra app first."))
+        client_secret = self._outlook_decrypt_secrets('client_secret')['client_secret']
+        if not client_secret:
+            raise UserError(self.env._("Enter the client secret of your Entra app first."))
+        return OAuthClient(
+            self.client_id.strip(), client_secret, self.authority_host, tenant, ca_bundle=self.ca_bundle or None,
+        )
+
+    def _outlook_graph_client(self):
+        """ Return the Graph client of this connection; it asks for a fresh access token on every call. """
+        self.ensure_one()
+        graph_host = urlsplit(self.graph_endpoint).hostname
+        return GraphClient(
+            self.graph_endpoint, self._outlook_get_access_token, ca_bundle=self.ca_bundle or None,
+            allowed_hosts=tuple({*const.DEFAULT_GRAPH_HOSTS, graph_host}),
+        )
+
+    # === ACTION METHODS === #
+
+    def action_outlook_connect(self):
+        """ Start (or restart) the connect flow: admin consent first unless the tenant already consented,
+        then the service account's sign-in.
+
+        :return: An action sending the browser to Microsoft.
+        :rtype: dict
+        """
+        self.ensure_one()
+        self.check_access('write')
+        self._outlook_vault()  # No key, no connect: say how to set one before anyone signs in.
+        tenant_id = self._outlook_decrypt_secrets('tenant_id')['tenant_id']
+        if tenant_id and not self.needs_admin_consent:
+            url = self._outlook_start_sign_in(tenant_id)
+        else:
+            url = self._outlook_start_admin_consent()
+        return {'type': 'ir.actions.act_url', 'url': url, 'target': 'self'}
+
+    def action_outlook_disconnect(self):
+        """ Disconnect the tenant: delete our Graph subscriptions, remove the Outlook addresses and the
+        tokens. Shared inboxes and their mail stay. What was removed is logged in the chatter. """
+        self.ensure_one()
+        self.check_access('write')
+        deleted, remote_note = self._outlook_delete_graph_subscriptions()
+        addresses = self.email_address_ids
+        address_names = addresses.mapped('email')
+        # Removing an address ends its sync; its shared inbox and the inbox's mail are kept.
+        addresses.unlink()
+        self._outlook_store_secrets({'access_token': None, 'refresh_token': None, 'identity': None})
+        self.write({
+            'state': 'disconnected',
+            'access_token_expiry': False,
+            'scopes_granted': False,
+        })
+        self.message_post(body=self.env._(
+            "Disconnected. Removed Outlook addresses: %(addresses)s. Deleted Graph subscriptions: %(count)s. "
+            "%(note)s Shared inboxes and their mail are kept.",
+            addresses=', '.join(address_names) or self.env._("none"), count=deleted, note=remote_note,
+        ))
+        return True
+
+    def action_outlook_reencrypt_secrets(self):
+        """ Re-encrypt every stored secret of these connections with the newest configured key. """
+        self.check_access('write')
+        vault = self._outlook_vault()
+        for connection in self:
+            ciphertexts = {name: value for name, value in connection._outlook_load_secrets().items() if value}
+            try:
+                rotated = {name: vault.rotate(value) for name, value in ciphertexts.items()}
+            except VaultError as error:
+                raise UserError(error.explanation or str(error)) from None
+            connection._outlook_store_secrets(rotated)
+        return True
+
+    # === BUSINESS METHODS - CONNECT FLOW === #
+
+    def _outlook_new_state(self, purpose):
+        """ Issue a signed, single-use state for one leg of the flow and record its attempt. """
+        nonce = oauth_state.new_nonce()
+        state = oauth_state.issue(self._outlook_state_secret(), {
+            'database': self.env.cr.dbname,
+            'company_id': self.company_id.id,
+            'connection_id': self.id,
+            'user_id': self.env.uid,
+            'purpose': purpose,
+            'nonce': nonce,
+        })
+        return nonce, state
+
+    def _outlook_start_admin_consent(self):
+        """ Return the admin-consent URL listing exactly the product's delegated scopes. """
+        nonce, state = self._outlook_new_state('consent')
+        client = self._outlook_oauth_client(self.consent_tenant or const.DEFAULT_CONSENT_TENANT)
+        self.env['epilot.outlook.oauth.attempt']._outlook_new(self, 'consent', nonce)
+        return client.admin_consent_url(
+            self.redirect_uri, state, tenant=(self.consent_tenant or const.DEFAULT_CONSENT_TENANT).strip(),
+        )
+
+    def _outlook_start_sign_in(self, tenant_id):
+        """ Return the service account's sign-in URL (auth code + PKCE) against the tenant's authority. """
+        nonce, state = self._outlook_new_state('sign_in')
+        flow = self._outlook_oauth_client(tenant_id).start_sign_in(self.redirect_uri, state)
+        flow_ciphertext = self._outlook_vault().encrypt(json.dumps(flow))
+        self.env['epilot.outlook.oauth.attempt']._outlook_new(self, 'sign_in', nonce, flow_ciphertext)
+        return flow['auth_uri']
+
+    @api.model
+    def _outlook_handle_oauth_callback(self, state, params):
+        """ Finish the leg of the connect flow that ``state`` belongs to.
+
+        The state must be well signed, less than an hour old, issued in this database to this user for
+        this connection, and unused. Then the admin-consent leg records the tenant and starts the sign-in;
+        the sign-in leg stores the tokens.
+
+        :param str state: The ``state`` Microsoft sent back.
+        :param dict params: The other query parameters of the redirect.
+        :return: The connection, and the URL of the next leg (``None`` when connected).
+        :rtype: tuple
+        :raise OutlookError: With an explanation for the admin; nothing is stored for a bad state.
+        """
+        attempt_sudo = self._outlook_take_attempt(state)
+        connection = attempt_sudo.connection_id.with_env(self.env)
+        connection.check_access('write')
+        if attempt_sudo.purpose == 'consent':
+            try:
+                tenant_id = OAuthClient.parse_admin_consent_callback(params)
+            except TokenError as error:
+                connection._outlook_record_error(error)
+                raise
+            connection._outlook_encrypt_and_store({'tenant_id': tenant_id})
+            connection.write({'state': 'consent_granted', 'needs_admin_consent': False})
+            return connection, connection._outlook_start_sign_in(tenant_id)
+
+        tenant_id = connection._outlook_decrypt_secrets('tenant_id')['tenant_id']
+        try:
+            flow = json.loads(self._outlook_vault().decrypt(attempt_sudo.flow_ciphertext))
+        except VaultError:
+            raise StateInvalid("This sign-in was started with an encryption key that is no longer configured.")
+        try:
+            tokens = connection._outlook_oauth_client(tenant_id).finish_sign_in(flow, params)
+        except ConsentRequired as error:
+            connection.needs_admin_consent = True
+            connection._outlook_record_error(error)
+            raise
+        except TokenError as error:
+            connection._outlook_record_error(error)
+            raise
+        if tokens.tenant_id != tenant_id:
+            raise TokenError("The account that signed in belongs to another Microsoft 365 tenant.", explanation=(
+                "The account that signed in belongs to another Microsoft 365 tenant than the one that granted "
+                "consent. Sign in with the service account of your own tenant."))
+        if missing := tokens.missing_scopes():
+            raise ConsentRequired("Missing scopes: %s" % ' '.join(missing), explanation=(
+                "Microsoft granted only part of the permissions the connection needs (missing: %s). Ask your "
+                "Microsoft 365 admin to grant admin consent again, then connect." % ' '.join(missing)))
+        connection._outlook_store_token_set(tokens)
+        connection._outlook_resume_sync()
+        connection.message_post(body=self.env._("Connected to Microsoft 365; the service account signed in."))
+        return connection, None
+
+    @api.model
+    def _outlook_take_attempt(self, state):
+        """ Verify ``state`` and consume its attempt.
+
+        :return: The consumed attempt, in sudo.
+        :raise StateError: For a malformed, forged, expired, foreign or already used state.
+        """
+        nonce = oauth_state.read_nonce(state)
+        attempt_sudo = self.env['epilot.outlook.oauth.attempt'].sudo().search([('nonce', '=', nonce)], limit=1)
+        if not attempt_sudo:
+            raise StateInvalid("Unknown OAuth state.")
+        oauth_state.verify(self._outlook_state_secret(), state, expected={
+            'database': self.env.cr.dbname,
+            'company_id': attempt_sudo.connection_id.company_id.id,
+            'connection_id': attempt_sudo.connection_id.id,
+            'user_id': self.env.uid,
+        })
+        attempt_sudo = attempt_sudo._outlook_consume(nonce)
+        if not attempt_sudo:
+            raise StateInvalid("This OAuth state was already used.", explanation=(
+                "This sign-in link was already used, or has expired. Start again with the Connect button."))
+        return attempt_sudo
+
+    def _outlook_store_token_set(self, tokens):
+        """ Store a fresh token set, encrypted, and mark the connection connected. """
+        self.ensure_one()
+        identity = tokens.identity
+        self._outlook_encrypt_and_store({
+            'access_token': tokens.access_token,
+            'refresh_token': tokens.refresh_token,
+            'identity': json.dumps({'oid': identity.oid, 'upn': identity.username, 'name': identity.name}),
+        })
+        self.write({
+            'state': 'connected',
+            'scopes_granted': ' '.join(sorted(tokens.scopes)),
+            'access_token_expiry': tokens.expires_at.astimezone(timezone.utc).replace(tzinfo=None),
+            'last_refresh_date': fields.Datetime.now(),
+            'last_error': False,
+            'last_error_date': False,
+            'needs_admin_consent': False,
+        })
+
+    # === BUSINESS METHODS - TOKENS === #
+
+    def _outlook_get_access_token(self):
+        """ Return a valid access token, refreshing it when it expires within 5 minutes.
+
+        :rtype: str
+        :raise UserError: When the connection is not connected (it needs an admin to connect it).
+        """
+        self.ensure_one()
+        connection_sudo = self.sudo()
+        if connection_sudo.state != 'connected':
+            raise UserError(self.env._("The Outlook connection is not connected; an admin must connect it."))
+        if not connection_sudo._outlook_token_expires_soon():
+            access_token = connection_sudo._outlook_decrypt_secrets('access_token')['access_token']
+            if access_token:
+                return access_token
+        return connection_sudo._outlook_refresh_tokens()
+
+    def _outlook_token_expires_soon(self):
+        expiry = self.access_token_expiry
+        return not expiry or expiry - fields.Datetime.now() < timedelta(seconds=const.TOKEN_REFRESH_MARGIN_S)
+
+    def _outlook_refresh_tokens(self, force=False):
+        """ Refresh the tokens in a transaction of their own, once across workers.
+
+        The rotated refresh token is committed before this returns, so it survives a rollback of the work
+        that needed the token. Workers wanting a refresh at the same time queue on the row lock; those
+        behind the first find a fresh token and return it without calling Microsoft again.
+
+        :param bool force: Refresh even if the stored access token looks valid (Graph just refused it).
+        :return: The new access token.
+        :rtype: str
+        :raise UserError: When the connection needs a reconnect (revoked, consent withdrawn, ...), or the
+            identity platform kept failing.
+        """
+        self.ensure_one()
+        token_seen = self._outlook_load_secrets('access_token')['access_token'] if force else None
+        with self.env.registry.cursor() as cr:
+            connection = self.with_env(self.env(cr=cr)).sudo()
+            cr.execute(SQL("SET LOCAL lock_timeout = %s", REFRESH_LOCK_TIMEOUT_MS))
+            cr.execute(SQL(
+                "SELECT id FROM %s WHERE id = %s FOR NO KEY UPDATE", SQL.identifier(self._table), self.id,
+            ))
+            if connection.state != 'connected':
+                raise UserError(self.env._("The Outlook connection needs to be reconnected."))
+            stored_token = connection._outlook_load_secrets('access_token')['access_token']
+            refreshed_meanwhile = force and stored_token != token_seen
+            if (refreshed_meanwhile or not force) and not connection._outlook_token_expires_soon():
+                return connection._outlook_decrypt_secrets('access_token')['access_token']
+            try:
+                tokens = connection._outlook_refresh_with_retries()
+            except RECONNECT_ERRORS as error:
+                connection._outlook_mark_needs_reconnect(error)
+                cr.commit()
+                raise UserError(error.explanation or str(error)) from None
+            except OutlookError as error:
+                connection._outlook_record_error(error)
+                cr.commit()
+                raise UserError(error.explanation or str(error)) from None
+            connection._outlook_store_token_set(tokens)
+        self.invalidate_recordset()
+        return tokens.access_token
+
+    def _outlook_refresh_with_retries(self):
+        """ Redeem the refresh token, retrying transient failures (5xx, timeouts, 429) with backoff. """
+        secrets = self._outlook_decrypt_secrets('refresh_token', 'tenant_id')
+        if not secrets['refresh_token']:
+            raise GrantRevoked("No refresh token is stored.", explanation=self.env._(
+                "No refresh token is stored for this connection. Connect it again."))
+        for attempt in range(REFRESH_TRANSIENT_RETRIES + 1):
+            try:
+                return self._outlook_oauth_client(secrets['tenant_id']).refresh(secrets['refresh_token'])
+            except TransientError as error:
+                if attempt == REFRESH_TRANSIENT_RETRIES:
+                    raise
+                retry_after = getattr(error, 'retry_after', None) if isinstance(error, Throttled) else None
+                delay = min(retry_after or const.BACKOFF_BASE_S * 2 ** attempt, const.BACKOFF_MAX_S)
+                _logger.info("Microsoft Outlook: connection %s: token refresh failed transiently (%s); retrying "
+                             "in %.1f s", self.id, error.__class__.__name__, delay)
+                time.sleep(delay)
+
+    def _outlook_record_error(self, error):
+        """ Record ``error`` as the last error (its explanation only: never a token). """
+        self.write({
+            'last_error': error.explanation or str(error),
+            'last_error_date': fields.Datetime.now(),
+        })
+
+    def _outlook_mark_needs_reconnect(self, error):
+        """ Stop syncing until an admin reconnects; tell the email settings editors once. """
+        self.ensure_one()
+        first_time = self.state != 'needs_reconnect'
+        self._outlook_record_error(error)
+        self.write({
+            'state': 'needs_reconnect',
+            'needs_admin_consent': self.needs_admin_consent or isinstance(error, ConsentRequired),
+        })
+        self.email_address_ids._outlook_pause()
+        _logger.warning("Microsoft Outlook: connection %s needs a reconnect (%s)", self.id, error.__class__.__name__)
+        if first_time:
+            editors = self.env.ref('epilot_outlook.group_email_setting_edit').all_user_ids.filtered(
+                lambda user: user.active and not user.share and self.company_id in user.company_ids
+            )
+            self.message_post(
+                body=self.env._(
+                    "Outlook sync is paused: the connection needs to be reconnected. %(explanation)s Open the "
+                    "connection and click Connect; sync resumes where it stopped.",
+                    explanation=error.explanation or str(error),
+                ),
+                partner_ids=editors.partner_id.ids,
+                subtype_xmlid='mail.mt_comment',
+            )
+
+    def _outlook_resume_sync(self):
+        """ Resume the addresses paused while the connection needed a reconnect. """
+        self.email_address_ids._outlook_resume()
+
+    # === BUSINESS METHODS - GRAPH === #
+
+    def _outlook_call_graph(self, operation):
+        """ Run ``operation(graph_client)``; on 401 refresh once and retry, and on a second 401 (right after
+        a fresh token) mark the connection as needing a reconnect.
+
+        :param callable operation: Receives a :class:`GraphClient`; returns anything.
+        :return: What ``operation`` returned.
+        """
+        self.ensure_one()
+        client = self._outlook_graph_client()
+        try:
+            result = operation(client)
+        except Unauthorized:
+            self._outlook_refresh_tokens(force=True)
+            try:
+                result = operation(client)
+            except Unauthorized as error:
+                with self.env.registry.cursor() as cr:
+                    self.with_env(self.env(cr=cr)).sudo()._outlook_mark_needs_reconnect(error)
+                self.invalidate_recordset()
+                raise UserError(error.explanation or str(error)) from None
+        self._outlook_touch_graph_success()
+        return result
+
+    def _outlook_touch_graph_success(self):
+        """ Note a successful Graph call, at most once a minute, without waiting for a lock: it is only
+        a health timestamp, and the row may be locked by a refresh. """
+        last = self.last_graph_call_date
+        if last and fields.Datetime.now() - last < timedelta(minutes=1):
+            return
+        self.env.execute_query(SQL(
+            "UPDATE %(table)s SET last_graph_call_date = %(now)s WHERE id IN ("
+            " SELECT id FROM %(table)s WHERE id = %(id)s FOR NO KEY UPDATE SKIP LOCKED)",
+            table=SQL.identifier(self._table), now=fields.Datetime.now(), id=self.id,
+        ))
+        self.invalidate_recordset(['last_graph_call_date'])
+
+    def _outlook_delete_graph_subscriptions(self):
+        """ Delete every Graph subscription this app holds for the service account, tolerating 401/404.
+
+        Graph lists exactly the subscriptions created by this app for the signed-in user, so none is
+        missed, even one Odoo lost track of.
+
+        :return: The number deleted, and a note for the chatter when some could not be.
+        :rtype: tuple
+        """
+        if self.state != 'connected':
+            return 0, self.env._("Graph subscriptions could not be deleted (the connection was not connected); "
+                                 "Microsoft removes them when they expire, within 7 days.")
+
+        def delete_all(client):
+            count = 0
+            subscription_ids = [item['id'] for page in client.iter_pages('subscriptions') for item in page.items]
+            for subscription_id in subscription_ids:
+                try:
+                    client.delete('subscriptions/%s' % subscription_id)
+                    count += 1
+                except NotFound:
+                    pass  # Already gone: expired or removed by Microsoft.
+            return count
+
+        try:
+            return self._outlook_call_graph(delete_all), ''
+        except UserError as error:
+            return 0, self.env._(
+                "Graph subscriptions could not be deleted (%(error)s); Microsoft removes them when they expire, "
+                "within 7 days.", error=str(error))
+
+    # === CRON METHODS === #
+
+    @api.model
+    def _cron_outlook_refresh_tokens(self):
+        """ Keep refresh tokens alive: refresh connected connections whose access token expires soon or
+        whose last refresh is a day old (a refresh token unused for 90 days dies). """
+        day_ago = fields.Datetime.now() - timedelta(days=1)
+        soon = fields.Datetime.now() + timedelta(seconds=2 * const.TOKEN_REFRESH_MARGIN_S)
+        connections = self.sudo().search([
+            ('state', '=', 'connected'),
+            '|', '|', ('last_refresh_date', '=', False), ('last_refresh_date', '<', day_ago),
+            ('access_token_expiry', '<', soon),
+        ])
+        for done, connection in enumerate(connections, start=1):
+            try:
+                connection._outlook_refresh_tokens(force=True)
+            except UserError:
+                pass  # Recorded on the connection (last error, or needs reconnect); the others go on.
+            if not self.env['ir.cron']._commit_progress(1, remaining=len(connections) - done):
+                break

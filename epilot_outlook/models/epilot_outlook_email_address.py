@@ -70,6 +70,11 @@ class EpilotOutlookEmailAddress(models.Model):
         copy=False,
     )
     last_sync_date = fields.Datetime(string="Last Sync", copy=False)
+    paused_from_state = fields.Char(
+        string="Sync Status Before Pause",
+        help="Technical: where sync stood when the connection stopped, to resume there after a reconnect.",
+        copy=False,
+    )
 
     _email_connection_uniq = models.UniqueIndex(
         '(connection_id, lower(email))',
@@ -107,3 +112,15 @@ class EpilotOutlookEmailAddress(models.Model):
                     email=address.email, days=address.backfill_days,
                     min=BACKFILL_DAYS_MIN, max=BACKFILL_DAYS_MAX,
                 ))
+
+    # === BUSINESS METHODS - PAUSE AND RESUME === #
+
+    def _outlook_pause(self):
+        """ Pause sync while the connection needs a reconnect, remembering where each address stood. """
+        for address in self.filtered(lambda address: address.sync_state != 'paused'):
+            address.write({'paused_from_state': address.sync_state, 'sync_state': 'paused'})
+
+    def _outlook_resume(self):
+        """ Resume the addresses paused by :meth:`_outlook_pause` where they stood. """
+        for address in self.filtered(lambda address: address.sync_state == 'paused'):
+            address.write({'sync_state': address.paused_from_state or 'pending', 'paused_from_state': False})

@@ -135,3 +135,24 @@ def _b64encode(raw):
 
 def _b64decode(text):
     return base64.urlsafe_b64decode(text + '=' * (-len(text) % 4))
+
+
+def read_nonce(state):
+    """Return the nonce inside ``state`` **without verifying anything**.
+
+    Only for finding the server-side record of the attempt, whose bound fields :func:`verify` then needs as
+    ``expected``. Trust nothing else from an unverified state.
+
+    :param str state: The value received on the callback.
+    :rtype: str
+    :raise StateInvalid: When the state is malformed or carries no nonce.
+    """
+    if not isinstance(state, str) or not state.isascii() or state.count('.') != 2:
+        raise StateInvalid("Malformed OAuth state.")
+    try:
+        nonce = json.loads(_b64decode(state.split('.')[1]))['nonce']
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise StateInvalid("Malformed OAuth state payload.") from None
+    if not isinstance(nonce, str) or not nonce:
+        raise StateInvalid("Malformed OAuth state payload.")
+    return nonce

@@ -1,0 +1,39 @@
+import logging
+
+from odoo import http
+from odoo.http import request
+
+from ..outlook_core.errors import OutlookError
+
+_logger = logging.getLogger(__name__)
+
+
+class OutlookOAuthController(http.Controller):
+    """ Where Microsoft sends the browser back, for both legs of the connect flow.
+
+    One redirect URI serves the admin-consent leg and the service-account sign-in leg, so the Entra admin
+    registers a single URI; the signed ``state`` says which leg came back. All the work happens in the
+    connection model; this controller only turns its outcome into a redirect or an explained error page.
+    """
+    _callback_url = '/epilot_outlook/oauth/callback'
+
+    @http.route(_callback_url, type='http', auth='user', methods=['GET'])
+    def outlook_oauth_callback(self, state=None, **params):
+        """ Finish one leg of the connect flow.
+
+        :param str state: The signed state issued when the leg started.
+        :param dict params: Everything else Microsoft put in the redirect (``admin_consent``, ``tenant``,
+            ``code``, ``client_info``, ``error``, ``error_description``, ...).
+        :return: A redirect to the next leg, to the connection form, or the error page.
+        """
+        Connection = request.env['epilot.outlook.connection']
+        try:
+            connection, next_url = Connection._outlook_handle_oauth_callback(state, params)
+        except OutlookError as error:
+            _logger.info("Microsoft Outlook: connect flow stopped: %s", error.__class__.__name__)
+            return request.render('epilot_outlook.oauth_error_page', {
+                'title': request.env._("Outlook could not be connected"),
+                'explanation': error.explanation or str(error),
+                'back_url': '/odoo/action-epilot_outlook.epilot_outlook_connection_action',
+            })
+        return request.redirect(next_url or f'/odoo/epilot.outlook.connection/{connection.id}', local=False)
