@@ -73,9 +73,10 @@ GRAPH_MAX_RETRIES = 4
 # Exponential backoff when Graph sends no ``Retry-After``: base * 2**attempt, capped, with full jitter.
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 32.0
-# A ``Retry-After`` longer than this is not slept through inside a request: the error goes to the caller
-# (a cron reschedules itself) rather than blocking a worker for minutes.
-MAX_RETRY_AFTER_S = 120
+# Total seconds one call (a request, or a whole ``$batch``) may sleep between its retries. When the next
+# ``Retry-After`` or backoff would go past it, the error goes to the caller (a cron reschedules itself)
+# instead of blocking a worker: Odoo's cron time limit defaults to 120 s.
+GRAPH_MAX_WAIT_S = 60
 
 
 # === LOGGING === #

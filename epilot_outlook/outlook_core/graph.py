@@ -21,14 +21,14 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import requests
 
 from . import errors
 from .const import (
-    BACKOFF_BASE_S, BACKOFF_MAX_S, BATCH_MAX_REQUESTS, DEFAULT_GRAPH_HOSTS, GRAPH_MAX_RETRIES, GRAPH_TIMEOUT,
-    MASK, MAX_CONCURRENT_PER_MAILBOX, MAX_RETRY_AFTER_S, SENSITIVE_KEYS,
+    BACKOFF_BASE_S, BACKOFF_MAX_S, BATCH_MAX_REQUESTS, DEFAULT_GRAPH_HOSTS, GRAPH_MAX_RETRIES, GRAPH_MAX_WAIT_S,
+    GRAPH_TIMEOUT, MASK, MAX_CONCURRENT_PER_MAILBOX, SENSITIVE_KEYS,
 )
 
 _logger = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ _IDEMPOTENT_METHODS = frozenset({'GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'})
 _THROTTLE_STATUSES = frozenset({429, 503})
 # Statuses worth resending for idempotent methods only.
 _RETRYABLE_5XX = frozenset({500, 502, 504})
+_ABSOLUTE_URL_RE = re.compile(r'^[a-zA-Z][a-zA-Z0-9+.-]*://')
 _MAILBOX_RE = re.compile(r'/(?:users|mailboxes)/([^/?#]+)', re.IGNORECASE)
 
 
@@ -55,6 +56,18 @@ def mask(data):
     if isinstance(data, (list, tuple)):
         return type(data)(mask(value) for value in data)
     return data
+
+
+def quote_segment(value):
+    """Quote one path segment (a mailbox address, a message or folder id) for a Graph URL.
+
+    ``@`` stays readable; ``/``, ``?``, ``#``, ``%`` and spaces are escaped, so a value can never change the
+    path or start a query.
+
+    :param str value: The raw segment.
+    :rtype: str
+    """
+    return quote(str(value), safe="@!$&'()*+,;=:-._~")
 
 
 # === PAGES === #
@@ -117,20 +130,21 @@ class GraphClient:
     :param int max_retries: Retries after the first attempt, for throttling and transient failures.
     :param session: A ``requests.Session`` to reuse (default: a new one).
     :param sleep: ``time.sleep``, replaceable in tests.
-    :param int max_retry_after: A ``Retry-After`` above this is not waited for here: :class:`Throttled` goes
-        to the caller, which reschedules instead of blocking a worker.
+    :param float max_wait: Seconds one call may sleep in total between retries; past it, the error
+        (:class:`Throttled` with its ``retry_after``) goes to the caller, which reschedules instead of
+        blocking a worker.
     :raise HostNotAllowed: When ``base_url`` is not https or its host is not allowed.
     """
 
     def __init__(self, base_url, token_provider, *, ca_bundle=None, allowed_hosts=DEFAULT_GRAPH_HOSTS,
                  timeout=GRAPH_TIMEOUT, max_retries=GRAPH_MAX_RETRIES, session=None, sleep=time.sleep,
-                 max_retry_after=MAX_RETRY_AFTER_S):
+                 max_wait=GRAPH_MAX_WAIT_S):
         self.base_url = base_url.rstrip('/')
         self._token_provider = token_provider
         self.allowed_hosts = frozenset(_normalise_host(host) for host in allowed_hosts)
         self.timeout = timeout
         self.max_retries = max_retries
-        self.max_retry_after = max_retry_after
+        self.max_wait = max_wait
         self._sleep = sleep
         self._session = session or requests.Session()
         # Passed on every request: requests lets REQUESTS_CA_BUNDLE override a session's ``verify``.
@@ -236,7 +250,7 @@ class GraphClient:
         if len(set(ids)) != len(ids):
             raise ValueError("$batch request ids must be unique")
 
-        results, pending = {}, items
+        results, pending, waited = {}, items, 0.0
         for attempt in range(self.max_retries + 1):
             for response in self._send_batch(pending):
                 results[str(response.get('id'))] = response
@@ -247,9 +261,10 @@ class GraphClient:
             delays = [errors.parse_retry_after(_lower_keys(results[item_id].get('headers')).get('retry-after'))
                       for item_id in throttled]
             delay = max((d for d in delays if d is not None), default=None)
-            if attempt >= self.max_retries or (delay is not None and delay > self.max_retry_after):
-                break
             delay = delay if delay is not None else self._backoff(attempt)
+            if attempt >= self.max_retries or waited + delay > self.max_wait:
+                break
+            waited += delay
             _logger.info("Graph $batch: %d of %d items throttled; retrying in %.1f s", len(throttled),
                          len(items), delay)
             self._sleep(delay)
@@ -315,7 +330,7 @@ class GraphClient:
 
     def url_for(self, path_or_url):
         """Return the absolute URL for a path under ``base_url``, or an absolute URL unchanged (verbatim)."""
-        if '://' in path_or_url:
+        if _ABSOLUTE_URL_RE.match(path_or_url):
             return path_or_url
         return '%s/%s' % (self.base_url, path_or_url.lstrip('/'))
 
@@ -344,6 +359,7 @@ class GraphClient:
             idempotent = method in _IDEMPOTENT_METHODS
         path = urlsplit(url).path
         slot = self._mailbox_slot(url)
+        waited = 0.0
 
         for attempt in range(self.max_retries + 1):
             retries_left = attempt < self.max_retries
@@ -364,10 +380,11 @@ class GraphClient:
             except requests.RequestException as exc:
                 # A connect failure never reached Graph; a read timeout may have been executed.
                 safe_to_resend = idempotent or isinstance(exc, requests.ConnectTimeout)
-                if retries_left and safe_to_resend:
-                    delay = self._backoff(attempt)
+                delay = self._backoff(attempt)
+                if retries_left and safe_to_resend and waited + delay <= self.max_wait:
                     _logger.warning("Graph %s %s: %s; retry %d in %.1f s", method, path, type(exc).__name__,
                                     attempt + 1, delay)
+                    waited += delay
                     self._sleep(delay)
                     continue
                 raise errors.TransientError("Graph %s %s failed: %s" % (method, path, type(exc).__name__)) \
@@ -383,10 +400,11 @@ class GraphClient:
             error = errors.graph_error_from_response(response)
             retryable = status in _THROTTLE_STATUSES or (idempotent and status in _RETRYABLE_5XX)
             retry_after = getattr(error, 'retry_after', None)
-            if retryable and retries_left and (retry_after is None or retry_after <= self.max_retry_after):
-                delay = retry_after if retry_after is not None else self._backoff(attempt)
+            delay = retry_after if retry_after is not None else self._backoff(attempt)
+            if retryable and retries_left and waited + delay <= self.max_wait:
                 _logger.info("Graph %s %s -> %s (request-id %s); retry %d in %.1f s", method, path, status,
                              request_id, attempt + 1, delay)
+                waited += delay
                 self._sleep(delay)
                 continue
             _logger.warning("Graph %s %s -> %s %s (request-id %s)", method, path, status, error.code, request_id)

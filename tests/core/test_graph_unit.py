@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from outlook_core import errors
-from outlook_core.graph import GraphClient, batch_item_error, mask
+from outlook_core.graph import GraphClient, batch_item_error, mask, quote_segment
 
 BASE = 'https://graph.microsoft.com/v1.0'
 
@@ -154,6 +154,14 @@ def test_long_retry_after_goes_to_the_caller():
     with pytest.raises(errors.Throttled) as info:
         graph.get('/me/messages')
     assert info.value.retry_after == 3600 and sleeps == [] and len(session.calls) == 1
+
+
+def test_total_wait_is_bounded():
+    graph, session, sleeps = client([response(429, envelope('TooManyRequests'), {'Retry-After': '25'})] * 5,
+                                    max_wait=60)
+    with pytest.raises(errors.Throttled):
+        graph.get('/me/messages')
+    assert sleeps == [25, 25] and len(session.calls) == 3   # a third wait would pass 60 s
 
 
 def test_get_is_retried_after_timeout_but_post_is_not():
@@ -317,3 +325,17 @@ def test_mask_hides_sensitive_keys_recursively():
                    'scope': 'Mail.Read'})
     assert masked == {'Authorization': '[REDACTED]', 'refresh_token': '[REDACTED]',
                       'nested': [{'client_secret': '[REDACTED]'}], 'scope': 'Mail.Read'}
+
+
+def test_quote_segment_keeps_a_value_inside_its_segment():
+    assert quote_segment('support@contoso.com') == 'support@contoso.com'
+    assert quote_segment('a/../../subscriptions?x=1#y') == 'a%2F..%2F..%2Fsubscriptions%3Fx=1%23y'
+    graph, session, _ = client([response(200, {})])
+    graph.get('/users/%s/messages' % quote_segment('odd name/x'))
+    assert session.calls[0]['url'] == BASE + '/users/odd%20name%2Fx/messages'
+
+
+def test_a_path_mentioning_a_url_is_still_a_path():
+    graph, session, _ = client([response(200, {})])
+    graph.get("/users/x/messages?$search=\"https://example.com\"")
+    assert session.calls[0]['url'].startswith(BASE + '/users/x/messages?')
