@@ -387,6 +387,8 @@ class GraphClient:
                     waited += delay
                     self._sleep(delay)
                     continue
+                # requests' own message (host, path, SSL reason) helps the admin; it never holds headers.
+                _logger.warning("Graph %s %s failed: %s", method, path, exc)
                 raise errors.TransientError("Graph %s %s failed: %s" % (method, path, type(exc).__name__)) \
                     from None
 
