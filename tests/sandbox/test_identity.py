@@ -399,3 +399,28 @@ def test_scope_echo_switch_as_requested(sandbox, http, consented):
     assert refresh(sandbox, consented, result["refresh_token"], long_form)["scope"].split()[0] == long_form[0]
     sandbox.state.settings["aad_scope_echo"] = "short"
     assert refresh(sandbox, consented, result["refresh_token"], long_form)["scope"].split()[0] == "Mail.Read.Shared"
+
+
+def test_authorize_error_pages_and_redirected_errors(sandbox, http, consented):
+    resp = http.get(authorize_url(sandbox, {**consented, "client_id": "00000000-0000-0000-0000-000000000001"},
+                                  "Mail.Read.Shared"), allow_redirects=False)
+    assert resp.status_code == 400 and "AADSTS700016" in resp.text
+    resp = http.get(authorize_url(sandbox, {**consented, "tenant_id": "nowhere.example"}, "Mail.Read.Shared"),
+                    allow_redirects=False)
+    assert resp.status_code == 400 and "AADSTS90002" in resp.text
+    resp = http.get(authorize_url(sandbox, consented, "Mail.Read.Shared").replace("response_type=code",
+                                                                                  "response_type=token"),
+                    allow_redirects=False)
+    assert parse_qs(urlsplit(resp.headers["Location"]).query)["error"] == ["unsupported_response_type"]
+    resp = http.get(authorize_url(sandbox, consented, "https://outlook.office.com/Mail.Read"), allow_redirects=False)
+    assert parse_qs(urlsplit(resp.headers["Location"]).query)["error"] == ["invalid_scope"]
+
+
+def test_redirect_uri_must_match_at_redemption(sandbox, http, consented):
+    _, params = sign_in(http, authorize_url(sandbox, consented, "Mail.Read.Shared offline_access"),
+                        consented["service_account"]["username"], consented["service_account"]["password"])
+    resp = token_post(sandbox, http, consented, {
+        "client_id": consented["client_id"], "client_secret": consented["client_secret"],
+        "grant_type": "authorization_code", "code": params["code"],
+        "redirect_uri": "http://localhost:8069/epilot_outlook/oauth/callback"})
+    assert_aad(resp.json(), "invalid_grant", 500112)
