@@ -145,6 +145,18 @@ class _TokenHttpSession(requests.Session):
         return response
 
 
+class _DiscardingTokenCache(msal.TokenCache):
+    """A token cache that keeps nothing.
+
+    Tokens live in Odoo, encrypted by the vault; a second copy in MSAL's memory would only go stale. And
+    ``TokenCache.add`` logs every token event at DEBUG with the authorization ``code`` and PKCE
+    ``code_verifier`` in clear (MSAL masks only secrets and tokens), which must not reach Odoo's logs.
+    """
+
+    def add(self, event, now=None):
+        return None
+
+
 # === CLIENT === #
 
 class OAuthClient:
@@ -313,7 +325,7 @@ class OAuthClient:
                     authority=self.authority,
                     instance_discovery=False,   # never ask login.microsoftonline.com about a custom host
                     azure_region=None,
-                    token_cache=None,
+                    token_cache=_DiscardingTokenCache(),
                     http_client=_TokenHttpSession(self.ca_bundle or True, self.http_timeout),
                 )
             return self._app

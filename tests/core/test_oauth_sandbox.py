@@ -175,7 +175,8 @@ def test_refresh_rotates_the_refresh_token(sandbox, http, demo):
 
 def test_refresh_logs_no_secret(sandbox, http, demo, caplog):
     with caplog.at_level(logging.DEBUG):
-        client, first = signed_in(sandbox, http, demo)
+        client, flow, params = callback_of_sign_in(sandbox, http, demo)
+        first = client.finish_sign_in(flow, params)
         second = client.refresh(first.refresh_token)
         sandbox.state.consents.clear()
         with pytest.raises(errors.ConsentRequired):
@@ -183,7 +184,8 @@ def test_refresh_logs_no_secret(sandbox, http, demo, caplog):
     text = caplog.text + ' '.join(str(record.args) for record in caplog.records)
     assert 'refresh succeeded' in text   # the capture did see our log lines
     for secret in (first.access_token, first.refresh_token, second.access_token, second.refresh_token,
-                   demo['client_secret'], demo['service_account']['password']):
+                   demo['client_secret'], demo['service_account']['password'], params['code'],
+                   flow['code_verifier']):
         assert secret not in text
         for start in range(0, len(secret) - 16, 8):   # no recognisable fragment either
             assert secret[start:start + 16] not in text
