@@ -9,6 +9,7 @@ carries ``request-id`` and ``client-request-id``; throttled per (app id, mailbox
     GET    …/messages, …/mailFolders/{f}/messages              $select $filter $orderby $top $skip $count
     GET    …/mailFolders/{f}/messages/delta                    delta (mail_delta.py)
     GET    …/messages/{id}       PATCH …/messages/{id}         DELETE …/messages/{id}
+    GET    …/messages/{id}/$value                              the message as MIME (text/plain, as Graph sends it)
     POST   …/messages/{id}/move {destinationId}
     POST   …/translateExchangeIds {inputIds (≤1000), sourceIdType, targetIdType: restId|restImmutableEntryId}
     GET    …/messages/{id}/attachments[/{aid}[/$value]]
@@ -37,11 +38,21 @@ Control routes (JSON, no auth; for tests, demos and benchmarks):
 Settings (``state.settings``, read with defaults): ``list_hidden_item_every`` (9: a hidden non-message item
 every 9 messages, so ``$skip`` runs ahead of the page size), ``empty_pages`` (True: one empty page with a
 nextLink in each paged list or initial delta sync), ``delta_replays`` (True: each delta page repeats the previous
-page's last item), ``gateway_timeout_top`` (None: a ``$top`` at least this large with full bodies → 504),
-``deliver_internal`` (True: mail sent to a sandbox mailbox lands in its Inbox), plus the throttle settings.
+page's last item), ``delta_delay_s`` (0: changes younger than this wait for a later delta round),
+``gateway_timeout_top`` (None: a ``$top`` at least this large with full bodies → 504),
+``deliver_internal`` (True: mail sent to a sandbox mailbox lands in its Inbox), ``batch_envelope_424`` (False:
+the ``$batch`` envelope stays 200 when an item failed a dependency; True: 424), ``throttle_window_requests``
+(10000) per ``throttle_window_s`` (600), ``throttle_concurrency`` (4), ``throttle_concurrency_retry_after`` (2),
+``throttle_upload_bytes`` (150 MB) per ``throttle_upload_window_s`` (300), all per (app id, mailbox).
 
-Public functions for other rooms: :func:`deliver_inbound`, :func:`generate_mail`; callbacks registered in
-``state.extra["on_mail_change"]`` get ``(state, message, change_type)`` on create/update/move/delete/sent copy.
+Faults (``state.faults["graph"]``, applied per Graph request, ``$batch`` items included): ``"429": N``,
+``"503": N``, ``"504": N`` (the next N requests), ``"retry_after": S`` (their Retry-After, default 10),
+``"latency_ms": X`` (every request, inside the concurrency window).
+
+Public functions for other rooms: :func:`deliver_inbound`, :func:`generate_mail` (change callbacks only for
+batches of at most 100); callbacks registered in ``state.extra["on_mail_change"]`` get ``(state, message,
+change_type)`` with ``created``/``updated``/``deleted`` on delivery, PATCH, move (``deleted`` for the old place,
+then ``created``), delete, sent copies and sent drafts.
 """
 from __future__ import annotations
 
@@ -58,8 +69,8 @@ from .errors import graph_error
 from .mail_paging import (Filter, Prefer, bad_request, json_body, link, parse_orderby, parse_select, parse_top,
                           query_once, sign, unsign)
 from .mail_store import (PROP_BY_LOWER, RenderContext, address, delete_message, deliver_inbound, find_message,
-                         folder_counts, move_message, render_attachment, render_message, sorted_messages,
-                         update_message, well_known)
+                         folder_counts, message_mime, move_message, render_attachment, render_message,
+                         sorted_messages, update_message, well_known)
 from .mailgen import generate_mail
 from .state import Folder, SandboxState, User
 from .throttle import graph_endpoint, odata
@@ -265,6 +276,11 @@ def routes(state: SandboxState) -> list:
         return odata(body, headers=prefer.applied())
 
     @endpoint
+    def message_value(request: Request, token):
+        _mailbox, msg = message_of(state, request, token)
+        return Response(message_mime(msg), media_type="text/plain")
+
+    @endpoint
     async def patch_message(request: Request, token):
         mailbox, msg = message_of(state, request, token, "write")
         changes = json_body(await request.body())
@@ -357,6 +373,7 @@ def routes(state: SandboxState) -> list:
         both(prefix + "/messages", list_messages)
         graph.extend(mail_send.message_routes(state, endpoint, prefix))
         both(prefix + "/messages/{message}", get_message)
+        both(prefix + "/messages/{message}/$value", message_value)
         both(prefix + "/messages/{message}", patch_message, ("PATCH",))
         both(prefix + "/messages/{message}", delete, ("DELETE",))
         both(prefix + "/messages/{message}/move", move, ("POST",))

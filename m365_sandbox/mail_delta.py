@@ -6,7 +6,8 @@ deletes during the walk neither skip nor break it; later rounds read the folder'
 (``state.extra["mail_delta_log"]``) and collapse it per message: created (full item), updated (id + changed
 properties + new etag), removed (``@removed: {reason: deleted}``, also for a move out of the folder).
 A filtered sync (``receivedDateTime ge|gt``) returns at most 5,000 messages. Each response has either a
-nextLink or a deltaLink. Switches: ``delta_replays``, ``empty_pages``; ``expire_tokens`` (control plane).
+nextLink or a deltaLink. Switches: ``delta_replays``, ``empty_pages``, ``delta_delay_s`` (0: changes younger
+than this stay out of a round until a later one); ``expire_tokens`` (control plane).
 """
 from __future__ import annotations
 
@@ -61,10 +62,20 @@ def _expired(state: SandboxState, saved: dict) -> str | None:
     return None
 
 
+def _visible_end(state: SandboxState, log: list) -> int:
+    """How much of the log a new round sees: changes younger than ``delta_delay_s`` show up later."""
+    end, delay = len(log), state.settings.get("delta_delay_s", 0)
+    if delay:
+        cutoff = state.now().timestamp() - delay
+        while end > 0 and log[end - 1][3] > cutoff:
+            end -= 1
+    return end
+
+
 def _collapse(log: list, start: int, end: int) -> list[tuple]:
     """Changes in ``log[start:end]`` folded per message, in order of each message's last change."""
     merged: dict = {}
-    for kind, imm, props in log[start:end]:
+    for kind, imm, props, _ts in log[start:end]:
         prev = merged.pop(imm, None)
         if kind == "updated" and prev and prev[0] in ("created", "updated"):
             kind, props = prev[0], tuple(dict.fromkeys(prev[1] + props)) if prev[0] == "updated" else ()
@@ -132,7 +143,8 @@ def routes(state: SandboxState, endpoint) -> list:
                 value, saved = _initial_page(state, mailbox.id, folder.id, saved, flt, ctx, page_size, replays,
                                              bool(params.get("$skiptoken")), len(log))
             elif saved["ph"] == "wait":
-                saved = {**saved, "ph": "changes", "start": saved["from"], "end": len(log), "pos": 0}
+                saved = {**saved, "ph": "changes", "start": saved["from"], "end": _visible_end(state, log),
+                         "pos": 0}
                 value, saved = _change_page(state, log, saved, flt, ctx, page_size, replays)
             else:
                 value, saved = _change_page(state, log, saved, flt, ctx, page_size, replays)

@@ -5,7 +5,7 @@ Room-private data lives in ``state.extra`` (cleared by ``state.reset()``):
 
 * ``mail_version``: bumped by every mutation; list caches key on it;
 * ``mail_index``: mutable id -> immutable id;
-* ``mail_delta_log``: folder id -> append-only list of ``(kind, immutable_id, changed_props)``;
+* ``mail_delta_log``: folder id -> append-only list of ``(kind, immutable_id, changed_props, timestamp)``;
 * ``mail_sent``: every message sent through Graph (for ``GET /control/mail/sent``);
 * ``on_mail_change``: callbacks ``(state, message, change_type)`` (subscriptions room).
 """
@@ -14,6 +14,9 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
+import email.message
+import email.policy
+import email.utils
 import hashlib
 import html
 import re
@@ -140,7 +143,8 @@ def log_change(state: SandboxState, folder_id: str, kind: str, msg: Message, pro
     the mutable id the message had in this folder)."""
     if kind == "removed":
         props = (msg.id,)
-    state.extra.setdefault("mail_delta_log", {}).setdefault(folder_id, []).append((kind, msg.immutable_id, props))
+    state.extra.setdefault("mail_delta_log", {}).setdefault(folder_id, []).append(
+        (kind, msg.immutable_id, props, state.now().timestamp()))
 
 
 def notify(state: SandboxState, msg: Message, change_type: str) -> None:
@@ -412,6 +416,43 @@ def render_message(state: SandboxState, msg: Message, ctx: RenderContext, props=
     for name, fn in (props or ctx.props):
         out[name] = fn(state, msg, ctx)
     return out
+
+
+def message_mime(msg: Message) -> bytes:
+    """The message as RFC 5322 MIME (``GET …/messages/{id}/$value``): HTML body, inline parts, attachments."""
+    mime = email.message.EmailMessage(policy=email.policy.SMTP)
+
+    def fmt(addr: dict) -> str:
+        return email.utils.formataddr((addr.get("name") or "", addr.get("address") or ""))
+    mime["From"] = fmt(msg.from_addr)
+    if msg.sender_addr and msg.sender_addr.get("address") != msg.from_addr.get("address"):
+        mime["Sender"] = fmt(msg.sender_addr)
+    if msg.to:
+        mime["To"] = ", ".join(fmt(a) for a in msg.to)
+    if msg.cc:
+        mime["Cc"] = ", ".join(fmt(a) for a in msg.cc)
+    mime["Subject"] = msg.subject
+    mime["Date"] = email.utils.format_datetime(msg.sent or msg.received)
+    mime["Message-ID"] = msg.internet_message_id
+    if msg.in_reply_to:
+        mime["In-Reply-To"] = msg.in_reply_to
+    if msg.references:
+        mime["References"] = " ".join(msg.references)
+    mime["Thread-Index"] = msg.conversation_index or conversation_index(msg.conversation_id, 0)
+    mime.set_content(msg.body, subtype="html" if msg.body_content_type == "html" else "plain")
+    for att in msg.attachments:
+        if att.kind == "reference":
+            continue
+        maintype, _, subtype = (att.content_type if att.kind == "file" else "message/rfc822").partition("/")
+        if maintype == "message":
+            maintype, subtype = "application", "octet-stream"
+        if att.is_inline:
+            mime.add_related(att.content, maintype=maintype, subtype=subtype or "octet-stream", filename=att.name,
+                             cid=f"<{att.content_id}>" if att.content_id else None, disposition="inline")
+        else:
+            mime.add_attachment(att.content, maintype=maintype, subtype=subtype or "octet-stream",
+                                filename=att.name)
+    return mime.as_bytes()
 
 
 def render_attachment(att: Attachment, with_content: bool = True) -> dict:

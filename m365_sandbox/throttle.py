@@ -116,6 +116,17 @@ def fault_response(status: int, retry_after: int, client_request_id: str | None)
                        client_request_id=client_request_id)
 
 
+def _echo_in_envelope(response: Response, client_request_id: str) -> None:
+    """Put the client's ``client-request-id`` into the error envelope's ``innerError`` too (contract §6)."""
+    try:
+        body = json.loads(response.body)
+        body["error"]["innerError"]["client-request-id"] = client_request_id
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return
+    response.body = json.dumps(body).encode()
+    response.headers["content-length"] = str(len(response.body))
+
+
 def graph_endpoint(state: SandboxState):
     """Decorator for ``handler(request, token)`` (sync or async) that returns a Starlette response."""
     def wrap(handler):
@@ -153,6 +164,8 @@ def graph_endpoint(state: SandboxState):
             response.headers["request-id"] = request_id
             response.headers["client-request-id"] = client_request_id or response.headers.get(
                 "client-request-id", request_id)
+            if client_request_id and response.status_code >= 400:
+                _echo_in_envelope(response, client_request_id)
             return response
         return endpoint
     return wrap

@@ -178,3 +178,15 @@ def test_unsupported_delta_options(sandbox, http):
     for query in ("?$search=hello", "?$orderby=subject", "?$skip=10", "?changeType=moved"):
         assert http.get(_delta(sandbox, s, query), headers=_pref(s)).status_code == 400, query
     assert http.get(_delta(sandbox, s, "?$orderby=receivedDateTime desc"), headers=_pref(s)).status_code == 200
+
+
+def test_changes_show_up_after_a_delay(sandbox, http):
+    s = seed(sandbox.state)
+    sandbox.state.settings["delta_delay_s"] = 30
+    _items, link, _ = delta_round(http, _delta(sandbox, s), _pref(s))
+    new = deliver_inbound(sandbox.state, s.shared.upn, from_addr="x@example.com", subject="late", body_html="b")
+    items, link, _ = delta_round(http, link, _pref(s))
+    assert items == []
+    sandbox.state.advance_clock(31)
+    items, link, _ = delta_round(http, link, _pref(s))
+    assert [m["id"] for m in items] == [new.id]

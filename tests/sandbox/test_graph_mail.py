@@ -314,3 +314,31 @@ def test_translate_exchange_ids(sandbox, http):
     too_many = {"inputIds": ["x"] * 1001, "sourceIdType": "restId", "targetIdType": "restImmutableEntryId"}
     assert http.post(url(sandbox, f"/users/{s.shared.upn}/translateExchangeIds"), headers=s.auth,
                      json=too_many).status_code == 400
+
+
+def test_message_mime_value(sandbox, http):
+    import email
+    import email.policy
+    s = seed(sandbox.state)
+    parent = deliver_inbound(sandbox.state, s.shared.upn, from_addr="k@example.com", subject="Frage",
+                             body_html="<p>?</p>")
+    msg = deliver_inbound(sandbox.state, s.shared.upn, from_addr={"name": "Jürgen", "address": "j@example.de"},
+                          subject="RE: Frage – Zählerstand", body_html="<p>Grüße</p>",
+                          in_reply_to=parent.internet_message_id,
+                          attachments=[{"name": "a.pdf", "content_type": "application/pdf", "content": b"%PDF"}])
+    resp = http.get(url(sandbox, f"/users/{s.shared.upn}/messages/{msg.id}/$value"), headers=s.auth)
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
+    parsed = email.message_from_bytes(resp.content, policy=email.policy.default)
+    assert parsed["Subject"] == "RE: Frage – Zählerstand" and parsed["In-Reply-To"] == parent.internet_message_id
+    assert parsed["Message-ID"] == msg.internet_message_id
+    assert [a.get_filename() for a in parsed.iter_attachments()] == ["a.pdf"]
+    assert "Grüße" in parsed.get_body(("html",)).get_content()
+
+
+def test_error_envelope_echoes_client_request_id(sandbox, http):
+    s = seed(sandbox.state)
+    resp = http.get(url(sandbox, "/users/nobody@contoso.onmicrosoft.com/messages"),
+                    headers={**s.auth, "client-request-id": "my-id-1"})
+    assert resp.headers["client-request-id"] == "my-id-1"
+    inner = resp.json()["error"]["innerError"]
+    assert inner["client-request-id"] == "my-id-1" and inner["request-id"] == resp.headers["request-id"]
