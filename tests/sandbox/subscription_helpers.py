@@ -115,7 +115,7 @@ def receiver(receiver_session, sandbox):
     """An http webhook on loopback; the sandbox is told to accept http loopback URLs."""
     receiver_session.reset()
     sandbox.state.settings["allow_http_loopback_notification_urls"] = True
-    sandbox.state.settings["delivery_batch_window_s"] = 0.1
+    sandbox.state.settings["delivery_batch_window_s"] = 0.3
     sandbox.state.settings["delivery_backoff_base_s"] = 0.1
     yield receiver_session
     receiver_session.reset()
