@@ -43,7 +43,8 @@ page's last item), ``delta_delay_s`` (0: changes younger than this wait for a la
 ``deliver_internal`` (True: mail sent to a sandbox mailbox lands in its Inbox), ``batch_envelope_424`` (False:
 the ``$batch`` envelope stays 200 when an item failed a dependency; True: 424), ``throttle_window_requests``
 (10000) per ``throttle_window_s`` (600), ``throttle_concurrency`` (4), ``throttle_concurrency_retry_after`` (2),
-``throttle_upload_bytes`` (150 MB) per ``throttle_upload_window_s`` (300), all per (app id, mailbox).
+``throttle_upload_bytes`` (150 MB) per ``throttle_upload_window_s`` (300), all per (app id, mailbox);
+``mailboxes_not_rest_enabled`` ([]: ids or UPNs answered 404 ``MailboxNotEnabledForRESTAPI``).
 
 Faults (``state.faults["graph"]``, applied per Graph request, ``$batch`` items included): ``"429": N``,
 ``"503": N``, ``"504": N`` (the next N requests), ``"retry_after": S`` (their Retry-After, default 10),

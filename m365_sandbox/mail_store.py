@@ -72,12 +72,13 @@ def version(state: SandboxState) -> tuple:
 
 
 def _index(state: SandboxState) -> dict:
-    idx = state.extra.get("mail_index")
-    if idx is None or idx.get("__len__") != len(state.messages):
-        idx = {m.id: m.immutable_id for m in state.messages.values()}
-        idx["__len__"] = len(state.messages)
-        state.extra["mail_index"] = idx
-    return idx
+    with state.lock:
+        idx = state.extra.get("mail_index")
+        if idx is None or idx.get("__len__") != len(state.messages):
+            idx = {m.id: m.immutable_id for m in state.messages.values()}
+            idx["__len__"] = len(state.messages)
+            state.extra["mail_index"] = idx
+        return idx
 
 
 def _index_put(state: SandboxState, msg: Message, old_id: str | None = None) -> None:
@@ -108,10 +109,11 @@ def sorted_messages(state: SandboxState, mailbox_id: str, folder_id: str | None)
         return hit
     if len(cache) > 64:
         cache.clear()
-    if folder_id:
-        msgs = [m for m in state.messages.values() if m.folder_id == folder_id]
-    else:
-        msgs = [m for m in state.messages.values() if m.mailbox_id == mailbox_id]
+    with state.lock:
+        if folder_id:
+            msgs = [m for m in state.messages.values() if m.folder_id == folder_id]
+        else:
+            msgs = [m for m in state.messages.values() if m.mailbox_id == mailbox_id]
     epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
     msgs.sort(key=lambda m: (m.received or epoch, m.immutable_id), reverse=True)
     cache[key] = msgs

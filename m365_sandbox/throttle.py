@@ -4,6 +4,7 @@
 Settings (``state.settings``): ``throttle_window_requests`` (10000), ``throttle_window_s`` (600),
 ``throttle_concurrency`` (4), ``throttle_concurrency_retry_after`` (2 s), ``throttle_upload_bytes``
 (150 MB of PATCH/POST/PUT bodies) per ``throttle_upload_window_s`` (300).
+``mailboxes_not_rest_enabled`` ([]): ids/UPNs answered 404 ``MailboxNotEnabledForRESTAPI``.
 Faults (``state.faults["graph"]``): ``"429": N`` / ``"503": N`` / ``"504": N`` answer the next N requests with
 that status; ``"retry_after": S`` is the Retry-After they carry (default 10); ``"latency_ms": X`` delays every
 request (inside the in-flight window, so concurrency limits bite).
@@ -116,6 +117,18 @@ def fault_response(status: int, retry_after: int, client_request_id: str | None)
                        client_request_id=client_request_id)
 
 
+def _check_rest_enabled(state: SandboxState, mailbox_id: str) -> None:
+    """Mailboxes listed in ``state.settings["mailboxes_not_rest_enabled"]`` (ids or UPNs) are inactive,
+    soft-deleted or on-premises: 404 ``MailboxNotEnabledForRESTAPI`` (contract §3.5)."""
+    disabled = state.settings.get("mailboxes_not_rest_enabled") or ()
+    if not disabled:
+        return
+    user = state.users.get(mailbox_id)
+    if mailbox_id in disabled or (user and user.upn in {str(d).lower() for d in disabled}):
+        raise GraphDenied(graph_error(404, "MailboxNotEnabledForRESTAPI",
+                                      "The mailbox is either inactive, soft-deleted, or is hosted on-premise."))
+
+
 def _echo_in_envelope(response: Response, client_request_id: str) -> None:
     """Put the client's ``client-request-id`` into the error envelope's ``innerError`` too (contract §6)."""
     try:
@@ -136,6 +149,7 @@ def graph_endpoint(state: SandboxState):
             try:
                 token = require_token(state, request)
                 mailbox_id = _mailbox_key(state, token, request.path_params.get("mailbox", "me"))
+                _check_rest_enabled(state, mailbox_id)
                 _count(state, token, mailbox_id)
                 slot = _Slot(state, (token.client_id, mailbox_id))
                 upload = 0

@@ -342,3 +342,11 @@ def test_error_envelope_echoes_client_request_id(sandbox, http):
     assert resp.headers["client-request-id"] == "my-id-1"
     inner = resp.json()["error"]["innerError"]
     assert inner["client-request-id"] == "my-id-1" and inner["request-id"] == resp.headers["request-id"]
+
+
+def test_mailbox_not_enabled_for_rest(sandbox, http):
+    s = seed(sandbox.state)
+    sandbox.state.settings["mailboxes_not_rest_enabled"] = [s.shared.upn]
+    resp = http.get(_inbox(sandbox, s), headers=s.auth)
+    assert resp.status_code == 404 and resp.json()["error"]["code"] == "MailboxNotEnabledForRESTAPI"
+    assert http.get(url(sandbox, "/me/messages"), headers=s.auth).status_code == 200
