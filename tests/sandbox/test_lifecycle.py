@@ -1,6 +1,7 @@
 """Lifecycle notifications and the reactions they need (contract §2.4, §7.6, §7.7)."""
 from __future__ import annotations
 
+import pytest
 from subscription_helpers import (  # noqa: F401  (fixtures)
     control, drain, graph, in_minutes, make_message, receiver, receiver_session, world)
 
@@ -76,6 +77,26 @@ def test_consent_revoked_sends_reauthorization_required_to_that_app_only(graph, 
     receiver.wait_for(lambda: receiver.notifications("/hook"))
     drain(http, sandbox)
     assert {n["subscriptionId"] for n in receiver.notifications("/hook")} == {theirs["id"]}
+
+
+def test_consent_revoked_through_the_control_plane(graph, receiver, world, http, sandbox):
+    """The identity/control room's revoke endpoint runs this room's hook (contract §7.7)."""
+    from m365_sandbox.state import Consent
+    state = sandbox.state
+    sub = subscribe(graph, receiver)
+    with state.lock:
+        state.consents[(world.tenant.id, world.app.client_id)] = Consent(
+            world.tenant.id, world.app.client_id, {"Mail.Read.Shared"}, state.now())
+    response = http.post(f"{sandbox.control_base}/tenants/{world.tenant.id}/consent/revoke",
+                         json={"client_id": world.app.client_id})
+    if response.status_code == 404:
+        pytest.skip("the control room has no consent-revoke endpoint yet")
+    assert response.status_code == 200, response.text
+    receiver.wait_for(lambda: events(receiver))
+    assert events(receiver) == [(sub["id"], "reauthorizationRequired")]
+    assert status(http, sandbox, sub["id"]) == "paused"
+    # The access token still works until it expires (§1.7): the client can reauthorize with it.
+    assert graph.call("POST", f"/subscriptions/{sub['id']}/reauthorize").status_code == 204
 
 
 def test_subscription_removed(graph, receiver, world, http, sandbox):
