@@ -11,6 +11,7 @@ Identity errors are chosen by AADSTS code first, then by ``suberror``, then by t
 §1.6). Graph errors are chosen by the envelope's ``code`` first, then by HTTP status, never by ``message``
 (contract §6).
 """
+import base64
 import re
 
 
@@ -71,6 +72,22 @@ class Unauthorized(GraphError):
     def __init__(self, message='', *, claims=None, **kwargs):
         super().__init__(message, **kwargs)
         self.claims = claims
+
+    @property
+    def claims_json(self):
+        """The claims challenge as JSON text (Graph sends it base64-encoded), for ``start_sign_in``; or None.
+
+        :rtype: str or None
+        """
+        if not self.claims:
+            return None
+        if self.claims.lstrip().startswith('{'):
+            return self.claims
+        try:
+            padded = self.claims + '=' * (-len(self.claims) % 4)
+            return base64.urlsafe_b64decode(padded.replace('+', '-').replace('/', '_')).decode('utf-8')
+        except (ValueError, UnicodeDecodeError):
+            return self.claims
 
 
 class Forbidden(GraphError):

@@ -141,6 +141,8 @@ class _TokenHttpSession(requests.Session):
             raise errors.Throttled(
                 "The identity platform is throttling token requests.", status=429,
                 retry_after=errors.parse_retry_after(response.headers.get('Retry-After')),
+                explanation="Microsoft sign-in is limiting requests from Odoo for a moment. Odoo retries "
+                            "automatically; no action is needed.",
             )
         return response
 
@@ -246,7 +248,7 @@ class OAuthClient:
 
     # === BUSINESS METHODS - SIGN-IN === #
 
-    def start_sign_in(self, redirect_uri, state, login_hint=None, prompt=None):
+    def start_sign_in(self, redirect_uri, state, login_hint=None, prompt=None, claims_challenge=None):
         """Start the authorization-code flow with PKCE.
 
         The returned flow holds the PKCE verifier and nonce: **store it server-side** (for instance encrypted,
@@ -261,6 +263,8 @@ class OAuthClient:
         :param str state: A signed state from ``oauth_state.issue`` (MSAL checks it comes back unchanged).
         :param str login_hint: The service account's UPN, to preselect it.
         :param str prompt: ``select_account``, ``login``, ``consent`` or ``None``.
+        :param str claims_challenge: The ``claims`` of an :class:`Unauthorized` or :class:`InteractionRequired`
+            (Conditional Access asking for more), decoded JSON text, to satisfy in this sign-in.
         :return: MSAL's flow dict (``auth_uri``, ``state``, ``code_verifier``, ``nonce``, ...).
         :rtype: dict
         """
@@ -269,7 +273,7 @@ class OAuthClient:
             warnings.filterwarnings('ignore', message=r"response_mode='form_post' is recommended")
             return self._application().initiate_auth_code_flow(
                 list(MSAL_SCOPES), redirect_uri=redirect_uri, state=state, login_hint=login_hint, prompt=prompt,
-                response_mode='query',
+                claims_challenge=claims_challenge, response_mode='query',
             )
 
     def finish_sign_in(self, flow, callback_params):

@@ -134,6 +134,9 @@ def test_unauthorized_keeps_claims_challenge():
               'error="insufficient_claims", claims="eyJhY2Nlc3NfdG9rZW4iOnt9fQ=="')
     exc = graph_error_from_parts(401, envelope('InvalidAuthenticationToken'), {'WWW-Authenticate': header})
     assert exc.claims == 'eyJhY2Nlc3NfdG9rZW4iOnt9fQ=='
+    assert exc.claims_json == '{"access_token":{}}'
+    assert errors.Unauthorized('x', claims='{"a":1}').claims_json == '{"a":1}'
+    assert errors.Unauthorized('x').claims_json is None
 
 
 def test_request_id_header_wins_and_str_is_informative():

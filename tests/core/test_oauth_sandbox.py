@@ -124,8 +124,10 @@ def test_auth_code_flow_with_pkce(sandbox, http, demo):
 
 def test_sign_in_flow_uses_pkce_and_the_state(sandbox, http, demo):
     client = oauth_client(sandbox, demo)
-    flow = client.start_sign_in(REDIRECT_URI, 'my-state', login_hint='svc@x', prompt='select_account')
+    flow = client.start_sign_in(REDIRECT_URI, 'my-state', login_hint='svc@x', prompt='select_account',
+                                claims_challenge='{"access_token":{"acrs":{"essential":true,"value":"c1"}}}')
     query = parse_qs(urlsplit(flow['auth_uri']).query)
+    assert '"acrs"' in query['claims'][0]
     assert query['code_challenge_method'] == ['S256'] and query['code_challenge']
     assert query['state'] == ['my-state'] and query['login_hint'] == ['svc@x']
     assert set(query['scope'][0].split()) == set(MSAL_SCOPES) | {'offline_access', 'openid', 'profile'}
