@@ -9,16 +9,18 @@ own ``set_values`` does the storing (and encrypting).
 import json
 import os
 
-sandbox = json.load(open(os.environ["EPILOT_SANDBOX_JSON"], encoding="utf-8"))
-demo = sandbox.get("demo") or sandbox      # the seed summary: tenant, client id and secret, users
+# The sandbox's ready line (see m365_sandbox/README.md): URLs, CA bundle, and with --seed demo the tenant,
+# the app's client id and secret, and the demo users.
+with open(os.environ["EPILOT_SANDBOX_JSON"], encoding="utf-8") as ready_line:
+    sandbox = json.load(ready_line)
 
 SETTINGS = {
     "epilot_outlook_authority_base_url": sandbox.get("authority_base_url"),
     "epilot_outlook_graph_base_url": sandbox.get("graph_base_url"),
     "epilot_outlook_ca_bundle": sandbox.get("ca_bundle"),
-    "epilot_outlook_client_id": demo.get("client_id"),
-    "epilot_outlook_client_secret": demo.get("client_secret"),
-    "epilot_outlook_tenant_id": demo.get("tenant_id"),
+    "epilot_outlook_client_id": sandbox.get("client_id"),
+    "epilot_outlook_client_secret": sandbox.get("client_secret"),
+    "epilot_outlook_tenant_id": sandbox.get("tenant_id"),
 }
 
 Settings = env["res.config.settings"]  # noqa: F821 (provided by odoo-bin shell)

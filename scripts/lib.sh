@@ -53,7 +53,7 @@ find_odoo() {
             say "not retrying the Odoo clone (failed less than 12 h ago; rm $failed to retry)"
         elif command -v git >/dev/null; then
             say "Odoo 19 not found; trying: git clone --depth 1 --branch 19.0 $ODOO_REPO $src"
-            if timeout 120 git clone -q --depth 1 --branch 19.0 "$ODOO_REPO" "$src" </dev/null; then
+            if GIT_TERMINAL_PROMPT=0 timeout 120 git clone -q --depth 1 --branch 19.0 "$ODOO_REPO" "$src" </dev/null; then
                 rm -f "$failed"
             else
                 rm -rf "$src"; touch "$failed"; warn "could not clone Odoo 19"
@@ -147,9 +147,9 @@ free_port() {
     "$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Content hash of the module's files: what an upgrade (-u) would see.
+# Content hash of the module's files that an upgrade (-u) would see (its tests need none).
 module_hash() {
-    (cd "$ROOT" && find "$MODULE" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | sort -z |
+    (cd "$ROOT" && find "$MODULE" -path "$MODULE/tests" -prune -o -type f ! -name '*.pyc' -print0 | sort -z |
         xargs -0 sha1sum) | sha
 }
 

@@ -75,11 +75,13 @@ start_sandbox() {
     rm -f "$VAR/sandbox.json"
     "$VENV/bin/python" -m m365_sandbox serve --seed demo --state-file "$VAR/sandbox-state.json" \
         --workdir "$VAR/sandbox" --login-port "$SANDBOX_LOGIN_PORT" --graph-port "$SANDBOX_GRAPH_PORT" \
+        --redirect-uri "http://127.0.0.1:$HTTP_PORT/epilot_outlook/oauth/callback" \
+        --redirect-uri "http://localhost:$HTTP_PORT/epilot_outlook/oauth/callback" \
         --allow-http-loopback-notification-urls > "$out" 2>"$LOGS/sandbox.log" &
     sandbox_pid=$!
     for i in $(seq 300); do
         if head -n1 "$out" | "$VENV/bin/python" -c 'import json, sys; json.loads(sys.stdin.readline())' 2>/dev/null; then
-            head -n1 "$out" > "$VAR/sandbox.json"
+            (umask 077 && head -n1 "$out" > "$VAR/sandbox.json")   # it holds the demo's passwords
             return 0
         fi
         kill -0 "$sandbox_pid" 2>/dev/null || break
@@ -95,7 +97,9 @@ if port_busy "$SANDBOX_LOGIN_PORT" || port_busy "$SANDBOX_GRAPH_PORT"; then
     warn "sandbox ports $SANDBOX_LOGIN_PORT/$SANDBOX_GRAPH_PORT are in use; set SANDBOX_LOGIN_PORT/SANDBOX_GRAPH_PORT"
 elif start_sandbox; then
     # Point the demo's settings at the sandbox; skipped when nothing it depends on changed.
-    key=$( { cat "$VAR/sandbox.json" scripts/demo_configure.py; echo "$hash"; } | sha)
+    key=$( { "$VENV/bin/python" -c 'import json, sys; line = json.load(open(sys.argv[1]))
+line.pop("startup_seconds", None); print(json.dumps(line, sort_keys=True))' "$VAR/sandbox.json"
+             cat scripts/demo_configure.py; echo "$hash"; } | sha)
     if [ "$(cat "$VAR/demo-configure.hash" 2>/dev/null)" != "$key" ]; then
         say "writing the sandbox's settings into $DB (scripts/demo_configure.py)"
         EPILOT_SANDBOX_JSON="$VAR/sandbox.json" odoo_bin shell -c "$CONF" --no-http --log-level=warn \
