@@ -126,7 +126,7 @@ class GraphClient:
     :param token_provider: Callable returning a valid access token; called before every request.
     :param ca_bundle: CA bundle path to trust (the sandbox), or ``None`` for the system's.
     :param allowed_hosts: Hosts (``host`` or ``host:port``) that may be called; ``base_url``'s must be one.
-    :param timeout: ``requests`` timeout, ``(connect, read)`` seconds.
+    :param timeout: ``requests`` timeout in seconds (one number: Odoo's test guard cannot compare a pair).
     :param int max_retries: Retries after the first attempt, for throttling and transient failures.
     :param session: A ``requests.Session`` to reuse (default: a new one).
     :param sleep: ``time.sleep``, replaceable in tests.

@@ -97,3 +97,17 @@ def test_caller_may_bring_the_nonce_to_record_it_first():
     assert oauth_state.verify(SECRET, state, expected=BOUND)['nonce'] == nonce
     with pytest.raises(ValueError):
         oauth_state.issue(SECRET, dict(BOUND, nonce='short'))
+
+
+def test_read_nonce_finds_the_attempt_but_proves_nothing():
+    nonce = oauth_state.new_nonce()
+    state = oauth_state.issue(SECRET, dict(BOUND, nonce=nonce))
+    assert oauth_state.read_nonce(state) == nonce
+    # A forged state yields its nonce too: only verify() may be trusted.
+    forged = state.rsplit('.', 1)[0] + '.AAAA'
+    assert oauth_state.read_nonce(forged) == nonce
+    with pytest.raises(StateInvalid):
+        oauth_state.verify(SECRET, forged, expected=BOUND)
+    for bad in ('', 'a.b', 'v1.%%%.x', 'v1.' + 'e30' + '.sig'):   # e30 = {} (no nonce)
+        with pytest.raises(StateInvalid):
+            oauth_state.read_nonce(bad)
