@@ -6,7 +6,7 @@ carries ``request-id`` and ``client-request-id``; throttled per (app id, mailbox
 
     GET    /me, /users/{m}                                     minimal user resource
     GET    …/mailFolders, …/mailFolders/{inbox|sentitems|drafts|deleteditems|id}
-    GET    …/messages, …/mailFolders/{f}/messages              $select $filter $orderby $top $skip $count
+    GET    …/messages, …/mailFolders/{f}/messages              $select $filter $orderby $top $skip $count $expand
     GET    …/mailFolders/{f}/messages/delta                    delta (mail_delta.py)
     GET    …/messages/{id}       PATCH …/messages/{id}         DELETE …/messages/{id}
     GET    …/messages/{id}/$value                              the message as MIME (text/plain, as Graph sends it)
@@ -67,8 +67,8 @@ from starlette.routing import Route
 from . import batch, mail_delta, mail_send
 from .auth import GraphDenied, resolve_mailbox
 from .errors import graph_error
-from .mail_paging import (Filter, Prefer, bad_request, json_body, link, parse_orderby, parse_select, parse_top,
-                          query_once, sign, unsign)
+from .mail_paging import (Filter, Prefer, bad_request, json_body, link, parse_expand, parse_orderby,
+                          parse_select, parse_top, query_once, sign, unsign)
 from .mail_store import (PROP_BY_LOWER, RenderContext, address, delete_message, deliver_inbound, find_message,
                          folder_counts, message_mime, move_message, render_attachment, render_message,
                          sorted_messages, update_message, well_known)
@@ -162,7 +162,7 @@ def _index_of_skip(state: SandboxState, skip: int) -> int:
 
 
 ID_TYPES = ("restId", "restImmutableEntryId")
-LIST_OPTIONS = (("$select", "sel"), ("$filter", "flt"), ("$orderby", "ob"), ("$top", "top"))
+LIST_OPTIONS = (("$select", "sel"), ("$filter", "flt"), ("$orderby", "ob"), ("$top", "top"), ("$expand", "exp"))
 
 
 def routes(state: SandboxState) -> list:
@@ -247,7 +247,7 @@ def routes(state: SandboxState) -> list:
             else:
                 page = msgs[pos:pos + top]
                 next_pos = pos + len(page)
-            ctx = RenderContext(select, prefer.immutable, prefer.body_type)
+            ctx = RenderContext(select, prefer.immutable, prefer.body_type, parse_expand(options["exp"]))
             value = [render_message(state, m, ctx) for m in page]
             total = len(msgs)
         base = graph_base(request)
@@ -271,7 +271,8 @@ def routes(state: SandboxState) -> list:
         mailbox, msg = message_of(state, request, token)
         prefer = Prefer(request)
         params = query_once(request)
-        ctx = RenderContext(parse_select(params.get("$select")), prefer.immutable, prefer.body_type)
+        ctx = RenderContext(parse_select(params.get("$select")), prefer.immutable, prefer.body_type,
+                            parse_expand(params.get("$expand")))
         body = {"@odata.context": graph_base(request) + f"/$metadata#users('{mailbox.id}')/messages/$entity",
                 **render_message(state, msg, ctx)}
         return odata(body, headers=prefer.applied())

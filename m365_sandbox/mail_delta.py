@@ -18,7 +18,8 @@ from starlette.routing import Route
 
 from .auth import GraphDenied, resolve_mailbox
 from .errors import graph_error
-from .mail_paging import Filter, Prefer, bad_request, link, parse_select, parse_top, query_once, sign, unsign
+from .mail_paging import (Filter, Prefer, bad_request, link, parse_expand, parse_select, parse_top, query_once,
+                          sign, unsign)
 from .mail_store import RENDERERS, RenderContext, etag, render_message, sorted_messages
 from .state import SandboxState
 from .throttle import odata
@@ -128,14 +129,16 @@ def routes(state: SandboxState, endpoint) -> list:
                 raise bad_request("ErrorInvalidUrlQuery", "changeType must be created, updated or deleted.")
             Filter(params.get("$filter"), delta=True)
             parse_select(params.get("$select"))
+            parse_expand(params.get("$expand"))
             saved = {"k": "delta", "mb": mailbox.id, "f": folder.id, "sel": params.get("$select"),
+                     "exp": params.get("$expand"),
                      "flt": params.get("$filter"), "ct": change_type, "top": parse_top(params.get("$top")),
                      "ph": "init", "after": None, "e": False}
         page_size = prefer.maxpagesize or saved["top"]
         page_size = max(1, min(page_size, 1000))
         select = parse_select(saved["sel"])
         flt = Filter(saved["flt"], delta=True)
-        ctx = RenderContext(select, prefer.immutable, prefer.body_type)
+        ctx = RenderContext(select, prefer.immutable, prefer.body_type, parse_expand(saved.get("exp")))
         replays = state.settings.get("delta_replays", True)
         log = state.extra.setdefault("mail_delta_log", {}).setdefault(folder.id, [])
         with state.lock:

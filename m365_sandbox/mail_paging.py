@@ -123,6 +123,16 @@ def parse_select(text: str | None) -> tuple | None:
     return tuple(props)
 
 
+def parse_expand(text: str | None) -> bool:
+    """``$expand``: only ``attachments`` is supported."""
+    if not text:
+        return False
+    if text.strip().lower() != "attachments":
+        raise bad_request("RequestBroker--ParseUri", f"Could not find a navigation property named '{text}' on "
+                          "type 'microsoft.graph.message'.")
+    return True
+
+
 def parse_top(text: str | None, default: int = 10) -> int:
     if text is None:
         return default

@@ -145,8 +145,9 @@ def _reply_spec(parent: Message, data: dict) -> dict:
         quoted = (f"<hr><div><b>From:</b> {html.escape(parent.from_addr.get('name', ''))} "
                   f"&lt;{html.escape(parent.from_addr.get('address', ''))}&gt;<br><b>Subject:</b> "
                   f"{html.escape(parent.subject)}</div>")
-        message["body"] = {"contentType": "html", "content": f"<html><body><div>{html.escape(data.get('comment') or '')}"
-                           f"</div>{quoted}<blockquote>{parent.body}</blockquote></body></html>"}
+        comment = html.escape(data.get("comment") or "")
+        message["body"] = {"contentType": "html", "content": f"<html><body><div>{comment}</div>{quoted}"
+                           f"<blockquote>{parent.body}</blockquote></body></html>"}
     message.setdefault("subject", parent.subject if parent.subject.lower().startswith("re:")
                        else f"RE: {parent.subject}")
     if not message.get("toRecipients"):

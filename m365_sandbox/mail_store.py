@@ -400,10 +400,13 @@ class RenderContext:
 
     __slots__ = ("select", "immutable", "body_type", "props")
 
-    def __init__(self, select: tuple | None = None, immutable: bool = False, body_type: str | None = None):
+    def __init__(self, select: tuple | None = None, immutable: bool = False, body_type: str | None = None,
+                 expand_attachments: bool = False):
         self.select, self.immutable, self.body_type = select, immutable, body_type
         props = DEFAULT_PROPS if select is None else ("id",) + tuple(p for p in select if p != "id")
         self.props = tuple((p, RENDERERS[p]) for p in props)
+        if expand_attachments:
+            self.props += (("attachments", lambda s, m, c: [render_attachment(a) for a in m.attachments]),)
 
     def msg_id(self, msg: Message) -> str:
         return msg.immutable_id if self.immutable else msg.id

@@ -10,7 +10,8 @@ import datetime as dt
 import random
 
 from .mail_store import (add_message, bump, conversation_index, default_headers, log_change, mailbox_address,
-                         new_attachment_id, new_change_key, new_immutable_id, new_message_id, resolve_mailbox_ref, well_known)
+                         new_attachment_id, new_change_key, new_immutable_id, new_message_id, resolve_mailbox_ref,
+                         well_known)
 from .state import Attachment, Message, SandboxState
 
 NOTIFY_UP_TO = 100   # generate_mail calls the on_mail_change callbacks only for batches this small

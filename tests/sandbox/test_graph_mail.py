@@ -350,3 +350,19 @@ def test_mailbox_not_enabled_for_rest(sandbox, http):
     resp = http.get(_inbox(sandbox, s), headers=s.auth)
     assert resp.status_code == 404 and resp.json()["error"]["code"] == "MailboxNotEnabledForRESTAPI"
     assert http.get(url(sandbox, "/me/messages"), headers=s.auth).status_code == 200
+
+
+def test_expand_attachments(sandbox, http):
+    s = seed(sandbox.state)
+    sandbox.state.settings["empty_pages"] = False
+    msg = deliver_inbound(sandbox.state, s.shared.upn, from_addr="a@example.com", subject="pdf", body_html="x",
+                          attachments=[{"name": "a.pdf", "content_type": "application/pdf", "content": b"%PDF"}])
+    generate_mail(sandbox.state, s.shared.upn, 3, seed=2)
+    one = http.get(url(sandbox, f"/users/{s.shared.upn}/messages/{msg.id}?$expand=attachments"), headers=s.auth)
+    assert one.json()["attachments"][0]["name"] == "a.pdf"
+    first = http.get(_inbox(sandbox, s, "?$top=2&$expand=attachments&$select=subject"), headers=s.auth).json()
+    assert all("attachments" in m for m in first["value"])
+    link = first["@odata.nextLink"]
+    assert all("attachments" in m for m in http.get(link, headers=s.auth).json()["value"])
+    assert http.get(link.replace("%24expand=attachments&", ""), headers=s.auth).status_code == 400
+    assert http.get(_inbox(sandbox, s, "?$expand=singleValueExtendedProperties"), headers=s.auth).status_code == 400
