@@ -47,6 +47,9 @@ DEFAULTS = {
     "reauthorize_patch_bug_window_s": 600,  # §2.4: reauthorize and PATCH within this window = client bug
     "lifecycle_auto_reauthorization": False,  # §2.4 reminders before expiry: every half of the remaining time
                                               # while > 60 min remain, then every 15 min (sandbox clock)
+    "lifecycle_token_expiry": False,       # reauthorizationRequired 15 min before the authorizing AT expires,
+                                           # delivery paused once it has expired
+    "remove_subscriptions_on_session_revoke": True,  # [O] subscriptionRemoved on password reset / disable
 }
 
 # Faults this room reads from ``state.faults`` (all off by default).
@@ -400,22 +403,41 @@ class DeliveryWorker:
                     lifecycle_event(state, sub, "missed")
 
     def _remind(self) -> None:
-        """§2.4: ``reauthorizationRequired`` ahead of expiry, without pausing (only with the setting on)."""
+        """Lifecycle events the sandbox raises by itself, checked twice a second (§2.4).
+
+        * ``lifecycle_auto_reauthorization``: ``reauthorizationRequired`` ahead of expiry, no pause;
+        * ``lifecycle_token_expiry``: ``reauthorizationRequired`` 15 min before the access token that created,
+          PATCHed or reauthorized the subscription expires; at expiry delivery pauses until the next one;
+        * ``remove_subscriptions_on_session_revoke``: ``subscriptionRemoved`` once the creator is disabled or
+          their sessions are revoked (password reset) after the last authorization ([O] Outlook behaviour).
+        """
         state = self.state
         try:
             with state.lock:
-                if not setting(state, "lifecycle_auto_reauthorization"):
-                    return
                 now = state.now()
+                authorizations = room(state).setdefault("authorizations", {})
                 for sub in list(state.subscriptions.values()):
-                    if not live(sub, now) or not sub.lifecycle_notification_url:
+                    if not live(sub, now):
                         continue
-                    due = plan_reminder(state, sub)
-                    if now >= due:
-                        lifecycle_event(state, sub, "reauthorizationRequired", pause=False)
-                        plan_reminder(state, sub, after_sending=True)
+                    auth = authorizations.get(sub.id)
+                    if auth and setting(state, "remove_subscriptions_on_session_revoke"):
+                        creator = state.users.get(sub.creator_id)
+                        if creator is None or creator.disabled or (
+                                creator.sessions_valid_from and creator.sessions_valid_from > auth["at"]):
+                            lifecycle_event(state, sub, "subscriptionRemoved")
+                            continue
+                    if auth and setting(state, "lifecycle_token_expiry"):
+                        if not auth["warned"] and now >= auth["token_expires_at"] - dt.timedelta(minutes=15):
+                            auth["warned"] = True
+                            lifecycle_event(state, sub, "reauthorizationRequired", pause=False)
+                        if not auth["expired"] and now >= auth["token_expires_at"]:
+                            auth["expired"] = sub.paused = True
+                    if setting(state, "lifecycle_auto_reauthorization") and sub.lifecycle_notification_url:
+                        if now >= plan_reminder(state, sub):
+                            lifecycle_event(state, sub, "reauthorizationRequired", pause=False)
+                            plan_reminder(state, sub, after_sending=True)
         except Exception as exc:  # keep the scheduler alive
-            _append(state, "dropped", {"reason": f"internal error in reminders: {exc!r}", "url": None,
+            _append(state, "dropped", {"reason": f"internal error in lifecycle checks: {exc!r}", "url": None,
                                        "notification": None})
 
     # --- §2.3 slow/drop throttling ----------------------------------------------------------------------
@@ -446,6 +468,13 @@ class DeliveryWorker:
         if over_slow > 0.10:
             return "slow"
         return None
+
+
+def note_authorization(state: SandboxState, sub: Subscription, token) -> None:
+    """Create, PATCH and reauthorize (re)authorize ``sub`` with ``token`` (an AccessToken)."""
+    with state.lock:
+        room(state).setdefault("authorizations", {})[sub.id] = {
+            "at": state.now(), "token_expires_at": token.expires_at, "warned": False, "expired": False}
 
 
 def plan_reminder(state: SandboxState, sub: Subscription, after_sending: bool = False) -> dt.datetime:

@@ -53,6 +53,11 @@ Settings (``state.settings``; defaults in :data:`m365_sandbox.delivery.DEFAULTS`
 ``reauthorize_patch_bug_window_s`` 600 reauthorize + PATCH within this = client bug
 ``lifecycle_auto_reauthorization`` false  send ``reauthorizationRequired`` reminders before expiry (every half of
                                        the remaining time while > 60 min remain, then every 15 min; no pause)
+``lifecycle_token_expiry`` false       ``reauthorizationRequired`` 15 min before the access token that last
+                                       authorized the subscription (create, PATCH, reauthorize) expires; once
+                                       it has expired, delivery pauses until the next reauthorize or PATCH
+``remove_subscriptions_on_session_revoke`` true  [O] ``subscriptionRemoved`` when the creator is disabled or
+                                       their sessions are revoked (password reset) after the last authorization
 ``delivery_throttle_window_s`` 600, ``delivery_throttle_min_samples`` 10, ``delivery_slow_delay_s`` 600
                                        §2.3 slow/drop accounting (with the fault below)
 
@@ -413,6 +418,7 @@ async def create_subscription(request: Request, state: SandboxState):
             client_state=client_state, immutable_ids=immutable, latest_supported_tls_version=tls,
             mailbox_id=mailbox_id, folder_id=folder_id)
         state.subscriptions[sub.id] = sub
+        delivery.note_authorization(state, sub, token)
         delivery.plan_reminder(state, sub)
         headers = {"Location": f"{graph_root(request)}/subscriptions/{sub.id}"}
         if immutable:
@@ -480,6 +486,7 @@ async def patch_subscription(request: Request, state: SandboxState):
         if new_url:
             sub.notification_url = new_url
         note_reauthorize_or_patch(state, sub, "patch")
+        delivery.note_authorization(state, sub, token)
         delivery.plan_reminder(state, sub)
         return JSONResponse(render(request, sub))
 
@@ -502,6 +509,7 @@ async def reauthorize_subscription(request: Request, state: SandboxState):
             raise Problem(403, "ExtensionError", "Operation: Reauthorize; Exception: [Status Code: Forbidden; "
                                                  "Reason: Forbidden]")
         note_reauthorize_or_patch(state, sub, "reauthorize")
+        delivery.note_authorization(state, sub, token)
     return Response(status_code=204)
 
 

@@ -1,6 +1,8 @@
 """Lifecycle notifications and the reactions they need (contract §2.4, §7.6, §7.7)."""
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from subscription_helpers import (  # noqa: F401  (fixtures)
     control, drain, graph, in_minutes, make_message, receiver, receiver_session, world)
@@ -186,3 +188,33 @@ def test_automatic_reauthorization_reminders_before_expiry(graph, receiver, worl
                        lifecycleNotificationUrl=receiver.url("/lifecycle")).json()
     sandbox.state.advance_clock(301 * 60)                        # half of the remaining time
     receiver.wait_for(lambda: (far["id"], "reauthorizationRequired") in events(receiver))
+
+
+def test_password_reset_removes_the_subscription(graph, receiver, world, http, sandbox):
+    sub = subscribe(graph, receiver)
+    world.user.sessions_valid_from = sandbox.state.now() + dt.timedelta(seconds=1)
+    receiver.wait_for(lambda: events(receiver))
+    assert events(receiver) == [(sub["id"], "subscriptionRemoved")]
+    assert graph.call("GET", f"/subscriptions/{sub['id']}").status_code == 404
+
+
+def test_disabled_creator_removes_the_subscription(graph, receiver, world, http, sandbox):
+    sub = subscribe(graph, receiver)
+    world.user.disabled = True
+    receiver.wait_for(lambda: events(receiver))
+    assert events(receiver) == [(sub["id"], "subscriptionRemoved")]
+
+
+def test_access_token_expiry_warns_then_pauses_until_reauthorized(graph, receiver, world, http, sandbox):
+    state = sandbox.state
+    state.settings["lifecycle_token_expiry"] = True
+    sub = subscribe(graph, receiver)                        # the token lives 3600 s
+    state.advance_clock(46 * 60)
+    receiver.wait_for(lambda: events(receiver))
+    assert events(receiver) == [(sub["id"], "reauthorizationRequired")]
+    assert status(http, sandbox, sub["id"]) == "active"
+    state.advance_clock(15 * 60)
+    receiver.wait_for(lambda: status(http, sandbox, sub["id"]) == "paused")
+    fresh = world.other_token()
+    assert graph.call("POST", f"/subscriptions/{sub['id']}/reauthorize", token=fresh).status_code == 204
+    assert status(http, sandbox, sub["id"]) == "active"
