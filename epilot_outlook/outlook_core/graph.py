@@ -125,7 +125,8 @@ class GraphClient:
     :param str base_url: ``https://graph.microsoft.com/v1.0`` or the sandbox's ``/v1.0``.
     :param token_provider: Callable returning a valid access token; called before every request.
     :param ca_bundle: CA bundle path to trust (the sandbox), or ``None`` for the system's.
-    :param allowed_hosts: Hosts (``host`` or ``host:port``) that may be called; ``base_url``'s must be one.
+    :param allowed_hosts: Hosts that may be called; ``base_url``'s must be one. ``host`` allows that host on
+        any port (the name is what identifies the party), ``host:port`` only that port.
     :param timeout: ``requests`` timeout in seconds (one number: Odoo's test guard cannot compare a pair).
     :param int max_retries: Retries after the first attempt, for throttling and transient failures.
     :param session: A ``requests.Session`` to reuse (default: a new one).
@@ -324,7 +325,9 @@ class GraphClient:
         """
         parts = urlsplit(url)
         netloc = parts.netloc.lower()
-        if parts.scheme != 'https' or '@' in netloc or _normalise_host(netloc) not in self.allowed_hosts:
+        allowed = (_normalise_host(netloc) in self.allowed_hosts
+                   or (parts.hostname or '').lower() in self.allowed_hosts)
+        if parts.scheme != 'https' or '@' in netloc or '\\' in netloc or not allowed:
             raise errors.HostNotAllowed("Refusing to call %s://%s: not an allowed Graph host."
                                         % (parts.scheme or '?', parts.hostname or '?'))
 

@@ -63,13 +63,18 @@ def test_base_url_must_be_allowed_and_https():
         GraphClient('http://graph.microsoft.com/v1.0', lambda: 't')
     GraphClient('https://127.0.0.1:8443/v1.0', lambda: 't', allowed_hosts=('127.0.0.1:8443',))
     GraphClient('https://graph.microsoft.com:443/v1.0', lambda: 't')
+    # A bare host allows any port (as the Odoo side passes urlsplit(...).hostname); host:port only that port.
+    GraphClient('https://127.0.0.1:8443/v1.0', lambda: 't', allowed_hosts=('127.0.0.1',))
+    with pytest.raises(errors.HostNotAllowed):
+        GraphClient('https://127.0.0.1:9443/v1.0', lambda: 't', allowed_hosts=('127.0.0.1:8443',))
 
 
 @pytest.mark.parametrize('link', [
     'https://evil.example/v1.0/users/x/messages?$skiptoken=1',
     'http://graph.microsoft.com/v1.0/users/x/messages?$skiptoken=1',
     'https://graph.microsoft.com@evil.example/v1.0/users/x/messages',
-    'https://graph.microsoft.com:8443/v1.0/users/x/messages',
+    'https://graph.microsoft.com\\@evil.example/v1.0/users/x/messages',
+    'https://graph.microsoft.com.evil.example/v1.0/users/x/messages',
 ])
 def test_next_link_outside_allow_list_is_refused_before_sending(link):
     graph, session, _ = client([response(200, {'value': [1], '@odata.nextLink': link})])
