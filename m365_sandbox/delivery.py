@@ -18,10 +18,11 @@ import datetime as dt
 import heapq
 import itertools
 import json
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import requests
 
@@ -151,6 +152,63 @@ def _take_count(faults: dict, key: str) -> bool:
     return False
 
 
+_CLAUSE = re.compile(r"^\s*(isRead|hasAttachments|isDraft|importance|subject)\s+(eq|ne)\s+"
+                     r"('(?:[^']|'')*'|true|false)\s*$", re.IGNORECASE)
+
+
+def resource_filter(resource: str) -> list | None:
+    """The ``$filter`` inside a subscription ``resource`` as ``[(prop, op, value)]``; None when there is none
+    or it is beyond this sandbox (then it is tolerated and not applied).
+
+    Understood: ``eq``/``ne`` on isRead, hasAttachments, isDraft, importance and subject, joined by ``and``.
+    """
+    query = resource.partition("?")[2]
+    expr = next((unquote(part.partition("=")[2]) for part in query.split("&")
+                 if part.partition("=")[0].lower() == "$filter"), None)
+    if not expr:
+        return None
+    clauses = []
+    for text in re.split(r"\s+and\s+", expr, flags=re.IGNORECASE):
+        match = _CLAUSE.match(text)
+        if match is None:
+            return None
+        prop, op, literal = match.groups()
+        value = literal[1:-1].replace("''", "'") if literal.startswith("'") else literal.lower() == "true"
+        clauses.append((prop.lower(), op.lower(), value))
+    return clauses
+
+
+def _matches(message: Message, clauses: list) -> bool:
+    actual = {"isread": message.is_read, "isdraft": message.is_draft,
+              "hasattachments": any(not a.is_inline for a in message.attachments),
+              "importance": message.importance.lower(), "subject": message.subject}
+    for prop, op, value in clauses:
+        value = value.lower() if prop == "importance" else value
+        if (actual[prop] == value) != (op == "eq"):
+            return False
+    return True
+
+
+def filtered_change_type(state: SandboxState, sub: Subscription, message: Message, change_type: str) -> str | None:
+    """The change type ``sub`` sees: with a ``$filter`` a message entering the filtered set is ``created``,
+    leaving it is ``deleted`` (Outlook: with ``isRead eq false``, marking read gives ``deleted``), and a message
+    outside it is not notified at all."""
+    clauses = resource_filter(sub.resource)
+    if clauses is None:
+        return change_type
+    seen = room(state).setdefault("filter_matches", {})
+    key = (sub.id, message.immutable_id)
+    before = seen.pop(key, None)
+    if change_type == "deleted":
+        return "deleted" if before or (before is None and _matches(message, clauses)) else None
+    now = seen[key] = _matches(message, clauses)
+    if change_type == "created":
+        return "created" if now else None
+    if now:
+        return "updated" if before in (True, None) else "created"
+    return "deleted" if before else None
+
+
 def notify_change(state: SandboxState, message: Message, change_type: str) -> int:
     """Queue a change notification for every live subscription that covers ``message``; return how many.
 
@@ -164,9 +222,10 @@ def notify_change(state: SandboxState, message: Message, change_type: str) -> in
                 continue
             if sub.folder_id and sub.folder_id != message.folder_id:
                 continue
-            if change_type not in sub.change_type.split(","):
+            effective = filtered_change_type(state, sub, message, change_type)
+            if effective is None or effective not in sub.change_type.split(","):
                 continue
-            notification = change_notification(state, sub, message, change_type)
+            notification = change_notification(state, sub, message, effective)
             if sub.paused:
                 _append(state, "lost_while_paused", {"subscriptionId": sub.id, "notification": notification})
                 continue

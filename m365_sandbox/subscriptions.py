@@ -3,7 +3,11 @@
 Graph routes (bearer token required)
 ------------------------------------
 ``POST /v1.0/subscriptions``                    create; validation handshake on notificationUrl and
-                                                lifecycleNotificationUrl first; 201 + subscription
+                                                lifecycleNotificationUrl first; 201 + subscription. A ``$filter``
+                                                inside ``resource`` is applied when it is ``eq``/``ne`` on isRead,
+                                                hasAttachments, isDraft, importance or subject joined by ``and``
+                                                (entering the set = created, leaving it = deleted); other filters
+                                                are accepted and not applied
 ``GET /v1.0/subscriptions``                     this app's subscriptions for the signed-in user, paged
                                                 (``@odata.nextLink`` with an opaque ``$skiptoken``)
 ``GET /v1.0/subscriptions/{id}``                200, or 404 ``ResourceNotFound`` (gone, removed, expired, not yours)

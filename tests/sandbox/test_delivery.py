@@ -61,6 +61,20 @@ def test_folder_and_change_type_matching(graph, receiver, world):
     assert [(n["changeType"], n["resourceData"]["id"]) for n in receiver.notifications()] == [("created", inbox.id)]
 
 
+def test_filter_in_resource_turns_mark_as_read_into_deleted(graph, receiver, world):
+    subscribe(graph, receiver, resource="me/mailFolders('Inbox')/messages?$filter=isRead eq false")
+    unread, already_read = make_message(world.state, world.user), make_message(world.state, world.user)
+    already_read.is_read = True
+    notify_change(world.state, unread, "created")
+    notify_change(world.state, already_read, "created")           # outside the filter: nothing
+    receiver.wait_for(lambda: receiver.notifications())
+    unread.is_read = True
+    notify_change(world.state, unread, "updated")                 # leaves the filtered set
+    receiver.wait_for(lambda: len(receiver.notifications()) == 2)
+    assert [(n["changeType"], n["resourceData"]["id"]) for n in receiver.notifications()] == [
+        ("created", unread.id), ("deleted", unread.id)]
+
+
 def test_notification_url_query_is_replayed(graph, receiver, world):
     subscribe(graph, receiver, notificationUrl=receiver.url("/hook?company=7&db=odoo"))
     assert receiver.validations[0]["raw_query"].startswith("company=7&db=odoo&validationToken=")
