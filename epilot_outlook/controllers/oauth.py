@@ -28,7 +28,7 @@ class OutlookOAuthController(http.Controller):
         """
         Connection = request.env['epilot.outlook.connection']
         try:
-            connection, next_url = Connection._outlook_handle_oauth_callback(state, params)
+            connection, next_url = Connection._outlook_handle_oauth_callback(state, dict(params, state=state))
         except OutlookError as error:
             _logger.info("Microsoft Outlook: connect flow stopped: %s", error.__class__.__name__)
             return request.render('epilot_outlook.oauth_error_page', {

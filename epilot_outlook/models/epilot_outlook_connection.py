@@ -391,10 +391,10 @@ class EpilotOutlookConnection(models.Model):
     def _outlook_graph_client(self):
         """ Return the Graph client of this connection; it asks for a fresh access token on every call. """
         self.ensure_one()
-        graph_host = urlsplit(self.graph_endpoint).hostname
+        # The configured endpoint is trusted (only email settings editors set it); nextLinks must stay on it.
         return GraphClient(
             self.graph_endpoint, self._outlook_get_access_token, ca_bundle=self.ca_bundle or None,
-            allowed_hosts=tuple({*const.DEFAULT_GRAPH_HOSTS, graph_host}),
+            allowed_hosts=(*const.DEFAULT_GRAPH_HOSTS, urlsplit(self.graph_endpoint).netloc),
         )
 
     # === ACTION METHODS === #

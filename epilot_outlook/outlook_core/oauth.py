@@ -341,8 +341,9 @@ class OAuthClient:
         """Turn MSAL's result dict into a :class:`TokenSet`, or raise the mapped error."""
         if not result or 'error' in result or not result.get('access_token'):
             exc = errors.token_error_from_aad(result or {'error': 'no_response'})
+            # The tenant id and the user's identity are secrets too (stored encrypted): log neither.
             _logger.warning("Microsoft 365: %s failed for client %s at %s: %s", operation, self.client_id,
-                            self.authority, exc)
+                            self.authority_host, exc)
             raise exc
         claims = result.get('id_token_claims') or {}
         client_info = _decode_client_info(result.get('client_info'))
@@ -361,8 +362,8 @@ class OAuthClient:
             tenant_id=tenant_id,
             identity=identity,
         )
-        _logger.info("Microsoft 365: %s succeeded for oid %s in tenant %s; access token expires at %s",
-                     operation, identity.oid, tenant_id, token_set.expires_at.isoformat())
+        _logger.info("Microsoft 365: %s succeeded for client %s; access token expires at %s",
+                     operation, self.client_id, token_set.expires_at.isoformat())
         return token_set
 
 
@@ -390,8 +391,9 @@ class _MsalErrors:
                                         % type(exc).__name__) from None
         if isinstance(exc, ValueError) and 'authority' in str(exc).lower():
             # MSAL: "Unable to get authority configuration for ..." on a 4xx from discovery.
-            _logger.warning("Microsoft 365: discovery failed for %s", self._client.authority)
-            raise errors.TenantNotFound("No OpenID configuration for %s." % self._client.authority) from None
+            _logger.warning("Microsoft 365: tenant discovery failed at %s", self._client.authority_host)
+            raise errors.TenantNotFound("No OpenID configuration for this tenant at %s."
+                                        % self._client.authority_host) from None
         return False
 
 

@@ -4,3 +4,4 @@ from . import test_install
 from . import test_neutralize
 from . import test_secret_storage
 from . import test_views
+from . import test_connect_flow

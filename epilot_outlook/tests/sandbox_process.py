@@ -1,0 +1,70 @@
+"""The Microsoft 365 sandbox as a real process beside the Odoo test server.
+
+Odoo's tests talk to it over HTTPS on 127.0.0.1, exactly as the addon talks to Microsoft: Odoo's test guard
+lets loopback ``requests`` through. One sandbox process serves the whole test run; every test class resets
+and re-seeds it through the control API.
+"""
+import atexit
+import json
+import os
+import select
+import subprocess
+import sys
+
+import requests
+
+# epilot_outlook/tests/ -> repository root, where the m365_sandbox package lives beside the addon.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+START_TIMEOUT_S = 30
+
+
+class SandboxProcess:
+    """A running ``python -m m365_sandbox serve``; read its URLs from :attr:`info`."""
+
+    _running = None
+
+    def __init__(self):
+        if not os.path.isdir(os.path.join(REPO_ROOT, "m365_sandbox")):
+            raise RuntimeError("m365_sandbox is not beside the addon (%s): the Odoo suite needs it" % REPO_ROOT)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "m365_sandbox", "serve", "--allow-http-loopback-notification-urls"],
+            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        ready, _, _ = select.select([self.process.stdout], [], [], START_TIMEOUT_S)
+        line = self.process.stdout.readline() if ready else ""
+        if not line:
+            self.process.kill()
+            raise RuntimeError("the sandbox did not start: %s" % self.process.stderr.read()[-2000:])
+        self.info = json.loads(line)
+        self.http = requests.Session()
+        self.http.verify = self.info["ca_bundle"]
+        self.http.trust_env = False  # Else REQUESTS_CA_BUNDLE from the environment overrides ``verify``.
+        atexit.register(self.stop)
+
+    @classmethod
+    def get(cls):
+        """The one sandbox of this test run, started on first use."""
+        if cls._running is None or cls._running.process.poll() is not None:
+            cls._running = cls()
+        return cls._running
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    # --- control API ----------------------------------------------------------------------------------
+
+    def control(self, method, path, payload=None):
+        """Call the control API; return its JSON answer (raise on an error status)."""
+        response = self.http.request(method, self.info["control_base_url"] + path, json=payload, timeout=30)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def reset_and_seed(self, redirect_uris):
+        """Forget everything, then seed the demo tenant with ``redirect_uris`` registered on its app."""
+        self.control("POST", "/reset")
+        return self.control("POST", "/seed", {"profile": "demo", "redirect_uris": list(redirect_uris)})
