@@ -6,8 +6,9 @@
 
 Fails on: any ERROR or CRITICAL record; a WARNING about the module (its own loggers, or a message naming it)
 while installing or upgrading it, i.e. before its first test starts; and, for ``tests``, a missing
-``odoo.tests.result`` summary, failures or errors in it, or zero tests. The last line printed is always
-``counts: <passed> <failed>`` for the caller's totals (failed also counts each failed check).
+``odoo.tests.result`` summary, failures or errors in it, or zero tests. Skipped tests are listed and count as
+neither. The last line printed is always ``counts: <passed> <failed>`` for the caller's totals (failed also
+counts each failed check).
 """
 import re
 import sys
@@ -33,11 +34,13 @@ def records(path):
 
 
 def main(kind, path, module):
-    errors, hygiene, summary, in_tests = [], [], None, False
+    errors, hygiene, skipped, summary, in_tests = [], [], [], None, False
     for rec in records(path):
         logger, level, msg = rec["logger"], rec["level"], rec["msg"]
         if logger.startswith(f"odoo.addons.{module}.tests") or msg == "Starting post tests":
             in_tests = True
+        if in_tests and level == "INFO" and msg.startswith("skipped "):
+            skipped.append(msg)
         if logger == "odoo.tests.result" and SUMMARY.search(msg):
             summary = SUMMARY.search(msg)
         if level in ("ERROR", "CRITICAL"):
@@ -54,8 +57,11 @@ def main(kind, path, module):
         else:
             run = int(summary["run"])
             bad = int(summary["failed"]) + int(summary["errors"])
-            print(f"Odoo suite: {summary['failed']} failed, {summary['errors']} error(s) of {run} tests")
-            passed, failed = run - bad, bad
+            print(f"Odoo suite: {summary['failed']} failed, {summary['errors']} error(s) of {run} tests"
+                  f"{f', {len(skipped)} skipped' if skipped else ''}")
+            for msg in skipped:     # a skipped test did not pass: say which, and count it as neither
+                print("  " + msg)
+            passed, failed = run - bad - len(skipped), bad
             if run == 0:
                 print("Odoo suite: zero tests ran; that is a failure, not a pass")
                 failed += 1
