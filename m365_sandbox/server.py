@@ -69,7 +69,9 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def _serve_in_thread(app, sock: socket.socket, certs: dict, name: str):
     config = uvicorn.Config(app, ssl_certfile=certs["cert"], ssl_keyfile=certs["key"], log_level="warning",
-                            access_log=False, lifespan="off", timeout_keep_alive=30)
+                            access_log=False, lifespan="off", timeout_keep_alive=30,
+                            # an idle keep-alive TLS connection otherwise holds shutdown for ~30 s (SSL close)
+                            timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None   # not the main thread
 
