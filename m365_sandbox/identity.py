@@ -197,9 +197,10 @@ def form_page(title: str, tenant_ref: str, tx: str, inner: str, note: str = "") 
                        f'<input type="hidden" name="tx" value="{html.escape(tx)}">{inner}</form>')
 
 
-def sign_in_page(tx: dict, note: str = "") -> HTMLResponse:
+def sign_in_page(tx: dict, note: str = "", app_name: str = "") -> HTMLResponse:
     hint = html.escape(tx["params"].get("login_hint", ""))
-    inner = (f'<label>Email<input type="email" name="login" value="{hint}" autofocus></label>'
+    inner = ((f"<p>to continue to {html.escape(app_name)}</p>" if app_name else "") +
+             f'<label>Email<input type="email" name="login" value="{hint}" autofocus></label>'
              '<label>Password<input type="password" name="passwd"></label>'
              '<button type="submit">Sign in</button>')
     return form_page("Sign in to your account", tx["tenant_ref"], tx["id"], inner, note)
@@ -350,7 +351,8 @@ async def admin_consent(state: SandboxState, request: Request):
         return redirect_to(params["redirect_uri"], {**base, "error": "invalid_request", "error_description":
                            aad_text(70011, "The provided value for the input parameter 'scope' is not valid.")})
     app = state.apps[params["client_id"]]
-    return sign_in_page(new_tx(state, "adminconsent", ref, tenant, params, graph_scopes(scopes, app)))
+    return sign_in_page(new_tx(state, "adminconsent", ref, tenant, params, graph_scopes(scopes, app)),
+                        app_name=app.display_name)
 
 
 async def authorize(state: SandboxState, request: Request):
@@ -383,7 +385,8 @@ async def authorize(state: SandboxState, request: Request):
     if params.get("prompt") == "none":
         return fail("login_required", 50058, "A silent sign-in request was sent but no user is signed in.")
     app = state.apps[params["client_id"]]
-    return sign_in_page(new_tx(state, "authorize", ref, tenant, params, graph_scopes(scopes, app)))
+    return sign_in_page(new_tx(state, "authorize", ref, tenant, params, graph_scopes(scopes, app)),
+                        app_name=app.display_name)
 
 
 async def login_post(state: SandboxState, request: Request):

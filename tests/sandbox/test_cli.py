@@ -29,9 +29,16 @@ def start(tmp_path, *extra):
     return proc, json.loads(line), elapsed
 
 
-def stop(proc):
+def stop(proc, keep_alive_to=None):
+    if keep_alive_to:                        # an idle keep-alive TLS connection must not hold the exit
+        session = requests.Session()
+        session.trust_env, session.verify = False, keep_alive_to["ca_bundle"]
+        session.get(keep_alive_to["web_url"])
+    t0 = time.perf_counter()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
+    print(f"SIGTERM to exit: {time.perf_counter() - t0:.2f} s")
+    assert time.perf_counter() - t0 < 5
     assert proc.stdout.read() == ""          # exactly one line on stdout
 
 
@@ -71,7 +78,7 @@ def test_serve_prints_one_json_line_fast_and_obeys_ctl(tmp_path):
                            verify=info["ca_bundle"]).json()
         assert doc["token_endpoint"].startswith(info["authority_base_url"])
     finally:
-        stop(proc)
+        stop(proc, keep_alive_to=info)
     saved = json.loads(state_file.read_text())
     assert [t["id"] for t in saved["tenants"]] == [info["tenant_id"]]
 
