@@ -6,13 +6,7 @@
 # in scripts/ (lib.sh is shared).
 
 VENV ?= .venv
-export VENV
-ifdef PYTHON
-export PYTHON
-endif
-ifdef ODOO_SRC
-export ODOO_SRC
-endif
+export VENV       # the others reach scripts/ as they came: from the environment or the command line
 
 .PHONY: help run test test-core setup
 
