@@ -12,7 +12,7 @@ carries ``request-id`` and ``client-request-id``; throttled per (app id, mailbox
     GET    …/messages/{id}/$value                              the message as MIME (text/plain, as Graph sends it)
     POST   …/messages/{id}/move {destinationId}
     POST   …/translateExchangeIds {inputIds (≤1000), sourceIdType, targetIdType: restId|restImmutableEntryId}
-    GET    …/messages/{id}/attachments[/{aid}[/$value]]
+    GET    …/messages/{id}/attachments[/{aid}[/$value]]      POST …/messages/{id}/attachments (fileAttachment)
     POST   …/sendMail, …/messages/{id}/reply, …/messages/{id}/createReply, …/messages/{id}/send  (mail_send.py)
     POST   /v1.0/$batch                                        (batch.py)
 
@@ -70,8 +70,8 @@ from .errors import graph_error
 from .mail_paging import (Filter, Prefer, bad_request, json_body, link, parse_expand, parse_orderby,
                           parse_select, parse_top, query_once, sign, unsign)
 from .mail_store import (PROP_BY_LOWER, RenderContext, address, delete_message, deliver_inbound, find_message,
-                         folder_counts, message_mime, move_message, render_attachment, render_message,
-                         sorted_messages, update_message, well_known)
+                         folder_counts, make_attachment, message_mime, move_message, render_attachment,
+                         render_message, sorted_messages, update_message, well_known)
 from .mailgen import generate_mail
 from .state import Folder, SandboxState, User
 from .throttle import graph_endpoint, odata
@@ -162,6 +162,7 @@ def _index_of_skip(state: SandboxState, skip: int) -> int:
 
 
 ID_TYPES = ("restId", "restImmutableEntryId")
+LIST_QUERY = {"$select", "$filter", "$orderby", "$top", "$skip", "$skiptoken", "$count", "$expand"}
 LIST_OPTIONS = (("$select", "sel"), ("$filter", "flt"), ("$orderby", "ob"), ("$top", "top"), ("$expand", "exp"))
 
 
@@ -213,6 +214,9 @@ def routes(state: SandboxState) -> list:
         fold = folder_of(state, mailbox, request.path_params["folder"]) if "folder" in request.path_params else None
         folder_id = fold.id if fold else None
         params = query_once(request)
+        unsupported = {k for k in params if k.startswith("$")} - LIST_QUERY
+        if unsupported:
+            raise bad_request("BadRequest", f"Query option(s) {', '.join(sorted(unsupported))} not supported here.")
         prefer = Prefer(request)
         skiptoken = params.get("$skiptoken")
         if skiptoken:
@@ -328,6 +332,26 @@ def routes(state: SandboxState) -> list:
                       "value": [render_attachment(a) for a in msg.attachments]})
 
     @endpoint
+    async def add_attachment(request: Request, token):
+        mailbox, msg = message_of(state, request, token, "write")
+        data = json_body(await request.body())
+        kind = data.get("@odata.type", "#microsoft.graph.fileAttachment").rpartition(".")[2]
+        if kind != "fileAttachment" or not data.get("name"):
+            raise bad_request("ErrorInvalidParameter", "Post a #microsoft.graph.fileAttachment with a name.")
+        try:
+            content = base64.b64decode(data.get("contentBytes") or "", validate=True)
+        except ValueError:
+            raise bad_request("ErrorInvalidParameter", "contentBytes is not valid base64.") from None
+        att = make_attachment({"name": data["name"], "content_type": data.get("contentType"), "content": content,
+                               "is_inline": data.get("isInline", False), "content_id": data.get("contentId")},
+                              state.now())
+        msg.attachments.append(att)
+        update_message(state, msg, ("hasAttachments",))
+        return odata({"@odata.context": graph_base(request) + f"/$metadata#users('{mailbox.id}')/messages"
+                      f"('{request.path_params['message']}')/attachments/$entity", **render_attachment(att)},
+                     status=201)
+
+    @endpoint
     def get_attachment(request: Request, token):
         mailbox, _msg, att = attachment_of(request, token)
         return odata({"@odata.context": graph_base(request) + f"/$metadata#users('{mailbox.id}')/messages"
@@ -380,6 +404,7 @@ def routes(state: SandboxState) -> list:
         both(prefix + "/messages/{message}", delete, ("DELETE",))
         both(prefix + "/messages/{message}/move", move, ("POST",))
         both(prefix + "/messages/{message}/attachments", list_attachments)
+        both(prefix + "/messages/{message}/attachments", add_attachment, ("POST",))
         both(prefix + "/messages/{message}/attachments/{attachment}", get_attachment)
         both(prefix + "/messages/{message}/attachments/{attachment}/$value", attachment_value)
     both("/mailFolders/{folder}", folder)

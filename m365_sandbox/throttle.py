@@ -6,7 +6,8 @@ Settings (``state.settings``): ``throttle_window_requests`` (10000), ``throttle_
 (150 MB of PATCH/POST/PUT bodies) per ``throttle_upload_window_s`` (300).
 ``mailboxes_not_rest_enabled`` ([]): ids/UPNs answered 404 ``MailboxNotEnabledForRESTAPI``.
 Faults (``state.faults["graph"]``): ``"429": N`` / ``"503": N`` / ``"504": N`` answer the next N requests with
-that status; ``"retry_after": S`` is the Retry-After they carry (default 10); ``"latency_ms": X`` delays every
+that status; ``"retry_after": S`` is the Retry-After they carry (default 10); ``"429_code": "UnknownError"``
+makes the injected 429s Outlook's other shape (``UnknownError``, empty message); ``"latency_ms": X`` delays every
 request (inside the in-flight window, so concurrency limits bite).
 """
 from __future__ import annotations
@@ -107,7 +108,11 @@ def _take_fault(state: SandboxState) -> tuple[int, int] | None:
     return None
 
 
-def fault_response(status: int, retry_after: int, client_request_id: str | None) -> Response:
+def fault_response(status: int, retry_after: int, client_request_id: str | None, variant: str | None = None
+                   ) -> Response:
+    if status == 429 and variant == "UnknownError":      # [O] Outlook's other 429: UnknownError, empty message
+        return graph_error(429, "UnknownError", "", headers={"Retry-After": str(retry_after)},
+                           client_request_id=client_request_id)
     if status == 429:
         return too_many_requests(retry_after, client_request_id)
     if status == 503:
@@ -165,7 +170,8 @@ def graph_endpoint(state: SandboxState):
                             await asyncio.sleep(latency / 1000)
                         fault = _take_fault(state)
                         if fault:
-                            response = fault_response(*fault, client_request_id)
+                            response = fault_response(*fault, client_request_id,
+                                                      (state.faults.get("graph") or {}).get("429_code"))
                         else:
                             response = handler(request, token)
                             if inspect.isawaitable(response):

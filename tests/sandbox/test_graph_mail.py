@@ -366,3 +366,17 @@ def test_expand_attachments(sandbox, http):
     assert all("attachments" in m for m in http.get(link, headers=s.auth).json()["value"])
     assert http.get(link.replace("%24expand=attachments&", ""), headers=s.auth).status_code == 400
     assert http.get(_inbox(sandbox, s, "?$expand=singleValueExtendedProperties"), headers=s.auth).status_code == 400
+
+
+def test_add_attachment_to_draft_and_unsupported_list_options(sandbox, http):
+    s = seed(sandbox.state, send_as=True)
+    original = deliver_inbound(sandbox.state, s.shared.upn, from_addr="k@example.com", subject="Q", body_html="x")
+    draft = http.post(url(sandbox, f"/users/{s.shared.upn}/messages/{original.id}/createReply"),
+                      headers=s.auth).json()
+    resp = http.post(url(sandbox, f"/users/{s.shared.upn}/messages/{draft['id']}/attachments"), headers=s.auth,
+                     json={"@odata.type": "#microsoft.graph.fileAttachment", "name": "Angebot.pdf",
+                           "contentType": "application/pdf", "contentBytes": base64.b64encode(b"%PDF").decode()})
+    assert resp.status_code == 201 and resp.json()["name"] == "Angebot.pdf"
+    got = http.get(url(sandbox, f"/users/{s.shared.upn}/messages/{draft['id']}"), headers=s.auth).json()
+    assert got["hasAttachments"] is True and got["changeKey"] != draft["changeKey"]
+    assert http.get(_inbox(sandbox, s, "?$search=\"hello\""), headers=s.auth).status_code == 400

@@ -126,3 +126,11 @@ def test_upload_volume_per_five_minutes(sandbox, http):
     assert http.get(_inbox(sandbox, s), headers=s.auth).status_code == 200    # reads still pass
     sandbox.state.advance_clock(301)
     assert http.patch(target, headers=s.auth, json=payload).status_code == 200
+
+
+def test_injected_429_unknown_error_variant(sandbox, http):
+    s = seed(sandbox.state)
+    sandbox.state.faults["graph"] = {"429": 1, "429_code": "UnknownError", "retry_after": 3}
+    resp = http.get(_inbox(sandbox, s), headers=s.auth)
+    assert resp.status_code == 429 and resp.headers["Retry-After"] == "3"
+    assert resp.json()["error"]["code"] == "UnknownError" and resp.json()["error"]["message"] == ""
