@@ -8,6 +8,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3 || true)}
 case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac
 VAR="$ROOT/var"
 ODOO_DEFAULT=/opt/odoo19
@@ -80,6 +81,8 @@ ensure_system() {
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
     done
     command -v gcc >/dev/null || missing+=(gcc)
+    [ -z "$PYTHON" ] || "$PYTHON" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || missing+=(python3-dev)
     [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
     if ! psql -d postgres -tAc 'select 1' >/dev/null 2>&1; then
@@ -108,9 +111,8 @@ db_exists() { [ "$(psql -d postgres -tAc "select 1 from pg_database where datnam
 # The venv is keyed on the requirement files: two stamps, one for our own requirements (enough without Odoo),
 # one for Odoo's on top. Odoo is not pip-installed (that would pull lxml 6); odoo-bin runs from its tree.
 ensure_venv() {
-    local python=${PYTHON:-$(command -v python3.11 || command -v python3 || true)}
-    [ -n "$python" ] || apt_install python3 python3-venv
-    python=${python:-python3}
+    [ -n "$PYTHON" ] || { apt_install python3 python3-venv; PYTHON=python3; }
+    local python=$PYTHON
     local reqs=(-r requirements.txt -r requirements-dev.txt)
     local core_key odoo_key=""
     core_key=$({ "$python" -V 2>&1; cat requirements.txt requirements-dev.txt; } | sha)
