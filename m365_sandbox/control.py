@@ -17,6 +17,8 @@ from .state import SandboxState, iso, new_opaque
 
 CONSENT_EVENTS = "consent_revoked_events"   # list of {"tenant_id", "client_id", "at"}
 CONSENT_HOOKS = "on_consent_revoked"        # callables fn(state, tenant_id, client_id), e.g. subscriptions.py
+USER_HOOKS = "on_user_event"                # callables fn(state, user_id, event): "disabled", "enabled",
+                                            # "password_reset", "sessions_revoked" (for a room that reacts)
 
 
 class ControlError(Exception):
@@ -127,13 +129,20 @@ def revoke_consent(state: SandboxState, request, body) -> dict:
     return {"revoked": [k[1] for k in keys]}
 
 
-def _set_user_flag(attr: str, body_key: str | None, value: bool | None = None):
+def user_event(state: SandboxState, user_id: str, event: str) -> None:
+    for hook in list(state.extra.get(USER_HOOKS, [])):
+        hook(state, user_id, event)
+
+
+def _set_user_flag(attr: str, body_key: str | None, value: bool | None = None, event: str | None = None):
     def handler(state: SandboxState, request, body) -> dict:
         user = user_of(state, request.path_params["uid"])
         with state.lock:
             setattr(user, attr, bool(body.get(body_key, True)) if body_key else value)
             if attr == "mfa_required" and "enrollment_required" in body:
                 user.mfa_enrollment_required = bool(body["enrollment_required"])
+        if event:
+            user_event(state, user.id, event)
         return {"id": user.id, "upn": user.upn, attr: getattr(user, attr)}
     return handler
 
@@ -149,6 +158,7 @@ def _revoke_sessions(reason: str):
             if reason == "password_reset":
                 user.password = body.get("password") or "Sbx-" + new_opaque("", 9)
                 result["password"] = user.password
+        user_event(state, user.id, "password_reset" if reason == "password_reset" else "sessions_revoked")
         return result
     return handler
 
@@ -207,8 +217,8 @@ TABLE = [
     ("/control/state", summary, ["GET"]),
     ("/control/clock/advance", advance_clock, ["POST"]),
     ("/control/tenants/{tid}/consent/revoke", revoke_consent, ["POST"]),
-    ("/control/users/{uid}/disable", _set_user_flag("disabled", None, True), ["POST"]),
-    ("/control/users/{uid}/enable", _set_user_flag("disabled", None, False), ["POST"]),
+    ("/control/users/{uid}/disable", _set_user_flag("disabled", None, True, "disabled"), ["POST"]),
+    ("/control/users/{uid}/enable", _set_user_flag("disabled", None, False, "enabled"), ["POST"]),
     ("/control/users/{uid}/reset-password", _revoke_sessions("password_reset"), ["POST"]),
     ("/control/users/{uid}/revoke-sessions", _revoke_sessions("revoke_sessions"), ["POST"]),
     ("/control/users/{uid}/mfa", _set_user_flag("mfa_required", "required"), ["POST"]),

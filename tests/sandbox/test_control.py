@@ -103,6 +103,8 @@ def test_user_switches_break_refresh_with_their_codes(sandbox, http):
 
 def test_reset_password_is_50173_and_revoke_sessions_is_70008(sandbox, http):
     demo, result, svc = signed_in(sandbox, http)
+    events = []
+    sandbox.state.extra.setdefault("on_user_event", []).append(lambda st, uid, ev: events.append(ev))
     out = ctl(sandbox, http, f"/users/{svc}/reset-password", {"password": "N3w-pass"})
     assert out["password"] == "N3w-pass"
     assert_aad(refresh(sandbox, demo, result["refresh_token"]), "invalid_grant", 50173)
@@ -111,6 +113,8 @@ def test_reset_password_is_50173_and_revoke_sessions_is_70008(sandbox, http):
     assert "access_token" in refresh(sandbox, demo, again["refresh_token"])
     ctl(sandbox, http, f"/users/{demo['service_account']['id']}/revoke-sessions")
     assert_aad(refresh(sandbox, demo, again["refresh_token"]), "invalid_grant", 70008)
+    ctl(sandbox, http, f"/users/{svc}/disable")
+    assert events == ["password_reset", "sessions_revoked", "disabled"]
 
 
 def test_clock_advance_ages_refresh_tokens_700082(sandbox, http):
