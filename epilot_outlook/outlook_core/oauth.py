@@ -106,9 +106,11 @@ class TokenSet:
         return tuple(scope for scope in MSAL_SCOPES if scope.lower() not in granted)
 
     def __repr__(self):
-        return ('TokenSet(access_token=%s, refresh_token=%s, expires_at=%s, scopes=%r, tenant_id=%r, '
-                'identity=%r)' % (_masked(self.access_token), _masked(self.refresh_token),
-                                  self.expires_at.isoformat(), self.scopes, self.tenant_id, self.identity))
+        # Tenant id and identity are stored encrypted on the Odoo side, so they stay out of reprs too.
+        return ('TokenSet(access_token=%s, refresh_token=%s, expires_at=%s, scopes=%r, tenant_id=%s, '
+                'identity=%s)' % (_masked(self.access_token), _masked(self.refresh_token),
+                                  self.expires_at.isoformat(), self.scopes, _masked(self.tenant_id),
+                                  _masked(self.identity.oid)))
 
     __str__ = __repr__
 
@@ -194,7 +196,7 @@ class OAuthClient:
         self._app_lock = threading.Lock()
 
     def __repr__(self):
-        return '<OAuthClient client_id=%s authority=%s/%s>' % (self.client_id, self.authority_host, self.tenant)
+        return '<OAuthClient client_id=%s authority_host=%s>' % (self.client_id, self.authority_host)
 
     @property
     def authority(self):

@@ -120,6 +120,8 @@ def test_auth_code_flow_with_pkce(sandbox, http, demo):
     assert tokens.needs_refresh(now=tokens.expires_at - datetime.timedelta(minutes=4))
     assert sandbox.state.access_tokens[tokens.access_token].user_id == svc['id']
     assert tokens.access_token not in repr(tokens) and tokens.refresh_token not in str(tokens)
+    assert tokens.tenant_id not in repr(tokens) and svc['id'] not in repr(tokens)
+    assert demo['client_secret'] not in repr(client) and demo['tenant_id'] not in repr(client)
 
 
 def test_sign_in_flow_uses_pkce_and_the_state(sandbox, http, demo):
