@@ -123,6 +123,9 @@ def routes(state: SandboxState) -> list:
         for it in items:
             if "body" in it and not any(k.lower() == "content-type" for k in (it.get("headers") or {})):
                 return invalid(f"Write request id : {it['id']} does not contain Content-Type header or body.")
+        for it in items:
+            if it["url"].lower().startswith(("http:", "https:")):
+                return invalid(f"The url of request id {it['id']} must be relative, e.g. /me/messages.")
         ordered = _order(items)
         if ordered is None:
             return invalid("A dependsOn refers to an unknown request id or forms a cycle.")

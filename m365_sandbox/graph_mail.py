@@ -62,7 +62,7 @@ import time
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from . import batch, mail_delta, mail_send
 from .auth import GraphDenied, resolve_mailbox
@@ -411,7 +411,22 @@ def routes(state: SandboxState) -> list:
     both("/translateExchangeIds", translate_ids, ("POST",))
     graph.extend(mail_send.routes(state, endpoint))
     graph.extend(batch.routes(state))
+    graph.append(Route("/v1.0/{rest:path}", unknown_resource,
+                       methods=["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD", "OPTIONS"]))
     return graph + control_routes(state)
+
+
+async def unknown_resource(request: Request) -> Response:
+    """Graph's answers for a path no room serves (400 with the first unknown segment), or a known path with a
+    method it doesn't take (405), instead of Starlette's plain-text 404/405."""
+    client_request_id = request.headers.get("client-request-id")
+    for route in request.app.router.routes:
+        if route.path != "/v1.0/{rest:path}" and route.matches(request.scope)[0] == Match.PARTIAL:
+            return graph_error(405, "BadRequest", f"Unsupported HTTP method '{request.method}' for this resource.",
+                               client_request_id=client_request_id)
+    segment = request.path_params["rest"].split("/")[-1] or request.path_params["rest"]
+    return graph_error(400, "BadRequest", f"Resource not found for the segment '{segment}'.",
+                       client_request_id=client_request_id)
 
 
 WRITABLE_ALWAYS = {"isRead", "categories", "flag", "importance", "inferenceClassification"}

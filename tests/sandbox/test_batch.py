@@ -81,3 +81,9 @@ def test_batch_responses_may_come_out_of_order(sandbox, http):
     items = [{"id": str(i), "method": "GET", "url": "/me"} for i in range(20)]
     orders = {tuple(r["id"] for r in _batch(sandbox, http, s, items).json()["responses"]) for _ in range(3)}
     assert any(order != tuple(str(i) for i in range(20)) for order in orders)
+
+
+def test_batch_item_urls_must_be_relative(sandbox, http):
+    s = seed(sandbox.state)
+    items = [{"id": "1", "method": "GET", "url": "https://graph.microsoft.com/v1.0/me"}]
+    assert _batch(sandbox, http, s, items).status_code == 400

@@ -380,3 +380,12 @@ def test_add_attachment_to_draft_and_unsupported_list_options(sandbox, http):
     got = http.get(url(sandbox, f"/users/{s.shared.upn}/messages/{draft['id']}"), headers=s.auth).json()
     assert got["hasAttachments"] is True and got["changeKey"] != draft["changeKey"]
     assert http.get(_inbox(sandbox, s, "?$search=\"hello\""), headers=s.auth).status_code == 400
+
+
+def test_unknown_resource_and_method_get_graph_errors(sandbox, http):
+    s = seed(sandbox.state)
+    resp = http.get(url(sandbox, "/me/notAThing"), headers=s.auth)
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "BadRequest"
+    assert "notAThing" in resp.json()["error"]["message"]
+    resp = http.put(url(sandbox, "/me/mailFolders"), headers=s.auth, json={})
+    assert resp.status_code == 405 and resp.json()["error"]["code"] == "BadRequest"
