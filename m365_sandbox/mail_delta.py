@@ -82,8 +82,10 @@ def _collapse(log: list, start: int, end: int) -> list[tuple]:
             kind, props = prev[0], tuple(dict.fromkeys(prev[1] + props)) if prev[0] == "updated" else ()
         elif kind == "removed" and prev and prev[0] == "removed":
             props = prev[1]
+        elif kind == "created" and prev and prev[0] == "removed":
+            merged[(imm, prev[1])] = prev        # moved out and back: the old id goes, the new id comes
         merged[imm] = (kind, props)
-    return [(imm, kind, props) for imm, (kind, props) in merged.items()]
+    return [(key[0] if isinstance(key, tuple) else key, kind, props) for key, (kind, props) in merged.items()]
 
 
 def routes(state: SandboxState, endpoint) -> list:
@@ -204,7 +206,7 @@ def _change_page(state, log, saved, flt, ctx, page_size, replays):
     value = []
     for imm, kind, props in chunk:
         msg = state.messages.get(imm)
-        present = msg is not None and msg.folder_id == saved["f"]
+        present = kind != "removed" and msg is not None and msg.folder_id == saved["f"]
         if kind == "removed" or not present:
             if saved["ct"] in (None, "deleted"):
                 old_id = props[0] if props else (msg.id if msg else imm)

@@ -190,3 +190,15 @@ def test_changes_show_up_after_a_delay(sandbox, http):
     sandbox.state.advance_clock(31)
     items, link, _ = delta_round(http, link, _pref(s))
     assert [m["id"] for m in items] == [new.id]
+
+
+def test_moved_out_and_back_within_one_round(sandbox, http):
+    s = seed(sandbox.state)
+    msg = deliver_inbound(sandbox.state, s.shared.upn, from_addr="x@example.com", subject="a", body_html="b")
+    _items, link, _ = delta_round(http, _delta(sandbox, s), _pref(s))
+    first_id = msg.id
+    for folder in ("drafts", "inbox"):
+        http.post(url(sandbox, f"/users/{s.shared.upn}/messages/{msg.id}/move"), headers=s.auth,
+                  json={"destinationId": folder})
+    items, _link, _ = delta_round(http, link, _pref(s))
+    assert [(m["id"], "@removed" in m) for m in items] == [(first_id, True), (msg.id, False)]
