@@ -13,7 +13,8 @@ carries ``request-id`` and ``client-request-id``; throttled per (app id, mailbox
     POST   …/messages/{id}/move {destinationId}
     POST   …/translateExchangeIds {inputIds (≤1000), sourceIdType, targetIdType: restId|restImmutableEntryId}
     GET    …/messages/{id}/attachments[/{aid}[/$value]]      POST …/messages/{id}/attachments (fileAttachment)
-    POST   …/sendMail, …/messages/{id}/reply, …/messages/{id}/createReply, …/messages/{id}/send  (mail_send.py)
+    POST   …/sendMail, …/messages/{id}/reply|replyAll|forward, …/messages/{id}/createReply|createReplyAll|
+           createForward, …/messages/{id}/send                 (mail_send.py)
     POST   /v1.0/$batch                                        (batch.py)
 
 Control routes (JSON, no auth; for tests, demos and benchmarks):

@@ -1,5 +1,5 @@
-"""Sending as a shared mailbox (contract §4): ``sendMail`` (JSON or base64 MIME), ``reply``, ``createReply``
-and ``send`` of a draft.
+"""Sending as a shared mailbox (contract §4): ``sendMail`` (JSON or base64 MIME), ``reply``/``replyAll``/
+``forward`` (202), ``createReply``/``createReplyAll``/``createForward`` (201 draft) and ``send`` of a draft.
 
 Rights: Send As → ``from == sender`` = the shared mailbox; Send on Behalf only → ``sender`` = the signed-in
 user, ``from`` = the shared mailbox; neither → 403 ``ErrorSendAsDenied``. ``/users/{shared}/sendMail`` also needs
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import email
 import email.policy
 import email.utils
@@ -22,10 +23,10 @@ from starlette.routing import Route
 from .auth import GraphDenied, resolve_mailbox
 from .errors import graph_error
 from .mail_paging import Prefer, bad_request, json_body
-from .mail_store import (RenderContext, address, conversation_index, default_headers, deliver_inbound,
-                         find_message, mailbox_address, make_attachment, move_message, new_change_key,
-                         new_immutable_id, new_internet_message_id, new_message_id, add_message, notify,
-                         render_message, well_known)
+from .mail_store import (RenderContext, add_message, address, conversation_index, default_headers,
+                         deliver_inbound, find_message, mailbox_address, make_attachment, move_message,
+                         new_attachment_id, new_change_key, new_immutable_id, new_internet_message_id,
+                         new_message_id, notify, render_message, well_known)
 from .state import Message, SandboxState, User, iso
 from .throttle import odata
 
@@ -137,7 +138,8 @@ def build_message(state: SandboxState, mailbox: User, folder_name: str, spec: di
     return msg
 
 
-def _reply_spec(parent: Message, data: dict) -> dict:
+def _reply_spec(parent: Message, data: dict, mode: str, mailbox: User) -> dict:
+    """The message a ``reply``/``replyAll``/``forward`` (or its ``create…`` draft) sends."""
     message = dict(data.get("message") or {})
     if "comment" in data and (message.get("body") or {}).get("content") is not None:
         raise bad_request("ErrorInvalidRequest", "Specify either comment or message.body, not both.")
@@ -148,10 +150,22 @@ def _reply_spec(parent: Message, data: dict) -> dict:
         comment = html.escape(data.get("comment") or "")
         message["body"] = {"contentType": "html", "content": f"<html><body><div>{comment}</div>{quoted}"
                            f"<blockquote>{parent.body}</blockquote></body></html>"}
-    message.setdefault("subject", parent.subject if parent.subject.lower().startswith("re:")
-                       else f"RE: {parent.subject}")
-    if not message.get("toRecipients"):
-        message["toRecipients"] = [{"emailAddress": a} for a in (parent.reply_to or [parent.from_addr])]
+    prefix = "FW: " if mode == "forward" else "RE: "
+    message.setdefault("subject", parent.subject if parent.subject.upper().startswith(prefix.strip())
+                       else prefix + parent.subject)
+    if mode == "forward":
+        if data.get("toRecipients"):
+            message["toRecipients"] = data["toRecipients"]
+        message["_attachments"] = [dataclasses.replace(a, id=new_attachment_id()) for a in parent.attachments]
+    elif not message.get("toRecipients"):
+        to = list(parent.reply_to or [parent.from_addr])
+        cc = []
+        if mode == "replyAll":
+            own = {mailbox.upn.lower()} | {a["address"].lower() for a in to}
+            to += [a for a in parent.to if a.get("address", "").lower() not in own]
+            cc = [a for a in parent.cc if a.get("address", "").lower() not in own]
+        message["toRecipients"] = [{"emailAddress": a} for a in to]
+        message.setdefault("ccRecipients", [{"emailAddress": a} for a in cc])
     return message
 
 
@@ -192,29 +206,36 @@ def message_routes(state: SandboxState, endpoint, prefix: str) -> list:
             raise GraphDenied(graph_error(404, "ErrorItemNotFound", "The specified object was not found in the store."))
         return mailbox, msg
 
-    @endpoint
-    async def reply(request: Request, token):
-        mailbox, parent = original(request, token, "read")
-        spec = _reply_spec(parent, json_body(await request.body()))
-        from_addr, sender_addr = sending_identity(state, token, spec.get("from"), mailbox)
-        msg = build_message(state, mailbox, "sentitems", spec, from_addr, sender_addr, parent=parent)
-        add_message(state, msg)
-        record_and_deliver(state, token, msg, "reply", True)
-        return Response(status_code=202)
+    def sender(mode: str):
+        @endpoint
+        async def send_now(request: Request, token):       # reply, replyAll, forward: 202
+            mailbox, parent = original(request, token, "read")
+            spec = _reply_spec(parent, json_body(await request.body()), mode, mailbox)
+            if not spec.get("toRecipients"):
+                raise bad_request("ErrorInvalidRecipients", "A message can't be sent because it contains no "
+                                  "recipients.")
+            from_addr, sender_addr = sending_identity(state, token, spec.get("from"), mailbox)
+            msg = build_message(state, mailbox, "sentitems", spec, from_addr, sender_addr, parent=parent)
+            add_message(state, msg)
+            record_and_deliver(state, token, msg, mode, True)
+            return Response(status_code=202)
+        return send_now
 
-    @endpoint
-    async def create_reply(request: Request, token):
-        mailbox, parent = original(request, token, "write")
-        raw = await request.body()
-        spec = _reply_spec(parent, json_body(raw) if raw.strip() else {})
-        owner = address(spec["from"]) if spec.get("from") else mailbox_address(mailbox)
-        msg = build_message(state, mailbox, "drafts", spec, owner, owner, parent=parent, draft=True)
-        add_message(state, msg)
-        prefer = Prefer(request)
-        ctx = RenderContext(None, prefer.immutable, prefer.body_type)
-        return odata({"@odata.context": f"{request.url.scheme}://{request.url.netloc}/v1.0/$metadata#users"
-                      f"('{mailbox.id}')/messages/$entity", **render_message(state, msg, ctx)}, status=201,
-                     headers=prefer.applied())
+    def drafter(mode: str):
+        @endpoint
+        async def create_draft(request: Request, token):   # createReply, createReplyAll, createForward: 201
+            mailbox, parent = original(request, token, "write")
+            raw = await request.body()
+            spec = _reply_spec(parent, json_body(raw) if raw.strip() else {}, mode, mailbox)
+            owner = address(spec["from"]) if spec.get("from") else mailbox_address(mailbox)
+            msg = build_message(state, mailbox, "drafts", spec, owner, owner, parent=parent, draft=True)
+            add_message(state, msg)
+            prefer = Prefer(request)
+            ctx = RenderContext(None, prefer.immutable, prefer.body_type)
+            return odata({"@odata.context": f"{request.url.scheme}://{request.url.netloc}/v1.0/$metadata#users"
+                          f"('{mailbox.id}')/messages/$entity", **render_message(state, msg, ctx)}, status=201,
+                         headers=prefer.applied())
+        return create_draft
 
     @endpoint
     async def send_draft(request: Request, token):
@@ -235,7 +256,11 @@ def message_routes(state: SandboxState, endpoint, prefix: str) -> list:
         return Response(status_code=202)
 
     return [Route(p + prefix + path, handler, methods=["POST"])
-            for path, handler in (("/messages/{message}/reply", reply),
-                                  ("/messages/{message}/createReply", create_reply),
+            for path, handler in (("/messages/{message}/reply", sender("reply")),
+                                  ("/messages/{message}/replyAll", sender("replyAll")),
+                                  ("/messages/{message}/forward", sender("forward")),
+                                  ("/messages/{message}/createReply", drafter("reply")),
+                                  ("/messages/{message}/createReplyAll", drafter("replyAll")),
+                                  ("/messages/{message}/createForward", drafter("forward")),
                                   ("/messages/{message}/send", send_draft))
             for p in ("/v1.0/me", "/v1.0/users/{mailbox}")]

@@ -157,3 +157,28 @@ def test_send_mail_requires_a_recipient_and_a_message(sandbox, http):
     assert http.post(url(sandbox, "/me/sendMail"), headers=s.auth, json={}).status_code == 400
     assert http.post(url(sandbox, "/me/sendMail"), headers=s.auth,
                      json=_mail(toRecipients=[])).status_code == 400
+
+
+def test_reply_all_and_forward(sandbox, http):
+    s = seed(sandbox.state, send_as=True)
+    original = deliver_inbound(sandbox.state, s.shared.upn, from_addr="k@example.com", subject="Termin",
+                               body_html="<p>?</p>", to=[s.shared.upn, "colleague@example.com"],
+                               cc=["boss@example.com"],
+                               attachments=[{"name": "plan.pdf", "content_type": "application/pdf",
+                                             "content": b"%PDF"}])
+    base = url(sandbox, f"/users/{s.shared.upn}/messages/{original.id}")
+    assert http.post(f"{base}/replyAll", headers=s.auth, json={"comment": "OK"}).status_code == 202
+    record = _sent(sandbox, http)[-1]
+    assert [a["address"] for a in record["to"]] == ["k@example.com", "colleague@example.com"]
+    assert [a["address"] for a in record["cc"]] == ["boss@example.com"]
+    assert http.post(f"{base}/forward", headers=s.auth, json={"comment": "FYI"}).status_code == 400
+    fwd = http.post(f"{base}/forward", headers=s.auth, json={
+        "comment": "FYI", "toRecipients": [{"emailAddress": {"address": "team@example.com"}}]})
+    assert fwd.status_code == 202
+    record = _sent(sandbox, http)[-1]
+    assert record["subject"] == "FW: Termin" and record["attachments"] == ["plan.pdf"]
+    draft = http.post(f"{base}/createForward", headers=s.auth).json()
+    assert draft["isDraft"] is True and draft["subject"] == "FW: Termin" and draft["hasAttachments"] is True
+    draft_all = http.post(f"{base}/createReplyAll", headers=s.auth).json()
+    assert len(draft_all["toRecipients"]) == 2 and draft_all["ccRecipients"][0]["emailAddress"]["address"] == \
+        "boss@example.com"
