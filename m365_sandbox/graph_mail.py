@@ -72,7 +72,7 @@ from .mail_paging import (Filter, Prefer, bad_request, json_body, link, parse_ex
                           parse_select, parse_top, query_once, sign, unsign)
 from .mail_store import (PROP_BY_LOWER, RenderContext, address, delete_message, deliver_inbound, find_message,
                          folder_counts, make_attachment, message_mime, move_message, render_attachment,
-                         render_message, sorted_messages, update_message, well_known)
+                         render_message, sorted_messages, update_message, version, well_known)
 from .mailgen import generate_mail
 from .state import Folder, SandboxState, User
 from .throttle import graph_endpoint, odata
@@ -118,16 +118,18 @@ def query_messages(state: SandboxState, mailbox_id: str, folder_id: str | None, 
     if not flt and (not order or order == [("received", True)]):
         return base
     cache = state.extra.setdefault("mail_query_cache", {})
-    ckey = (mailbox_id, folder_id, key, state.extra.get("mail_version", 0), len(state.messages))
+    ckey = (mailbox_id, folder_id, key, version(state))
     hit = cache.get(ckey)
     if hit is not None:
         return hit
     if len(cache) > 32:
         cache.clear()
     msgs = [m for m in base if flt(m)] if flt else list(base)
-    for attr, desc in reversed(order):
-        msgs.sort(key=lambda m, a=attr: getattr(m, a) or (m.received if a != "subject" and a != "importance"
-                                                            else ""), reverse=desc)
+    for attr, desc in reversed(order):     # stable sorts, least significant key first
+        if attr in ("subject", "importance"):
+            msgs.sort(key=lambda m, a=attr: getattr(m, a) or "", reverse=desc)
+        else:
+            msgs.sort(key=lambda m, a=attr: getattr(m, a) or m.received, reverse=desc)
     cache[ckey] = msgs
     return msgs
 

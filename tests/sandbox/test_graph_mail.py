@@ -389,3 +389,15 @@ def test_unknown_resource_and_method_get_graph_errors(sandbox, http):
     assert "notAThing" in resp.json()["error"]["message"]
     resp = http.put(url(sandbox, "/me/mailFolders"), headers=s.auth, json={})
     assert resp.status_code == 405 and resp.json()["error"]["code"] == "BadRequest"
+
+
+def test_orderby_subject_then_received(sandbox, http):
+    s = seed(sandbox.state)
+    generate_mail(sandbox.state, s.shared.upn, 30, seed=11)
+    body = http.get(_inbox(sandbox, s, "?$orderby=subject asc,receivedDateTime desc&$top=30&$select=subject,"
+                                       "receivedDateTime"), headers=s.auth).json()
+    keys = [(m["subject"], m["receivedDateTime"]) for m in body["value"]]
+    assert [k[0] for k in keys] == sorted(k[0] for k in keys)
+    for (sub1, r1), (sub2, r2) in zip(keys, keys[1:]):
+        if sub1 == sub2:
+            assert r1 >= r2
