@@ -18,6 +18,7 @@ import uuid
 from starlette.requests import Request
 from starlette.routing import Route
 
+from .auth import GraphDenied, require_token
 from .errors import graph_error, graph_error_body
 from .state import SandboxState
 from .throttle import odata
@@ -104,6 +105,10 @@ def routes(state: SandboxState) -> list:
         def invalid(message: str):
             return graph_error(400, "BadRequest", message, client_request_id=client_request_id)
 
+        try:
+            require_token(state, request)
+        except GraphDenied as exc:
+            return exc.response
         try:
             payload = json.loads(await request.body())
             items = payload["requests"]

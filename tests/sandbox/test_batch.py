@@ -87,3 +87,9 @@ def test_batch_item_urls_must_be_relative(sandbox, http):
     s = seed(sandbox.state)
     items = [{"id": "1", "method": "GET", "url": "https://graph.microsoft.com/v1.0/me"}]
     assert _batch(sandbox, http, s, items).status_code == 400
+
+
+def test_batch_without_a_valid_token_is_401(sandbox, http):
+    seed(sandbox.state)
+    resp = http.post(url(sandbox, "/$batch"), json={"requests": [{"id": "1", "method": "GET", "url": "/me"}]})
+    assert resp.status_code == 401 and "WWW-Authenticate" in resp.headers
