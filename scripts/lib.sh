@@ -149,6 +149,16 @@ free_port() {
     "$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# A Fernet key for the module's token vault in FILE (made once, private); prints the key.
+read_or_make_key() {
+    if [ ! -s "$1" ]; then
+        (umask 077 && "$VENV/bin/python" -c \
+            'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())' > "$1")
+        say "generated a token encryption key in $1" >&2
+    fi
+    cat "$1"
+}
+
 # Content hash of the module's files that an upgrade (-u) would see (its tests need none).
 module_hash() {
     (cd "$ROOT" && find "$MODULE" -path "$MODULE/tests" -prune -o -type f ! -name '*.pyc' -print0 | sort -z |

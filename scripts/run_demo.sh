@@ -24,11 +24,7 @@ port_busy "$HTTP_PORT" && die "port $HTTP_PORT is in use (another Odoo?); stop i
 # ---------------------------------------------------------------------------------------------- config
 # The token encryption key of the demo: made once, kept in var/ (never committed). Lose it and the demo's
 # stored tokens cannot be decrypted any more: reconnect.
-if [ ! -s "$KEY_FILE" ]; then
-    (umask 077 && "$VENV/bin/python" -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())' > "$KEY_FILE")
-    say "generated the demo's token encryption key in $KEY_FILE"
-fi
-EPILOT_OUTLOOK_KEYS=$(cat "$KEY_FILE")
+EPILOT_OUTLOOK_KEYS=$(read_or_make_key "$KEY_FILE")
 export EPILOT_OUTLOOK_KEYS
 
 (umask 077 && cat > "$CONF" <<CONF

@@ -26,12 +26,8 @@ log_level = info
 CONF
 
 # The token encryption keyring, as make run passes it (env var, so odoo.conf warns about no unknown option).
-if [ -z "${EPILOT_OUTLOOK_KEYS:-}" ]; then
-    [ -s "$VAR/epilot_outlook-test.key" ] || "$VENV/bin/python" -c \
-        'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())' > "$VAR/epilot_outlook-test.key"
-    EPILOT_OUTLOOK_KEYS=$(cat "$VAR/epilot_outlook-test.key")
-    export EPILOT_OUTLOOK_KEYS
-fi
+EPILOT_OUTLOOK_KEYS=${EPILOT_OUTLOOK_KEYS:-$(read_or_make_key "$VAR/epilot_outlook-test.key")}
+export EPILOT_OUTLOOK_KEYS
 
 depends=$(module_depends)
 if [ -z "$depends" ]; then
