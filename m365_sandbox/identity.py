@@ -12,7 +12,8 @@ The HTML pages need no JavaScript: the sign-in form posts ``tx``, ``login`` and 
 ``tx`` and ``mfa=approve``; the consent page posts ``tx`` and ``consent=accept`` or ``consent=cancel``.
 
 Settings read (``state.settings``): ``aad_scope_echo`` (``short``, the default, or ``as_requested``),
-``aad_mfa_error`` (``invalid_grant``, the default, or ``interaction_required``).
+``aad_mfa_error`` (``invalid_grant``, the default, or ``interaction_required``), ``access_token_lifetime_s``
+(3600) or, when ``access_token_lifetime_random`` is true, a random 3600-5400 s (contract §1.7).
 Faults read (``state.faults``): ``token_endpoint`` = ``{"status": 503, "times": N}`` (``times`` absent: always).
 """
 from __future__ import annotations
@@ -713,7 +714,10 @@ def token_response(state: SandboxState, app, user: User, requested: list[str], g
                    oidc: set[str], nonce: str | None, client_info: bool, mfa: bool,
                    issuer_base: str) -> JSONResponse:
     """Mint tokens (``state.issue_tokens``) and shape AAD's success JSON (contract §1.4)."""
-    access, refresh = state.issue_tokens(app.client_id, user.id, granted | (oidc & set(OIDC_SCOPES)))
+    lifetime = None
+    if state.settings.get("access_token_lifetime_random"):      # §1.7: 60-90 min, 75 on average
+        lifetime = secrets.SystemRandom().randint(3600, 5400)
+    access, refresh = state.issue_tokens(app.client_id, user.id, granted | (oidc & set(OIDC_SCOPES)), lifetime)
     refresh.mfa = mfa
     lifetime = int((access.expires_at - state.now()).total_seconds())
     body = {"token_type": "Bearer", "scope": echo_scopes(state, requested, granted), "expires_in": lifetime,

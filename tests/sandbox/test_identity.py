@@ -424,3 +424,11 @@ def test_redirect_uri_must_match_at_redemption(sandbox, http, consented):
         "grant_type": "authorization_code", "code": params["code"],
         "redirect_uri": "http://localhost:8069/epilot_outlook/oauth/callback"})
     assert_aad(resp.json(), "invalid_grant", 500112)
+
+
+def test_random_access_token_lifetime_switch(sandbox, http, consented):
+    _, result = login(sandbox, http, consented)
+    assert 3590 <= result["expires_in"] <= 3600
+    sandbox.state.settings["access_token_lifetime_random"] = True
+    lifetimes = {refresh(sandbox, consented, result["refresh_token"])["expires_in"] for _ in range(5)}
+    assert all(3590 <= s <= 5400 for s in lifetimes) and len(lifetimes) > 1
