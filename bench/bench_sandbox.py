@@ -84,6 +84,7 @@ def main() -> int:
             print(f"{name:24s} {items:,} messages in {pages} pages, {size / 1e6:.1f} MB, {took:.2f} s: "
                   f"{rate:,.0f} msg/s = {rate / TARGET:.1f}x the {TARGET:,.0f} msg/s target")
             assert items >= args.messages, (items, args.messages)
+        session.close()                             # no idle keep-alive connections at shutdown
         counts = state.extra.get("mail_counts", {}).get("mailboxes", {})
         print(f"requests per mailbox: {dict(counts)}")
         return 0 if min(results) >= TARGET else 1
