@@ -6,6 +6,8 @@ import time
 from datetime import timedelta, timezone
 from urllib.parse import urlsplit
 
+import psycopg2.errors
+
 from odoo import api, fields, models
 from odoo.exceptions import MissingError, UserError, ValidationError
 from odoo.tools import SQL, config, sql
@@ -35,6 +37,8 @@ OUTLOOK_SECRET_COLUMNS = {
 RECONNECT_ERRORS = (GrantRevoked, ConsentRequired, InteractionRequired, ClientCredentialError, TenantNotFound)
 # A refresh waits this long for another worker's refresh of the same connection (single flight).
 REFRESH_LOCK_TIMEOUT_MS = 20000
+# How often a refresh looks again after the worker it queued behind committed (REPEATABLE READ).
+REFRESH_SERIALIZATION_RETRIES = 3
 # Transient identity-platform failures are retried this often, with exponential backoff, before giving up.
 REFRESH_TRANSIENT_RETRIES = 3
 
@@ -612,17 +616,34 @@ class EpilotOutlookConnection(models.Model):
         :param bool force: Refresh even if the stored access token looks valid (Graph just refused it).
         :return: The new access token.
         :rtype: str
-        :raise UserError: When the connection needs a reconnect (revoked, consent withdrawn, ...), or the
-            identity platform kept failing.
+        :raise UserError: When the connection needs a reconnect (revoked, consent withdrawn, ...), the
+            identity platform kept failing, or another worker's refresh held the lock too long.
         """
         self.ensure_one()
         token_seen = self._outlook_load_secrets('access_token')['access_token'] if force else None
+        for attempt in range(REFRESH_SERIALIZATION_RETRIES + 1):
+            try:
+                access_token = self._outlook_refresh_tokens_once(force, token_seen)
+                break
+            except psycopg2.errors.SerializationFailure:
+                # Odoo's transactions are REPEATABLE READ: when the worker we queued behind commits its
+                # refresh, our lock fails. A new transaction sees its token, so look again.
+                if attempt == REFRESH_SERIALIZATION_RETRIES:
+                    raise
+            except psycopg2.errors.LockNotAvailable:
+                raise UserError(self.env._(
+                    "Another Odoo worker has been refreshing the Outlook tokens for too long; try again.")) from None
+        self.invalidate_recordset()
+        return access_token
+
+    def _outlook_refresh_tokens_once(self, force, token_seen):
+        """ One locked transaction of :meth:`_outlook_refresh_tokens`; commits on success. """
         with self.env.registry.cursor() as cr:
             connection = self.with_env(self.env(cr=cr)).sudo()
             cr.execute(SQL("SET LOCAL lock_timeout = %s", REFRESH_LOCK_TIMEOUT_MS))
             cr.execute(SQL(
                 "SELECT id FROM %s WHERE id = %s FOR NO KEY UPDATE", SQL.identifier(self._table), self.id,
-            ))
+            ), log_exceptions=False)  # A serialization failure here is expected and handled by the caller.
             if connection.state != 'connected':
                 raise UserError(self.env._("The Outlook connection needs to be reconnected."))
             stored_token = connection._outlook_load_secrets('access_token')['access_token']
@@ -640,8 +661,7 @@ class EpilotOutlookConnection(models.Model):
                 cr.commit()
                 raise UserError(error.explanation or str(error)) from None
             connection._outlook_store_token_set(tokens)
-        self.invalidate_recordset()
-        return tokens.access_token
+            return tokens.access_token
 
     def _outlook_refresh_with_retries(self):
         """ Redeem the refresh token, retrying transient failures (5xx, timeouts, 429) with backoff. """

@@ -5,3 +5,4 @@ from . import test_neutralize
 from . import test_secret_storage
 from . import test_views
 from . import test_connect_flow
+from . import test_refresh_transactions

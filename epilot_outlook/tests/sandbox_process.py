@@ -10,6 +10,8 @@ import os
 import select
 import subprocess
 import sys
+import tempfile
+import threading
 
 import requests
 
@@ -26,16 +28,21 @@ class SandboxProcess:
     def __init__(self):
         if not os.path.isdir(os.path.join(REPO_ROOT, "m365_sandbox")):
             raise RuntimeError("m365_sandbox is not beside the addon (%s): the Odoo suite needs it" % REPO_ROOT)
+        # Its log goes to a file: a pipe nobody reads fills up and freezes the sandbox mid-test.
+        self.log = tempfile.NamedTemporaryFile(prefix="m365-sandbox-", suffix=".log", delete=False)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "m365_sandbox", "serve", "--allow-http-loopback-notification-urls"],
-            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=self.log, text=True,
         )
         ready, _, _ = select.select([self.process.stdout], [], [], START_TIMEOUT_S)
         line = self.process.stdout.readline() if ready else ""
         if not line:
             self.process.kill()
-            raise RuntimeError("the sandbox did not start: %s" % self.process.stderr.read()[-2000:])
+            with open(self.log.name) as log:
+                raise RuntimeError("the sandbox did not start: %s" % log.read()[-2000:])
         self.info = json.loads(line)
+        # Only the first line is ours; keep draining the rest for the same reason as above.
+        threading.Thread(target=self.process.stdout.read, daemon=True).start()
         self.http = requests.Session()
         self.http.verify = self.info["ca_bundle"]
         self.http.trust_env = False  # Else REQUESTS_CA_BUNDLE from the environment overrides ``verify``.

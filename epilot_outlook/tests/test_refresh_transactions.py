@@ -1,0 +1,129 @@
+import threading
+import uuid
+from datetime import timedelta
+
+import requests
+
+from odoo import SUPERUSER_ID, api, fields
+from odoo.modules.registry import DummyRLock, Registry
+from odoo.tests import TransactionCase, tagged
+
+from ..outlook_core.oauth import OAuthClient
+from .outlook_sandbox_common import sign_in
+from .sandbox_process import SandboxProcess
+
+REDIRECT_URI = 'http://127.0.0.1:8069/epilot_outlook/oauth/callback'
+
+
+@tagged('post_install', '-at_install')
+class TestRefreshTransactions(TransactionCase):
+    """ Token refresh against real, separate PostgreSQL transactions.
+
+    ``TransactionCase`` does not put the registry in test mode, so ``registry.cursor()`` here opens real
+    transactions, as two Odoo workers would. The connection is therefore committed for real in ``setUp``
+    and deleted again in a cleanup; the test's own transaction is never used for it.
+    """
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.sandbox = SandboxProcess.get()
+
+    def setUp(self):
+        super().setUp()
+        self.demo = self.sandbox.reset_and_seed([REDIRECT_URI])
+        self.tokens = self._sign_in_service_account()
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            company = env['res.company'].create({'name': "Refresh Co %s" % uuid.uuid4().hex[:8]})
+            connection = env['epilot.outlook.connection'].create({
+                'company_id': company.id,
+                'client_id': self.demo['client_id'],
+                'client_secret': self.demo['client_secret'],
+                'authority_host': self.sandbox.info['authority_base_url'],
+                'graph_endpoint': self.sandbox.info['graph_base_url'],
+                'ca_bundle': self.sandbox.info['ca_bundle'],
+            })
+            connection._outlook_encrypt_and_store({'tenant_id': self.demo['tenant_id']})
+            connection._outlook_store_token_set(self.tokens)
+            # The access token expires within the 5-minute margin: the next use refreshes.
+            connection.access_token_expiry = fields.Datetime.now() + timedelta(minutes=1)
+            self.connection_id, self.company_id = connection.id, company.id
+        self.addCleanup(self._delete_committed_records)
+
+    def _sign_in_service_account(self):
+        """ Admin consent and the service account's sign-in, through the plain layer and the sandbox pages. """
+        browser = requests.Session()
+        browser.verify = self.sandbox.info['ca_bundle']
+        browser.trust_env = False  # Else REQUESTS_CA_BUNDLE from the environment overrides ``verify``.
+        client = OAuthClient(self.demo['client_id'], self.demo['client_secret'],
+                             self.sandbox.info['authority_base_url'], self.demo['tenant_id'],
+                             ca_bundle=self.sandbox.info['ca_bundle'])
+        admin, service = self.demo['admin'], self.demo['service_account']
+        sign_in(browser, client.admin_consent_url(REDIRECT_URI, 'consent-state', tenant=self.demo['tenant_id']),
+                admin['username'], admin['password'])
+        flow = client.start_sign_in(REDIRECT_URI, 'sign-in-state')
+        _location, params = sign_in(browser, flow['auth_uri'], service['username'], service['password'])
+        return client.finish_sign_in(flow, params)
+
+    def _delete_committed_records(self):
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            env['epilot.outlook.connection'].browse(self.connection_id).unlink()
+            env['res.company'].browse(self.company_id).unlink()
+
+    def _refresh_tokens_issued(self):
+        return self.sandbox.control('GET', '/state')['counts']['refresh_tokens']
+
+    def _stored_secrets(self):
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            return env['epilot.outlook.connection'].browse(self.connection_id)._outlook_decrypt_secrets()
+
+    def test_rotated_refresh_token_survives_a_rollback_of_the_surrounding_work(self):
+        partner_name = "Work rolled back %s" % uuid.uuid4().hex
+        with self.assertRaises(RuntimeError), self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            env['res.partner'].create({'name': partner_name})
+            access_token = env['epilot.outlook.connection'].browse(self.connection_id)._outlook_get_access_token()
+            raise RuntimeError("the work that needed the token fails")
+
+        stored = self._stored_secrets()
+        self.assertNotEqual(stored['refresh_token'], self.tokens.refresh_token, "the rotated token was stored")
+        self.assertEqual(stored['access_token'], access_token)
+        self.assertFalse(self.env['res.partner'].search_count([('name', '=', partner_name)]),
+                         "the surrounding work was rolled back")
+        # The stored refresh token is the live one: Microsoft (the sandbox) redeems it.
+        client = OAuthClient(self.demo['client_id'], self.demo['client_secret'],
+                             self.sandbox.info['authority_base_url'], self.demo['tenant_id'],
+                             ca_bundle=self.sandbox.info['ca_bundle'])
+        self.assertTrue(client.refresh(stored['refresh_token']).access_token)
+
+    def test_two_workers_refreshing_at_once_make_one_refresh(self):
+        # The test runner holds the registry lock for the whole run, which a worker thread needs to build an
+        # Environment; lift it as Odoo's own HttpCase does for its server threads.
+        self.patch(Registry, '_lock', DummyRLock())
+        issued_before = self._refresh_tokens_issued()
+        start, results, failures = threading.Barrier(2), [], []
+
+        def worker():
+            try:
+                with self.registry.cursor() as cr:
+                    env = api.Environment(cr, SUPERUSER_ID, {})
+                    connection = env['epilot.outlook.connection'].browse(self.connection_id)
+                    connection.state  # Read the row before the race, as a worker mid-request would.
+                    start.wait(timeout=10)
+                    results.append(connection._outlook_get_access_token())
+            except Exception as error:  # noqa: BLE001 - reported by the assertion below
+                failures.append(error)
+
+        threads = [threading.Thread(target=worker) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        self.assertFalse(failures)
+        self.assertEqual(len(results), 2)
+        self.assertEqual(results[0], results[1], "both workers use the one new access token")
+        self.assertNotEqual(results[0], self.tokens.access_token)
+        self.assertEqual(self._refresh_tokens_issued(), issued_before + 1, "Microsoft saw exactly one refresh")
