@@ -13,7 +13,8 @@ The HTML pages need no JavaScript: the sign-in form posts ``tx``, ``login`` and 
 
 Settings read (``state.settings``): ``aad_scope_echo`` (``short``, the default, or ``as_requested``),
 ``aad_mfa_error`` (``invalid_grant``, the default, or ``interaction_required``), ``access_token_lifetime_s``
-(3600) or, when ``access_token_lifetime_random`` is true, a random 3600-5400 s (contract §1.7).
+(3600) or, when ``access_token_lifetime_random`` is true, a random 3600-5400 s (contract §1.7),
+``admin_consent_cancel_error`` (``access_denied``, the default, or ``consent_required`` as in the docs' example).
 Faults read (``state.faults``): ``token_endpoint`` = ``{"status": 503, "times": N}`` (``times`` absent: always).
 """
 from __future__ import annotations
@@ -466,7 +467,10 @@ def after_sign_in(state: SandboxState, tx: dict, consent_answer: str | None) -> 
         if consent_answer is None:
             return consent_page(state, tx)
         if consent_answer != "accept":
-            return done({"error": "access_denied", "error_description": aad_text(
+            # access_denied (RFC 6749); the admin-consent docs' only error example says consent_required
+            error = state.settings.get("admin_consent_cancel_error", "access_denied") if admin_leg \
+                else "access_denied"
+            return done({"error": error, "error_description": aad_text(
                 65004, "User declined to consent to access the app.")})
         with state.lock:
             if consent is None:

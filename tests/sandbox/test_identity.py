@@ -170,6 +170,10 @@ def test_admin_consent_cancel_is_access_denied_65004(sandbox, http, demo):
     assert params["admin_consent"] == "True" and params["error"] == "access_denied"
     assert params["error_description"].startswith("AADSTS65004:")
     assert (demo["tenant_id"], demo["client_id"]) not in sandbox.state.consents
+    sandbox.state.settings["admin_consent_cancel_error"] = "consent_required"
+    _, params = sign_in(http, admin_consent_url(sandbox, demo), demo["admin"]["username"],
+                        demo["admin"]["password"], consent="cancel")
+    assert params["error"] == "consent_required" and params["error_description"].startswith("AADSTS65004:")
 
 
 def test_admin_consent_by_a_non_admin_is_consent_required_90094(sandbox, http, demo):
