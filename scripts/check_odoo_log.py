@@ -15,6 +15,8 @@ import sys
 
 RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ \d+ (?P<level>[A-Z]+) (?P<db>\S+) "
                     r"(?P<logger>[\w.]+): (?P<msg>.*)$")
+# A test failure logged while a test had swapped the log format: no prefix, still a failure to show.
+BARE_FAILURE = re.compile(r"^(?P<level>FAIL|ERROR): (?P<msg>.*)$")
 SUMMARY = re.compile(r"(?P<failed>\d+) failed, (?P<errors>\d+) error\(s\) of (?P<run>\d+) tests")
 
 
@@ -23,10 +25,13 @@ def records(path):
     with open(path, encoding="utf-8", errors="replace") as log:
         for line in log:
             match = RECORD.match(line)
-            if match:
+            bare = not match and BARE_FAILURE.match(line)
+            if match or bare:
                 if current:
                     yield current
-                current = dict(match.groupdict(), text=line.rstrip("\n"))
+                fields = match.groupdict() if match else {"level": "ERROR", "db": "?", "logger": "?",
+                                                          "msg": bare.group(0)}
+                current = dict(fields, text=line.rstrip("\n"))
             elif current:
                 current["text"] += "\n" + line.rstrip("\n")
     if current:
