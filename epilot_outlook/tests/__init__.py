@@ -6,3 +6,4 @@ from . import test_secret_storage
 from . import test_views
 from . import test_connect_flow
 from . import test_refresh_transactions
+from . import test_connect_errors
