@@ -1,4 +1,5 @@
 import logging
+import re
 
 from odoo import http
 from odoo.http import request
@@ -6,6 +7,24 @@ from odoo.http import request
 from ..outlook_core.errors import OutlookError
 
 _logger = logging.getLogger(__name__)
+
+_CALLBACK_QUERY_RE = re.compile(r'(/epilot_outlook/oauth/callback)\?[^\s"]*')
+
+
+class _HideCallbackQuery(logging.Filter):
+    """ Keep the callback's query out of the HTTP access log (logger ``werkzeug``, INFO): Microsoft puts the
+    tenant id (admin consent), the authorization code and the state in it. """
+
+    def filter(self, record):
+        if isinstance(record.args, tuple) and any(
+                isinstance(arg, str) and '/epilot_outlook/oauth/callback?' in arg for arg in record.args):
+            record.args = tuple(
+                _CALLBACK_QUERY_RE.sub(r'\1?[hidden]', arg) if isinstance(arg, str) else arg for arg in record.args)
+        return True
+
+
+if not any(type(existing).__name__ == '_HideCallbackQuery' for existing in logging.getLogger('werkzeug').filters):
+    logging.getLogger('werkzeug').addFilter(_HideCallbackQuery())
 
 
 class OutlookOAuthController(http.Controller):

@@ -7,3 +7,4 @@ from . import test_views
 from . import test_connect_flow
 from . import test_refresh_transactions
 from . import test_connect_errors
+from . import test_token_keys
