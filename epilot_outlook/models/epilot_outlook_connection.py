@@ -529,6 +529,13 @@ class EpilotOutlookConnection(models.Model):
         except TokenError as error:
             connection._outlook_record_error(error)
             raise
+        except TransientError as error:
+            # Unlike a refresh, nothing retries a sign-in: say so, not TransientError's "Odoo will retry".
+            error = TokenError(str(error), explanation=(
+                "Microsoft 365 did not answer while Odoo finished the sign-in (it may be busy or unreachable); "
+                "nothing was stored. Connect again in a few minutes."))
+            connection._outlook_record_error(error)
+            raise error from None
         if tokens.tenant_id != tenant_id:
             raise TokenError("The account that signed in belongs to another Microsoft 365 tenant.", explanation=(
                 "The account that signed in belongs to another Microsoft 365 tenant than the one that granted "

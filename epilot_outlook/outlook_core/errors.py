@@ -340,6 +340,10 @@ AADSTS_ERRORS = {
             "The tenant does not exist (AADSTS90002). Check the tenant ID or domain in the Odoo settings."),
     54005: (SignInFailed,
             "The sign-in code was already used (AADSTS54005). Start the connection again from Odoo."),
+    9002313: (GrantRevoked,
+              "Microsoft did not accept Odoo's sign-in code or refresh token (AADSTS9002313): it was issued to "
+              "another tenant or app, or is malformed. Connect again, and sign in with the service account of "
+              "the tenant that granted consent."),
     501481: (SignInFailed,
              "The sign-in could not be verified (AADSTS501481, PKCE mismatch). Start the connection again "
              "from Odoo."),

@@ -189,6 +189,21 @@ class TestConnectErrors(OutlookSandboxCase):
         self.sandbox.control('POST', '/apps/%s/secret/expire' % self.demo['client_id'])
         self.assert_sign_in_callback_refused(location, explanation(7000222))
 
+    # --- the identity platform down while Odoo redeems the code ---------------------------------------------
+
+    def test_outage_at_code_redemption_says_to_connect_again(self):
+        location = self.microsoft_pages(self.consent(), 'service_account')
+        self.token_fault(status=503, times=1)
+        response = self.assert_sign_in_callback_refused(location)
+        # Nothing retries a sign-in: the admin is told to start it again, not that Odoo will retry.
+        self.assertIn('Connect again', self.connection.last_error)
+        self.assertNotIn('retry automatically', response.text)
+        url = self.click_connect()
+        self.assertEqual(self.odoo_callback(self.microsoft_pages(url, 'service_account')).status_code, 303)
+        self.connection.invalidate_recordset()
+        self.assertEqual(self.connection.state, 'connected')
+        self.assertFalse(self.connection.last_error)
+
     # --- tenants --------------------------------------------------------------------------------------
 
     def test_unknown_consent_tenant_stops_on_microsofts_page(self):
@@ -224,6 +239,10 @@ class TestConnectErrors(OutlookSandboxCase):
             'admin@fabrikam.onmicrosoft.com', admin['password'])
         self.assertIn('code', params)
         self.assert_sign_in_callback_refused(location)
+        # Said as it is (a code of another tenant), not as a revocation of the service account's access.
+        self.assertIn('AADSTS9002313', self.connection.last_error)
+        self.assertIn('another tenant', self.connection.last_error)
+        self.assertNotIn('revoked', self.connection.last_error)
 
     # --- transient failures: retried with backoff, never taken for a revocation -------------------------
 
