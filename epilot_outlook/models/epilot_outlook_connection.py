@@ -628,20 +628,23 @@ class EpilotOutlookConnection(models.Model):
         """
         self.ensure_one()
         token_seen = self._outlook_load_secrets('access_token')['access_token'] if force else None
-        for attempt in range(REFRESH_SERIALIZATION_RETRIES + 1):
-            try:
-                access_token = self._outlook_refresh_tokens_once(force, token_seen)
-                break
-            except psycopg2.errors.SerializationFailure:
-                # Odoo's transactions are REPEATABLE READ: when the worker we queued behind commits its
-                # refresh, our lock fails. A new transaction sees its token, so look again.
-                if attempt == REFRESH_SERIALIZATION_RETRIES:
-                    raise
-            except psycopg2.errors.LockNotAvailable:
-                raise UserError(self.env._(
-                    "Another Odoo worker has been refreshing the Outlook tokens for too long; try again.")) from None
-        self.invalidate_recordset()
-        return access_token
+        try:
+            for attempt in range(REFRESH_SERIALIZATION_RETRIES + 1):
+                try:
+                    return self._outlook_refresh_tokens_once(force, token_seen)
+                except psycopg2.errors.SerializationFailure:
+                    # Odoo's transactions are REPEATABLE READ: when the worker we queued behind commits its
+                    # refresh, our lock fails. A new transaction sees its token, so look again.
+                    if attempt == REFRESH_SERIALIZATION_RETRIES:
+                        raise
+                except psycopg2.errors.LockNotAvailable:
+                    raise UserError(self.env._(
+                        "Another Odoo worker has been refreshing the Outlook tokens for too long; try again."
+                    )) from None
+        finally:
+            # The other transaction changed the connection and maybe its addresses (paused): forget what
+            # this one cached of them.
+            self.env.invalidate_all()
 
     def _outlook_refresh_tokens_once(self, force, token_seen):
         """ One locked transaction of :meth:`_outlook_refresh_tokens`; commits on success. """
@@ -744,7 +747,7 @@ class EpilotOutlookConnection(models.Model):
             except Unauthorized as error:
                 with self.env.registry.cursor() as cr:
                     self.with_env(self.env(cr=cr)).sudo()._outlook_mark_needs_reconnect(error)
-                self.invalidate_recordset()
+                self.env.invalidate_all()
                 raise UserError(error.explanation or str(error)) from None
         self._outlook_touch_graph_success()
         return result
@@ -796,16 +799,22 @@ class EpilotOutlookConnection(models.Model):
     # === CRON METHODS === #
 
     @api.model
-    def _cron_outlook_refresh_tokens(self):
-        """ Keep refresh tokens alive: refresh connected connections whose access token expires soon or
-        whose last refresh is a day old (a refresh token unused for 90 days dies). """
+    def _outlook_connections_due_for_refresh(self):
+        """ Connected connections whose access token expires soon or whose last refresh is a day old.
+        Connections that need a reconnect are left alone: retrying them cannot succeed. """
         day_ago = fields.Datetime.now() - timedelta(days=1)
         soon = fields.Datetime.now() + timedelta(seconds=2 * const.TOKEN_REFRESH_MARGIN_S)
-        connections = self.sudo().search([
+        return self.sudo().search([
             ('state', '=', 'connected'),
             '|', '|', ('last_refresh_date', '=', False), ('last_refresh_date', '<', day_ago),
             ('access_token_expiry', '<', soon),
         ])
+
+    @api.model
+    def _cron_outlook_refresh_tokens(self):
+        """ Keep refresh tokens alive: refresh connected connections whose access token expires soon or
+        whose last refresh is a day old (a refresh token unused for 90 days dies). """
+        connections = self._outlook_connections_due_for_refresh()
         for done, connection in enumerate(connections, start=1):
             try:
                 connection._outlook_refresh_tokens(force=True)

@@ -74,4 +74,6 @@ class SandboxProcess:
     def reset_and_seed(self, redirect_uris):
         """Forget everything, then seed the demo tenant with ``redirect_uris`` registered on its app."""
         self.control("POST", "/reset")
+        # A reset restores the default settings; Odoo's test server only speaks http on loopback.
+        self.control("POST", "/settings", {"allow_http_loopback_notification_urls": True})
         return self.control("POST", "/seed", {"profile": "demo", "redirect_uris": list(redirect_uris)})

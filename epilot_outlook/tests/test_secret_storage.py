@@ -12,6 +12,7 @@ SECRETS = {
     'access_token': b'ciphertext-of-the-access-token',
     'tenant_id': b'ciphertext-of-the-tenant-id',
     'identity': b'ciphertext-of-{"upn": "svc@contoso.onmicrosoft.com"}',
+    'client_secret': b'ciphertext-of-the-client-secret',
 }
 # What must never come out of the ORM: the column names and the ciphertext bytes.
 FORBIDDEN_MARKERS = (*OUTLOOK_SECRET_COLUMNS.values(), 'ciphertext')
@@ -69,7 +70,7 @@ class TestSecretStorage(EpilotOutlookCommon):
 
     def test_store_rejects_unknown_names_and_plaintext(self):
         with self.assertRaises(ValueError):
-            self.connection._outlook_store_secrets({'client_secret': b'x'})
+            self.connection._outlook_store_secrets({'password': b'x'})
         with self.assertRaises(ValueError):
             self.connection._outlook_load_secrets('state')
         with self.assertRaises(TypeError):
