@@ -92,6 +92,12 @@ class TestConnectErrors(OutlookSandboxCase):
         self.assertEqual(len(notices), 1, "the editors are told once")
         self.assertIn(text, str(notices.body))
 
+    def refresh_after(self, control_path, payload, aadsts):
+        """ Connected, then ``control_path`` happens at Microsoft: the next refresh says ``aadsts``. """
+        self.connect()
+        self.sandbox.control('POST', control_path, payload)
+        self.assert_refresh_needs_reconnect(explanation(aadsts))
+
     def failed_refresh(self):
         """ Force a refresh that must fail; return its UserError.
 
@@ -133,9 +139,7 @@ class TestConnectErrors(OutlookSandboxCase):
 
     def test_mfa_newly_required_surfaces_on_refresh(self):
         # A refresh token issued before MFA was required cannot be refreshed: 50076.
-        self.connect()
-        self.user_switch('service_account', 'mfa', {'required': True})
-        self.assert_refresh_needs_reconnect(explanation(50076))
+        self.refresh_after('/users/%s/mfa' % self.demo['service_account']['id'], {'required': True}, 50076)
         self.assertFalse(self.connection.needs_admin_consent)
 
         # Reconnecting (sign-in with MFA, no new consent) repairs it.
@@ -154,9 +158,8 @@ class TestConnectErrors(OutlookSandboxCase):
         self.assert_sign_in_stops_at_microsoft(sign_in_url, 53003)
 
     def test_conditional_access_block_at_refresh_needs_reconnect(self):
-        self.connect()
-        self.user_switch('service_account', 'conditional-access', {'blocked': True})
-        self.assert_refresh_needs_reconnect(explanation(53003))
+        self.refresh_after('/users/%s/conditional-access' % self.demo['service_account']['id'], {'blocked': True},
+                           53003)
 
     # --- disabled service account ---------------------------------------------------------------------
 
@@ -172,9 +175,22 @@ class TestConnectErrors(OutlookSandboxCase):
         self.assert_sign_in_callback_refused(location, explanation(50057))
 
     def test_disabled_account_at_refresh_needs_reconnect(self):
-        self.connect()
-        self.user_switch('service_account', 'disable')
-        self.assert_refresh_needs_reconnect(explanation(50057))
+        self.refresh_after('/users/%s/disable' % self.demo['service_account']['id'], None, 50057)
+
+    # --- more reasons a refresh token stops working --------------------------------------------------
+
+    def test_mfa_enrolment_required_surfaces_on_refresh(self):
+        self.refresh_after('/users/%s/mfa' % self.demo['service_account']['id'],
+                           {'required': False, 'enrollment_required': True}, 50079)
+
+    def test_password_reset_by_an_admin_surfaces_on_refresh(self):
+        self.refresh_after('/users/%s/reset-password' % self.demo['service_account']['id'], None, 50173)
+
+    def test_refresh_token_unused_for_90_days(self):
+        self.refresh_after('/clock/advance', {'days': 91}, 700082)
+
+    def test_expired_client_secret_at_refresh_needs_reconnect(self):
+        self.refresh_after('/apps/%s/secret/expire' % self.demo['client_id'], None, 7000222)
 
     # --- the app's client secret ----------------------------------------------------------------------
 
