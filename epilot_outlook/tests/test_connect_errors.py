@@ -1,3 +1,4 @@
+import time
 from types import SimpleNamespace
 
 from markupsafe import escape
@@ -265,7 +266,9 @@ class TestConnectErrors(OutlookSandboxCase):
     def record_sleeps(self):
         """ Replace only the retry loop's ``time.sleep`` (waiting is not what is tested; the schedule is). """
         delays = []
-        self.patch(connection_module, 'time', SimpleNamespace(sleep=delays.append))
+        # Everything else of the module's ``time`` stays the real one.
+        clock = {name: getattr(time, name) for name in dir(time) if not name.startswith('_')}
+        self.patch(connection_module, 'time', SimpleNamespace(**dict(clock, sleep=delays.append)))
         return delays
 
     def token_fault(self, **fault):
