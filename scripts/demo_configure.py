@@ -1,34 +1,110 @@
-"""Point the demo database at the Microsoft 365 sandbox. Run by `make run` through `odoo-bin shell`
-(stdin), with ``env`` bound to the demo database and EPILOT_SANDBOX_JSON naming the sandbox's ready line.
+"""Point the demo database at the Microsoft 365 sandbox. Run by `make run` through `odoo-bin shell` (stdin),
+with ``env`` bound to the demo database (superuser) and EPILOT_SANDBOX_JSON naming the sandbox's ready line.
 
-HOOK for the settings' owner: SETTINGS maps ``res.config.settings`` fields to values taken from that line.
-Fields that do not exist yet are listed and skipped, so this runs cleanly before and after they land; adjust
-the names when the settings are written. Everything is written through the settings wizard, so the module's
-own ``set_values`` does the storing (and encrypting).
+It creates or updates the main company's ``epilot.outlook.connection`` with the sandbox's app (client id and
+secret), its endpoints and CA bundle, and the demo tenant's domain as the consent tenant, all through the ORM:
+the client secret's inverse encrypts it with the key of EPILOT_OUTLOOK_KEYS (set by make run). It also sets
+``web.base.url`` to the address Odoo listens on, so the connection's redirect URI is one the sandbox's app
+registered. Running it again changes nothing that is already right.
+
+A connection that holds a tenant (consent granted, connected, or needing a reconnect) of another client id or
+tenant is left alone, so a real tenant connected in the demo database is never overwritten; the script then
+exits with status 3 and make run looks again next time.
 """
 import json
 import os
+import sys
+
+from odoo.exceptions import UserError
+from odoo.tools import config
+
+CALLBACK_PATH = "/epilot_outlook/oauth/callback"
+HOLDS_A_TENANT = ("consent_granted", "connected", "needs_reconnect")
+
+
+def say(message):
+    print("demo_configure: %s" % message, flush=True)
+
 
 # The sandbox's ready line (see m365_sandbox/README.md): URLs, CA bundle, and with --seed demo the tenant,
 # the app's client id and secret, and the demo users.
 with open(os.environ["EPILOT_SANDBOX_JSON"], encoding="utf-8") as ready_line:
     sandbox = json.load(ready_line)
+missing = [key for key in ("authority_base_url", "graph_base_url", "ca_bundle", "client_id", "client_secret",
+                           "tenant_id", "tenant_domain") if not sandbox.get(key)]
+if missing:
+    say("the sandbox's ready line lacks %s (was it started with --seed demo?); nothing written" % ", ".join(missing))
+    sys.exit(2)
 
-SETTINGS = {
-    "epilot_outlook_authority_base_url": sandbox.get("authority_base_url"),
-    "epilot_outlook_graph_base_url": sandbox.get("graph_base_url"),
-    "epilot_outlook_ca_bundle": sandbox.get("ca_bundle"),
-    "epilot_outlook_client_id": sandbox.get("client_id"),
-    "epilot_outlook_client_secret": sandbox.get("client_secret"),
-    "epilot_outlook_tenant_id": sandbox.get("tenant_id"),
+env = globals()["env"]  # provided by odoo-bin shell
+company = env.ref("base.main_company")
+Connection = env["epilot.outlook.connection"].with_company(company)
+connection = Connection.search([("company_id", "=", company.id)], limit=1)
+
+# ------------------------------------------------------------------------------------------- web.base.url
+# The redirect URI is web.base.url + CALLBACK_PATH; make run registers http://127.0.0.1:<http_port>/... (and
+# the localhost one) on the sandbox's app. Odoo rewrites web.base.url when an admin logs in, to the address
+# in the browser: both registered addresses work.
+base_url = "http://127.0.0.1:%s" % config["http_port"]
+if base_url + CALLBACK_PATH not in sandbox.get("redirect_uris", []):
+    say("warning: %s is not among the sandbox app's redirect URIs %s" % (base_url + CALLBACK_PATH,
+                                                                       sandbox.get("redirect_uris")))
+Parameters = env["ir.config_parameter"].sudo()
+if Parameters.get_param("web.base.url") != base_url:
+    Parameters.set_param("web.base.url", base_url)
+    say("web.base.url = %s" % base_url)
+
+# ------------------------------------------------------------------------------------------- connection
+values = {
+    "client_id": sandbox["client_id"],
+    "authority_host": sandbox["authority_base_url"],
+    "graph_endpoint": sandbox["graph_base_url"],
+    "ca_bundle": sandbox["ca_bundle"],
+    "consent_tenant": sandbox["tenant_domain"],
 }
 
-Settings = env["res.config.settings"]  # noqa: F821 (provided by odoo-bin shell)
-known = {name: value for name, value in SETTINGS.items() if name in Settings._fields and value is not None}
-pending = sorted(set(SETTINGS) - set(known))
-if known:
-    Settings.create(known).execute()
-    env.cr.commit()  # noqa: F821
-print("demo_configure: set %s" % (", ".join(sorted(known)) or "nothing"))
-if pending:
-    print("demo_configure: not yet (no such setting or no value): %s" % ", ".join(pending))
+
+def stored_secret(name):
+    """ The decrypted secret, or None when none is stored or it was encrypted with a key that is gone. """
+    try:
+        return connection._outlook_decrypt_secrets(name)[name]
+    except UserError:
+        return None
+
+
+stored_tenant = stored_secret("tenant_id") if connection else None
+if connection and connection.state in HOLDS_A_TENANT and (
+        connection.client_id != sandbox["client_id"] or stored_tenant != sandbox["tenant_id"]):
+    differences = []
+    if connection.client_id != sandbox["client_id"]:
+        differences.append("the app %s" % (connection.client_id or "(none)"))
+    if stored_tenant != sandbox["tenant_id"]:  # The tenant id is one of the connection's secrets: not printed.
+        differences.append("another tenant" if stored_tenant else "a tenant the configured keys cannot decrypt")
+    say("the Outlook connection of %s is %s with %s, not with the sandbox's app %s and tenant %s: left alone. "
+        "To point it at the sandbox, click Disconnect on the connection, then run make run again." % (
+            company.name, connection.state, " and ".join(differences), sandbox["client_id"],
+            sandbox["tenant_domain"]))
+    env.cr.commit()  # web.base.url
+    sys.exit(3)
+
+if not connection:
+    connection = Connection.create(dict(values, company_id=company.id, client_secret=sandbox["client_secret"]))
+    say("created the Outlook connection of %s" % company.name)
+else:
+    changed = [name for name, value in values.items() if connection[name] != value]
+    if changed:
+        connection.write(values)
+    # Write-only: compared decrypted, and stored (encrypted) only when it differs.
+    if stored_secret("client_secret") != sandbox["client_secret"]:
+        connection.client_secret = sandbox["client_secret"]
+        changed.append("client_secret")
+    if stored_tenant and stored_tenant != sandbox["tenant_id"]:
+        # Left by an earlier tenant (an older sandbox seed, disconnected): Connect would skip the admin
+        # consent and sign in there. Without it, Connect starts with the sandbox tenant's admin consent.
+        connection._outlook_store_secrets({"tenant_id": None})
+        changed.append("stored tenant cleared")
+    say("updated the Outlook connection of %s: %s" % (company.name, ", ".join(changed))
+        if changed else "the Outlook connection of %s is already set up" % company.name)
+env.cr.commit()
+say("connection %s: state %s, client id %s, consent tenant %s, redirect URI %s" % (
+    connection.id, connection.state, connection.client_id, connection.consent_tenant, connection.redirect_uri))
