@@ -51,6 +51,7 @@ if [ "$state" != installed ]; then
     odoo_bin -c "$CONF" -i "$MODULE" --stop-after-init --no-http --logfile "$LOGS/demo-install.log" \
         2>>"$LOGS/demo-install.log" || die "install failed; see $LOGS/demo-install.log"
     echo "$hash" > "$VAR/demo-module.hash"
+    rm -f "$VAR/demo-configure.hash"   # a new database: point its connection at the sandbox again
 elif [ "$(cat "$VAR/demo-module.hash" 2>/dev/null)" != "$hash" ]; then
     say "module files changed: upgrading $MODULE in $DB (log: $LOGS/demo-upgrade.log)"
     : > "$LOGS/demo-upgrade.log"
@@ -92,12 +93,13 @@ start_sandbox() {
 if port_busy "$SANDBOX_LOGIN_PORT" || port_busy "$SANDBOX_GRAPH_PORT"; then
     warn "sandbox ports $SANDBOX_LOGIN_PORT/$SANDBOX_GRAPH_PORT are in use; set SANDBOX_LOGIN_PORT/SANDBOX_GRAPH_PORT"
 elif start_sandbox; then
-    # Point the demo's settings at the sandbox; skipped when nothing it depends on changed.
+    # Point the demo company's Outlook connection at the sandbox; skipped when nothing it depends on changed
+    # (demo_configure.py exits non-zero when it leaves a foreign connection alone: looked at again next time).
     key=$( { "$VENV/bin/python" -c 'import json, sys; line = json.load(open(sys.argv[1]))
 line.pop("startup_seconds", None); print(json.dumps(line, sort_keys=True))' "$VAR/sandbox.json"
              cat scripts/demo_configure.py; echo "$hash"; } | sha)
     if [ "$(cat "$VAR/demo-configure.hash" 2>/dev/null)" != "$key" ]; then
-        say "writing the sandbox's settings into $DB (scripts/demo_configure.py)"
+        say "pointing the Outlook connection of $DB at the sandbox (scripts/demo_configure.py)"
         EPILOT_SANDBOX_JSON="$VAR/sandbox.json" odoo_bin shell -c "$CONF" --no-http --log-level=warn \
             < scripts/demo_configure.py && echo "$key" > "$VAR/demo-configure.hash"
     fi
