@@ -55,4 +55,6 @@ class OutlookOAuthController(http.Controller):
                 'explanation': error.explanation or str(error),
                 'back_url': '/odoo/action-epilot_outlook.epilot_outlook_connection_action',
             })
-        return request.redirect(next_url or f'/odoo/epilot.outlook.connection/{connection.id}', local=False)
+        # Through the action, so the form keeps its "Outlook Connections" breadcrumb.
+        return request.redirect(
+            next_url or f'/odoo/action-epilot_outlook.epilot_outlook_connection_action/{connection.id}', local=False)

@@ -385,6 +385,11 @@ class EpilotOutlookConnection(models.Model):
         self.ensure_one()
         if not self.client_id:
             raise UserError(self.env._("Enter the Application (client) ID of your Entra app first."))
+        ciphertext = self._outlook_load_secrets('client_secret')['client_secret']
+        if ciphertext and not self._outlook_vault().can_decrypt(ciphertext):
+            raise UserError(self.env._(
+                "The client secret was encrypted with a key that is no longer configured. Type the client "
+                "secret again (Entra admin center → App registrations → Certificates & secrets)."))
         client_secret = self._outlook_decrypt_secrets('client_secret')['client_secret']
         if not client_secret:
             raise UserError(self.env._("Enter the client secret of your Entra app first."))
@@ -412,13 +417,38 @@ class EpilotOutlookConnection(models.Model):
         """
         self.ensure_one()
         self.check_access('write')
-        self._outlook_vault()  # No key, no connect: say how to set one before anyone signs in.
-        tenant_id = self._outlook_decrypt_secrets('tenant_id')['tenant_id']
+        vault = self._outlook_vault()  # No key, no connect: say how to set one before anyone signs in.
+        tenant_ciphertext = self._outlook_load_secrets('tenant_id')['tenant_id']
+        # A tenant id encrypted with a key that is gone is as good as none: consent again records it anew.
+        tenant_id = tenant_ciphertext and vault.can_decrypt(tenant_ciphertext) and vault.decrypt(
+            tenant_ciphertext).decode()
         if tenant_id and not self.needs_admin_consent:
             url = self._outlook_start_sign_in(tenant_id)
         else:
             url = self._outlook_start_admin_consent()
         return {'type': 'ir.actions.act_url', 'url': url, 'target': 'self'}
+
+    def action_outlook_check_connection(self):
+        """ Refresh the tokens now and make one Graph call, so an admin sees at once whether Microsoft still
+        accepts the connection. A refusal moves the connection to "needs reconnect", as the cron would.
+
+        :return: A notification saying the connection works.
+        :rtype: dict
+        :raise UserError: With Microsoft's refusal explained.
+        """
+        self.ensure_one()
+        self.check_access('write')
+        self._outlook_refresh_tokens(force=True)
+        self._outlook_call_graph(lambda graph: graph.get('me', params={'$select': 'id'}))
+        return {
+            'type': 'ir.actions.client',
+            'tag': 'display_notification',
+            'params': {
+                'type': 'success',
+                'message': self.env._("Microsoft 365 accepted the connection: tokens refreshed, Graph answered."),
+                'next': {'type': 'ir.actions.act_window_close'},
+            },
+        }
 
     def action_outlook_disconnect(self):
         """ Disconnect the tenant: delete our Graph subscriptions, remove the Outlook addresses and the

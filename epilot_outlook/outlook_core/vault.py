@@ -134,6 +134,18 @@ class Vault:
         """
         return self._with_keyring(self._keyring.rotate, ciphertext)
 
+    def can_decrypt(self, ciphertext):
+        """Tell whether some key of the keyring decrypts the data (a lost key makes old data unreadable).
+
+        :param ciphertext: A Fernet token, ``bytes`` or ``str``.
+        :rtype: bool
+        """
+        try:
+            self._keyring.decrypt(self._as_bytes(ciphertext))
+        except InvalidToken:
+            return False
+        return True
+
     def is_current(self, ciphertext):
         """Tell whether the data is already encrypted with the newest key (nothing to rotate).
 

@@ -77,7 +77,11 @@ class OutlookSandboxCase(HttpCase):
 
     def connect(self):
         """ The whole first connect: admin consent, then the service account's sign-in. """
-        consent_return = self.microsoft_pages(self.click_connect(), 'admin')
+        return self.connect_from(self.click_connect())
+
+    def connect_from(self, consent_url):
+        """ The flow from the admin-consent page on: consent, then the service account's sign-in. """
+        consent_return = self.microsoft_pages(consent_url, 'admin')
         response = self.odoo_callback(consent_return)
         self.assertEqual(response.status_code, 303, response.text[:500])
         sign_in_return = self.microsoft_pages(response.headers['Location'], 'service_account')

@@ -33,7 +33,8 @@ class TestConnectFlow(OutlookSandboxCase):
 
         response = self.odoo_callback(self.microsoft_pages(sign_in_url, 'service_account'))
         self.assertEqual(response.status_code, 303)
-        self.assertTrue(response.headers['Location'].endswith('/odoo/epilot.outlook.connection/%s' % self.connection.id))
+        self.assertTrue(response.headers['Location'].endswith(
+            '/odoo/action-epilot_outlook.epilot_outlook_connection_action/%s' % self.connection.id))
         self.connection.invalidate_recordset()
         self.assertEqual(self.connection.state, 'connected')
         self.assertEqual(set(self.connection.scopes_granted.split()) & set(const.MSAL_SCOPES), set(const.MSAL_SCOPES))

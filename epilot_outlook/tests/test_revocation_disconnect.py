@@ -1,3 +1,4 @@
+import os
 import threading
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -5,6 +6,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from odoo.exceptions import UserError
 from odoo.tests import tagged
+
+from ..outlook_core.vault import Vault
 
 from .outlook_sandbox_common import OutlookSandboxCase
 
@@ -154,3 +157,30 @@ class TestRevocationAndDisconnect(OutlookSandboxCase):
         self.assertFalse(self.addresses.exists())
         self.assertEqual(self.connection.sudo()._outlook_load_secrets('refresh_token'), {'refresh_token': None})
         self.assertIn('could not be deleted', self.connection.message_ids[0].body)
+
+    # --- checking the connection and losing the key ---------------------------------------------------
+
+    def test_check_connection_reports_success_then_the_refusal(self):
+        action = self.connection.with_user(self.odoo_admin).action_outlook_check_connection()
+        self.assertEqual(action['params']['type'], 'success')
+        self.sandbox.control('POST', '/tenants/%s/consent/revoke' % self.demo['tenant_id'])
+        with self.assertRaisesKeepingCommits(UserError) as refusal:
+            self.connection.with_user(self.odoo_admin).action_outlook_check_connection()
+        self.assertIn('consent', str(refusal.exception).lower())
+        self.connection.invalidate_recordset()
+        self.assertEqual(self.connection.state, 'needs_reconnect')
+
+    def test_lost_key_reconnects_through_consent(self):
+        # The key that encrypted everything is gone; a new one is configured.
+        new_key = Vault.generate_key()
+        self.patch(os, 'environ', dict(os.environ, EPILOT_OUTLOOK_KEYS=new_key))
+        with self.assertRaises(UserError) as refusal:
+            self.connection.with_user(self.odoo_admin).action_outlook_connect()
+        self.assertIn('client secret', str(refusal.exception).lower(), "the admin is told to type the secret again")
+        self.connection.client_secret = self.demo['client_secret']
+        url = self.click_connect()
+        self.assertIn('/v2.0/adminconsent', url, "an unreadable tenant id is as good as none: consent again")
+        self.connect_from(url)
+        self.assertEqual(self.connection.state, 'connected')
+        self.assertEqual(self.secrets()['tenant_id'], self.demo['tenant_id'])
+        self.assertIn('totalItemCount', self.read_inbox())

@@ -84,3 +84,11 @@ def test_key_id_is_a_short_fingerprint_not_the_key():
     assert len(vault.key_id) == 8
     assert vault.key_id not in key
     int(vault.key_id, 16)
+
+
+def test_can_decrypt_tells_a_lost_key_apart():
+    old, new = Vault.generate_key(), Vault.generate_key()
+    ciphertext = Vault([old]).encrypt(b'tenant')
+    assert Vault([new, old]).can_decrypt(ciphertext)
+    assert not Vault([new]).can_decrypt(ciphertext)
+    assert not Vault([new]).can_decrypt(b'not a fernet token')
