@@ -140,11 +140,7 @@ class Vault:
         :param ciphertext: A Fernet token, ``bytes`` or ``str``.
         :rtype: bool
         """
-        try:
-            self._keyring.decrypt(self._as_bytes(ciphertext))
-        except InvalidToken:
-            return False
-        return True
+        return self._decrypts(self._keyring, ciphertext)
 
     def is_current(self, ciphertext):
         """Tell whether the data is already encrypted with the newest key (nothing to rotate).
@@ -152,8 +148,12 @@ class Vault:
         :param ciphertext: A Fernet token, ``bytes`` or ``str``.
         :rtype: bool
         """
+        return self._decrypts(self._newest, ciphertext)
+
+    def _decrypts(self, fernet, ciphertext):
+        """Tell whether ``fernet`` (one key or the keyring) decrypts the data."""
         try:
-            self._newest.decrypt(self._as_bytes(ciphertext))
+            fernet.decrypt(self._as_bytes(ciphertext))
         except InvalidToken:
             return False
         return True
