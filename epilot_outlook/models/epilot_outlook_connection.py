@@ -39,6 +39,10 @@ RECONNECT_ERRORS = (GrantRevoked, ConsentRequired, InteractionRequired, ClientCr
 REFRESH_LOCK_TIMEOUT_MS = 20000
 # How often a refresh looks again after the worker it queued behind committed (REPEATABLE READ).
 REFRESH_SERIALIZATION_RETRIES = 3
+# Access tokens this worker obtained itself, by (database, connection id) -> (token, naive UTC expiry). A refresh
+# commits in a transaction of its own, and the caller's older REPEATABLE READ snapshot still shows the previous
+# token: without this, a retry after a 401 would send Microsoft the very token it just refused.
+_tokens_refreshed_here = {}
 # Transient identity-platform failures are retried this often, with exponential backoff, before giving up.
 REFRESH_TRANSIENT_RETRIES = 3
 
@@ -397,12 +401,15 @@ class EpilotOutlookConnection(models.Model):
             self.client_id.strip(), client_secret, self.authority_host, tenant, ca_bundle=self.ca_bundle or None,
         )
 
-    def _outlook_graph_client(self):
-        """ Return the Graph client of this connection; it asks for a fresh access token on every call. """
+    def _outlook_graph_client(self, token_provider=None):
+        """ Return the Graph client of this connection; it asks for a fresh access token on every call.
+
+        :param callable token_provider: Where the client gets its token (default: the stored, refreshed one).
+        """
         self.ensure_one()
         # The configured endpoint is trusted (only email settings editors set it); nextLinks must stay on it.
         return GraphClient(
-            self.graph_endpoint, self._outlook_get_access_token, ca_bundle=self.ca_bundle or None,
+            self.graph_endpoint, token_provider or self._outlook_get_access_token, ca_bundle=self.ca_bundle or None,
             allowed_hosts=(*const.DEFAULT_GRAPH_HOSTS, urlsplit(self.graph_endpoint).netloc),
         )
 
@@ -630,17 +637,28 @@ class EpilotOutlookConnection(models.Model):
         :raise UserError: When the connection is not connected (it needs an admin to connect it).
         """
         self.ensure_one()
-        connection_sudo = self.sudo()
-        if connection_sudo.state != 'connected':
+        if self.sudo().state != 'connected':
             raise UserError(self.env._("The Outlook connection is not connected; an admin must connect it."))
-        if not connection_sudo._outlook_token_expires_soon():
-            access_token = connection_sudo._outlook_decrypt_secrets('access_token')['access_token']
-            if access_token:
-                return access_token
-        return connection_sudo._outlook_refresh_tokens()
+        return self._outlook_current_access_token() or self.sudo()._outlook_refresh_tokens()
+
+    def _outlook_current_access_token(self):
+        """ The access token this worker would use now without refreshing, or ``None`` when it expires soon.
+
+        A token this worker refreshed itself comes first: its transaction may predate that refresh.
+        """
+        token, expiry = _tokens_refreshed_here.get((self.env.cr.dbname, self.id), (None, None))
+        if token and not self._outlook_expires_soon(expiry):
+            return token
+        connection_sudo = self.sudo()
+        if connection_sudo._outlook_token_expires_soon():
+            return None
+        return connection_sudo._outlook_decrypt_secrets('access_token')['access_token']
 
     def _outlook_token_expires_soon(self):
-        expiry = self.access_token_expiry
+        return self._outlook_expires_soon(self.access_token_expiry)
+
+    @api.model
+    def _outlook_expires_soon(self, expiry):
         return not expiry or expiry - fields.Datetime.now() < timedelta(seconds=const.TOKEN_REFRESH_MARGIN_S)
 
     def _outlook_refresh_tokens(self, force=False):
@@ -657,11 +675,15 @@ class EpilotOutlookConnection(models.Model):
             identity platform kept failing, or another worker's refresh held the lock too long.
         """
         self.ensure_one()
-        token_seen = self._outlook_load_secrets('access_token')['access_token'] if force else None
+        # With force, Graph refused the token this worker uses now: only a different one will do.
+        refused_token = self._outlook_current_access_token() if force else None
+        _tokens_refreshed_here.pop((self.env.cr.dbname, self.id), None)
         try:
             for attempt in range(REFRESH_SERIALIZATION_RETRIES + 1):
                 try:
-                    return self._outlook_refresh_tokens_once(force, token_seen)
+                    access_token, expiry = self._outlook_refresh_tokens_once(force, refused_token)
+                    _tokens_refreshed_here[self.env.cr.dbname, self.id] = (access_token, expiry)
+                    return access_token
                 except psycopg2.errors.SerializationFailure:
                     # Odoo's transactions are REPEATABLE READ: when the worker we queued behind commits its
                     # refresh, our lock fails. A new transaction sees its token, so look again.
@@ -676,7 +698,7 @@ class EpilotOutlookConnection(models.Model):
             # this one cached of them.
             self.env.invalidate_all()
 
-    def _outlook_refresh_tokens_once(self, force, token_seen):
+    def _outlook_refresh_tokens_once(self, force, refused_token):
         """ One locked transaction of :meth:`_outlook_refresh_tokens`; commits on success. """
         with self.env.registry.cursor() as cr:
             connection = self.with_env(self.env(cr=cr)).sudo()
@@ -686,10 +708,11 @@ class EpilotOutlookConnection(models.Model):
             ), log_exceptions=False)  # A serialization failure here is expected and handled by the caller.
             if connection.state != 'connected':
                 raise UserError(self.env._("The Outlook connection needs to be reconnected."))
-            stored_token = connection._outlook_load_secrets('access_token')['access_token']
-            refreshed_meanwhile = force and stored_token != token_seen
+            stored_token = connection._outlook_decrypt_secrets('access_token')['access_token']
+            # Another worker may have refreshed while we waited for the lock: its token is a new one.
+            refreshed_meanwhile = force and stored_token != refused_token
             if (refreshed_meanwhile or not force) and not connection._outlook_token_expires_soon():
-                return connection._outlook_decrypt_secrets('access_token')['access_token']
+                return stored_token, connection.access_token_expiry
             try:
                 tokens = connection._outlook_refresh_with_retries()
             except RECONNECT_ERRORS as error:
@@ -701,7 +724,7 @@ class EpilotOutlookConnection(models.Model):
                 cr.commit()
                 raise UserError(error.explanation or str(error)) from None
             connection._outlook_store_token_set(tokens)
-            return tokens.access_token
+            return tokens.access_token, connection.access_token_expiry
 
     def _outlook_refresh_with_retries(self):
         """ Redeem the refresh token, retrying transient failures (5xx, timeouts, 429) with backoff. """
@@ -783,16 +806,23 @@ class EpilotOutlookConnection(models.Model):
         return result
 
     def _outlook_touch_graph_success(self):
-        """ Note a successful Graph call, at most once a minute, without waiting for a lock: it is only
-        a health timestamp, and the row may be locked by a refresh. """
+        """ Note a successful Graph call, at most once a minute.
+
+        In a transaction of its own that never waits: it is only a health timestamp, the row may be locked by
+        a refresh, and the caller's snapshot may predate a refresh that changed the row (REPEATABLE READ).
+        """
         last = self.last_graph_call_date
         if last and fields.Datetime.now() - last < timedelta(minutes=1):
             return
-        self.env.execute_query(SQL(
-            "UPDATE %(table)s SET last_graph_call_date = %(now)s WHERE id IN ("
-            " SELECT id FROM %(table)s WHERE id = %(id)s FOR NO KEY UPDATE SKIP LOCKED)",
-            table=SQL.identifier(self._table), now=fields.Datetime.now(), id=self.id,
-        ))
+        try:
+            with self.env.registry.cursor() as cr:
+                cr.execute(SQL(
+                    "UPDATE %(table)s SET last_graph_call_date = %(now)s WHERE id IN ("
+                    " SELECT id FROM %(table)s WHERE id = %(id)s FOR NO KEY UPDATE SKIP LOCKED)",
+                    table=SQL.identifier(self._table), now=fields.Datetime.now(), id=self.id,
+                ), log_exceptions=False)
+        except psycopg2.errors.SerializationFailure:
+            return  # Another transaction just wrote the row; the next call notes it.
         self.invalidate_recordset(['last_graph_call_date'])
 
     def _outlook_delete_graph_subscriptions(self):
@@ -819,12 +849,22 @@ class EpilotOutlookConnection(models.Model):
                     pass  # Already gone: expired or removed by Microsoft.
             return count
 
+        # The tokens are deleted right after this, so a refresh needed here is used but not stored: storing it
+        # (in a transaction of its own) would change the row this request is about to write, which PostgreSQL
+        # then refuses to the request's older snapshot.
+        token = {'access': None}
+        client = self._outlook_graph_client(token_provider=lambda: token['access'])
         try:
-            return self._outlook_call_graph(delete_all), ''
-        except UserError as error:
+            token['access'] = self._outlook_current_access_token() or self._outlook_refresh_with_retries().access_token
+            try:
+                return delete_all(client), ''
+            except Unauthorized:
+                token['access'] = self._outlook_refresh_with_retries().access_token
+                return delete_all(client), ''
+        except (OutlookError, UserError) as error:
             return 0, self.env._(
                 "Graph subscriptions could not be deleted (%(error)s); Microsoft removes them when they expire, "
-                "within 7 days.", error=str(error))
+                "within 7 days.", error=getattr(error, 'explanation', None) or str(error))
 
     # === CRON METHODS === #
 

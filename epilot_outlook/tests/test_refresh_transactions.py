@@ -127,3 +127,41 @@ class TestRefreshTransactions(TransactionCase):
         self.assertEqual(results[0], results[1], "both workers use the one new access token")
         self.assertNotEqual(results[0], self.tokens.access_token)
         self.assertEqual(self._refresh_tokens_issued(), issued_before + 1, "Microsoft saw exactly one refresh")
+
+    def test_graph_retry_after_a_401_uses_the_token_just_refreshed(self):
+        """ Microsoft refuses a token Odoo still believes valid: the retry after the refresh must use the new
+        token, although the worker's own transaction began before the refresh committed (REPEATABLE READ). """
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            env['epilot.outlook.connection'].browse(self.connection_id).access_token_expiry = (
+                fields.Datetime.now() + timedelta(minutes=50))
+        self.sandbox.control('POST', '/clock/advance', {'seconds': 2 * 3600})  # Microsoft: that token expired.
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            connection = env['epilot.outlook.connection'].browse(self.connection_id)
+            self.assertEqual(connection.state, 'connected')  # The worker's snapshot starts here.
+            inbox = connection._outlook_call_graph(
+                lambda graph: graph.get('users/support@contoso.onmicrosoft.com/mailFolders/inbox'))
+        self.assertIn('totalItemCount', inbox)
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            self.assertEqual(env['epilot.outlook.connection'].browse(self.connection_id).state, 'connected')
+
+    def test_disconnect_with_a_token_due_for_refresh_completes_at_the_first_try(self):
+        """ Disconnect calls Graph with a token that must be refreshed first. Were that refresh stored (in a
+        transaction of its own), the request's later write to the connection row would be refused to its older
+        snapshot (serialization failure); the refresh is used without being stored, as the tokens are being
+        deleted anyway. """
+        issued_before = self._refresh_tokens_issued()
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            connection = env['epilot.outlook.connection'].browse(self.connection_id)
+            self.assertEqual(connection.state, 'connected')  # The request's snapshot starts here.
+            connection.action_outlook_disconnect()
+            self.assertIn('Deleted Graph subscriptions: 0.', connection.message_ids[0].body)
+        self.assertEqual(self._refresh_tokens_issued(), issued_before + 1, "the token was refreshed for Graph")
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            connection = env['epilot.outlook.connection'].browse(self.connection_id)
+            self.assertEqual(connection.state, 'disconnected')
+            self.assertEqual(connection._outlook_load_secrets('refresh_token'), {'refresh_token': None})
