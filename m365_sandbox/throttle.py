@@ -8,7 +8,9 @@ Settings (``state.settings``): ``throttle_window_requests`` (10000), ``throttle_
 Faults (``state.faults["graph"]``): ``"429": N`` / ``"503": N`` / ``"504": N`` answer the next N requests with
 that status; ``"retry_after": S`` is the Retry-After they carry (default 10); ``"429_code": "UnknownError"``
 makes the injected 429s Outlook's other shape (``UnknownError``, empty message); ``"latency_ms": X`` delays every
-request (inside the in-flight window, so concurrency limits bite).
+request (inside the in-flight window, so concurrency limits bite); ``"401": N`` refuses the next N requests'
+tokens with ``InvalidAuthenticationToken`` although they are valid, as Graph does when access is revoked
+under continuous access evaluation.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .auth import GraphDenied, require_token
-from .errors import graph_error
+from .errors import GRAPH_WWW_AUTHENTICATE, graph_error
 from .state import AccessToken, SandboxState
 
 
@@ -100,7 +102,7 @@ def _count(state: SandboxState, token: AccessToken, mailbox_id: str) -> None:
 def _take_fault(state: SandboxState) -> tuple[int, int] | None:
     faults = state.faults.get("graph") or {}
     with state.lock:
-        for status in ("429", "503", "504"):
+        for status in ("401", "429", "503", "504"):
             left = faults.get(status) or 0
             if left > 0:
                 faults[status] = left - 1
@@ -110,6 +112,9 @@ def _take_fault(state: SandboxState) -> tuple[int, int] | None:
 
 def fault_response(status: int, retry_after: int, client_request_id: str | None, variant: str | None = None
                    ) -> Response:
+    if status == 401:
+        return graph_error(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.",
+                           headers={"WWW-Authenticate": GRAPH_WWW_AUTHENTICATE}, client_request_id=client_request_id)
     if status == 429 and variant == "UnknownError":      # [O] Outlook's other 429: UnknownError, empty message
         return graph_error(429, "UnknownError", "", headers={"Retry-After": str(retry_after)},
                            client_request_id=client_request_id)

@@ -25,6 +25,7 @@ port_busy "$HTTP_PORT" && die "port $HTTP_PORT is in use (another Odoo?); stop i
 # The token encryption key of the demo: made once, kept in var/ (never committed). Lose it and the demo's
 # stored tokens cannot be decrypted any more: reconnect.
 EPILOT_OUTLOOK_KEYS=$(read_or_make_key "$KEY_FILE")
+# Through the environment only: Odoo warns about every option of odoo.conf it does not know.
 export EPILOT_OUTLOOK_KEYS
 
 (umask 077 && cat > "$CONF" <<CONF
@@ -37,7 +38,6 @@ dbfilter = ^$DB\$
 http_interface = 127.0.0.1
 http_port = $HTTP_PORT
 without_demo = True
-epilot_outlook_keys = $EPILOT_OUTLOOK_KEYS
 CONF
 )
 

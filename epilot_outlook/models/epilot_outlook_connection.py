@@ -798,6 +798,10 @@ class EpilotOutlookConnection(models.Model):
             try:
                 result = operation(client)
             except Unauthorized as error:
+                error.explanation = self.env._(
+                    "Microsoft refused an access token it had just issued: the service account was disabled or "
+                    "lost its licence, or the tenant revoked the app's access. Check the account in the "
+                    "Microsoft 365 admin center, then click Connect.")
                 with self.env.registry.cursor() as cr:
                     self.with_env(self.env(cr=cr)).sudo()._outlook_mark_needs_reconnect(error)
                 self.env.invalidate_all()

@@ -108,6 +108,24 @@ class TestRevocationAndDisconnect(OutlookSandboxCase):
         self.assertEqual(self.connection.state, 'needs_reconnect')
         self.assertEqual(self.addresses.mapped('sync_state'), ['paused', 'paused'])
 
+    def test_one_graph_401_is_absorbed_by_one_refresh(self):
+        self.sandbox.control('POST', '/faults', {'graph': {'401': 1}})
+        refreshes_before = self.sandbox_state()['counts']['refresh_tokens']
+        self.assertIn('totalItemCount', self.read_inbox())
+        self.connection.invalidate_recordset()
+        self.assertEqual(self.connection.state, 'connected')
+        self.assertEqual(self.sandbox_state()['counts']['refresh_tokens'], refreshes_before + 1)
+
+    def test_graph_401_again_with_a_token_just_issued_needs_reconnect(self):
+        # The refresh succeeds, yet Graph refuses the new token too (access revoked under CAE).
+        self.sandbox.control('POST', '/faults', {'graph': {'401': 2}})
+        with self.assertRaisesKeepingCommits(UserError):
+            self.read_inbox()
+        self.connection.invalidate_recordset()
+        self.assertEqual(self.connection.state, 'needs_reconnect')
+        self.assertIn('refused an access token it had just issued', self.connection.last_error)
+        self.assertEqual(self.addresses.mapped('sync_state'), ['paused', 'paused'])
+
     # --- disconnect -----------------------------------------------------------------------------------
 
     def subscribe(self, count):

@@ -134,3 +134,20 @@ def test_injected_429_unknown_error_variant(sandbox, http):
     resp = http.get(_inbox(sandbox, s), headers=s.auth)
     assert resp.status_code == 429 and resp.headers["Retry-After"] == "3"
     assert resp.json()["error"]["code"] == "UnknownError" and resp.json()["error"]["message"] == ""
+
+
+def test_injected_401_refuses_a_valid_token_then_lets_it_through(sandbox, http):
+    """The ``401`` fault: Graph refuses a token it would otherwise accept (revocation under CAE)."""
+    state = sandbox.state
+    tenant = state.add_tenant("fault401.onmicrosoft.com")
+    app = state.add_app(tenant.id, "app", [])
+    user = state.add_user(tenant.id, "svc@fault401.onmicrosoft.com", "Service")
+    access, _refresh = state.issue_tokens(app.client_id, user.id, {"Mail.Read"})
+    state.faults["graph"] = {"401": 1}
+    url = sandbox.graph_base + "/me/mailFolders/inbox"
+    headers = {"Authorization": "Bearer " + access.token}
+    refused = http.get(url, headers=headers)
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "InvalidAuthenticationToken"
+    assert refused.headers["WWW-Authenticate"].startswith("Bearer ")
+    assert http.get(url, headers=headers).status_code == 200
