@@ -87,9 +87,11 @@ def room(state: SandboxState) -> dict:
         return data
 
 
-def _append(state: SandboxState, kind: str, entry: dict) -> dict:
+def _append(state: SandboxState, kind: str, entry: dict, data: dict | None = None) -> dict:
+    """Log ``entry`` in ``data`` (default: the current room). A delivery passes the room it was queued in, so one
+    still in flight when the sandbox is reset records into that orphaned room, not into the new log."""
     with state.lock:
-        data = room(state)
+        data = room(state) if data is None else data
         entry = {"seq": next(data["counter"]), "time": iso(state.now()), **entry}
         log = data[kind]
         log.append(entry)
@@ -290,11 +292,11 @@ def post_to_receiver(state: SandboxState, url: str, *, data: bytes, content_type
 
 
 def record_attempt(state: SandboxState, *, kind: str, url: str, attempt: int, response, seconds: float,
-                   error: str | None, outcome: str, payload) -> dict:
+                   error: str | None, outcome: str, payload, data: dict | None = None) -> dict:
     return _append(state, "deliveries", {
         "kind": kind, "url": url, "attempt": attempt,
         "status": response.status_code if response is not None else None,
-        "latency_ms": round(seconds * 1000), "outcome": outcome, "error": error, "payload": payload})
+        "latency_ms": round(seconds * 1000), "outcome": outcome, "error": error, "payload": payload}, data)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -433,7 +435,7 @@ class DeliveryWorker:
         self._account(batch.url, seconds, error == "timeout")
         outcome = "delivered" if ok else ("timeout" if error == "timeout" else "failed")
         record_attempt(state, kind=batch.kind, url=batch.url, attempt=batch.attempt, response=response,
-                       seconds=seconds, error=error, outcome=outcome, payload=payload)
+                       seconds=seconds, error=error, outcome=outcome, payload=payload, data=batch.room)
         if ok:
             return
         if batch.attempt >= setting(state, "delivery_max_attempts"):
@@ -452,7 +454,7 @@ class DeliveryWorker:
         state = self.state
         for notification in batch.notifications:
             _append(state, "dropped", {"reason": "retries exhausted", "url": batch.url,
-                                       "notification": notification})
+                                       "notification": notification}, batch.room)
         if batch.kind != "change" or not setting(state, "delivery_send_missed_on_drop"):
             return
         with state.lock:

@@ -255,3 +255,14 @@ def test_throttling_slow_then_drop(graph, receiver, world, http, sandbox):
     drain(http, sandbox)
     assert len(receiver.posts) == 3
     assert deliveries(http, sandbox)["dropped"][-1]["reason"] == "throttled:drop"
+
+
+def test_a_delivery_in_flight_during_a_reset_is_not_logged_after_it(graph, receiver, world, http, sandbox):
+    """A reset sandbox starts with an empty delivery log, even while a POST from before it is still answered."""
+    subscribe(graph, receiver)
+    receiver.delays = [0.8]                                  # the receiver is slow to answer the first POST
+    notify_change(world.state, make_message(world.state, world.user), "created")
+    receiver.wait_for(lambda: len(receiver.posts) == 1)     # it is in flight now
+    sandbox.state.reset()
+    time.sleep(1.2)                                          # ... and has been answered since
+    assert deliveries(http, sandbox)["deliveries"] == []
