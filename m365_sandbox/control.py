@@ -95,7 +95,8 @@ def summary(state: SandboxState, _request, _body) -> dict:
                           "granted_at": iso(c.granted_at)} for c in state.consents.values()],
             "counts": {"messages": len(state.messages), "folders": len(state.folders),
                        "auth_codes": len(state.auth_codes), "access_tokens": len(state.access_tokens),
-                       "refresh_tokens": len(state.refresh_tokens), "subscriptions": len(state.subscriptions)},
+                       "refresh_tokens": len(state.refresh_tokens), "subscriptions": len(state.subscriptions),
+                       "token_requests": dict(state.extra.get("token_requests", {}))},
             "consent_revoked_events": list(state.extra.get(CONSENT_EVENTS, [])),
             "settings": state.settings, "faults": state.faults,
         }

@@ -573,6 +573,11 @@ def authenticate_client(state: SandboxState, request: Request, form: dict, tenan
 
 
 async def token(state: SandboxState, request: Request):
+    form = await form_of(request)
+    with state.lock:  # Every request counts, answered or not: tests prove "no retry storm" with it.
+        counts = state.extra.setdefault("token_requests", {})
+        grant_type = form.get("grant_type") or "?"
+        counts[grant_type] = counts.get(grant_type, 0) + 1
     fault = fault_response(state)
     if fault is not None:
         return fault
@@ -580,7 +585,6 @@ async def token(state: SandboxState, request: Request):
     tenant, ok = resolve_tenant(state, ref)
     if not ok:
         return tenant_not_found(ref)
-    form = await form_of(request)
     try:
         app = authenticate_client(state, request, form, tenant)
         grant = form.get("grant_type")

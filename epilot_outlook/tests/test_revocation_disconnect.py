@@ -68,14 +68,18 @@ class TestRevocationAndDisconnect(OutlookSandboxCase):
         self.assertIn(self.odoo_admin.partner_id, notice.partner_ids)
 
         # No retry storm: nothing asks Microsoft again until an admin reconnects.
+        token_requests = self.sandbox_state()['counts']['token_requests']
         refresh_date = self.connection.last_refresh_date
         with self.assertRaisesKeepingCommits(UserError):
             self.connection._outlook_get_access_token()
         self.connection.access_token_expiry = False  # Even with its token due, the refresh cron skips it.
         self.assertNotIn(self.connection, self.env['epilot.outlook.connection']._outlook_connections_due_for_refresh())
+        self.env.ref('epilot_outlook.ir_cron_outlook_refresh_tokens').method_direct_trigger()
         with self.assertRaisesKeepingCommits(UserError):
             self.connection._outlook_refresh_tokens(force=True)
         self.assertEqual(self.connection.last_refresh_date, refresh_date)
+        self.assertEqual(self.sandbox_state()['counts']['token_requests'], token_requests,
+                         "no request reached Microsoft's token endpoint")
 
         # Reconnect: consent was withdrawn, so the admin consents again, then the service account signs in.
         self.connect()
