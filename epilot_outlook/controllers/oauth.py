@@ -4,11 +4,12 @@ import re
 from odoo import http
 from odoo.http import request
 
+from ..outlook_core.const import OAUTH_CALLBACK_PATH
 from ..outlook_core.errors import OutlookError
 
 _logger = logging.getLogger(__name__)
 
-_CALLBACK_QUERY_RE = re.compile(r'(/epilot_outlook/oauth/callback)\?[^\s"]*')
+_CALLBACK_QUERY_RE = re.compile(r'(%s)\?[^\s"]*' % re.escape(OAUTH_CALLBACK_PATH))
 
 
 class _HideCallbackQuery(logging.Filter):
@@ -17,7 +18,7 @@ class _HideCallbackQuery(logging.Filter):
 
     def filter(self, record):
         if isinstance(record.args, tuple) and any(
-                isinstance(arg, str) and '/epilot_outlook/oauth/callback?' in arg for arg in record.args):
+                isinstance(arg, str) and OAUTH_CALLBACK_PATH + '?' in arg for arg in record.args):
             record.args = tuple(
                 _CALLBACK_QUERY_RE.sub(r'\1?[hidden]', arg) if isinstance(arg, str) else arg for arg in record.args)
         return True
@@ -34,7 +35,7 @@ class OutlookOAuthController(http.Controller):
     registers a single URI; the signed ``state`` says which leg came back. All the work happens in the
     connection model; this controller only turns its outcome into a redirect or an explained error page.
     """
-    _callback_url = '/epilot_outlook/oauth/callback'
+    _callback_url = OAUTH_CALLBACK_PATH
 
     @http.route(_callback_url, type='http', auth='user', methods=['GET'])
     def outlook_oauth_callback(self, state=None, **params):

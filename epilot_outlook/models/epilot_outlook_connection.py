@@ -221,8 +221,8 @@ class EpilotOutlookConnection(models.Model):
     def _compute_public_urls(self):
         for connection in self:
             base_url = connection.get_base_url()
-            connection.redirect_uri = base_url + '/epilot_outlook/oauth/callback'
-            connection.webhook_base_url = base_url + '/epilot_outlook/webhook'
+            connection.redirect_uri = base_url + const.OAUTH_CALLBACK_PATH
+            connection.webhook_base_url = base_url + const.WEBHOOK_BASE_PATH
 
     def _compute_encryption_key_status(self):
         try:
@@ -389,16 +389,17 @@ class EpilotOutlookConnection(models.Model):
         self.ensure_one()
         if not self.client_id:
             raise UserError(self.env._("Enter the Application (client) ID of your Entra app first."))
+        vault = self._outlook_vault()
         ciphertext = self._outlook_load_secrets('client_secret')['client_secret']
-        if ciphertext and not self._outlook_vault().can_decrypt(ciphertext):
+        if not ciphertext:
+            raise UserError(self.env._("Enter the client secret of your Entra app first."))
+        if not vault.can_decrypt(ciphertext):
             raise UserError(self.env._(
                 "The client secret was encrypted with a key that is no longer configured. Type the client "
                 "secret again (Entra admin center → App registrations → Certificates & secrets)."))
-        client_secret = self._outlook_decrypt_secrets('client_secret')['client_secret']
-        if not client_secret:
-            raise UserError(self.env._("Enter the client secret of your Entra app first."))
         return OAuthClient(
-            self.client_id.strip(), client_secret, self.authority_host, tenant, ca_bundle=self.ca_bundle or None,
+            self.client_id.strip(), vault.decrypt(ciphertext).decode(), self.authority_host, tenant,
+            ca_bundle=self.ca_bundle or None,
         )
 
     def _outlook_graph_client(self, token_provider=None):
@@ -496,7 +497,7 @@ class EpilotOutlookConnection(models.Model):
     # === BUSINESS METHODS - CONNECT FLOW === #
 
     def _outlook_new_state(self, purpose):
-        """ Issue a signed, single-use state for one leg of the flow and record its attempt. """
+        """ Issue a signed state for one leg of the flow; the caller records its attempt under the nonce. """
         nonce = oauth_state.new_nonce()
         state = oauth_state.issue(self._outlook_state_secret(), {
             'database': self.env.cr.dbname,
@@ -510,12 +511,11 @@ class EpilotOutlookConnection(models.Model):
 
     def _outlook_start_admin_consent(self):
         """ Return the admin-consent URL listing exactly the product's delegated scopes. """
+        consent_tenant = (self.consent_tenant or const.DEFAULT_CONSENT_TENANT).strip()
         nonce, state = self._outlook_new_state('consent')
-        client = self._outlook_oauth_client(self.consent_tenant or const.DEFAULT_CONSENT_TENANT)
+        client = self._outlook_oauth_client(consent_tenant)
         self.env['epilot.outlook.oauth.attempt']._outlook_new(self, 'consent', nonce)
-        return client.admin_consent_url(
-            self.redirect_uri, state, tenant=(self.consent_tenant or const.DEFAULT_CONSENT_TENANT).strip(),
-        )
+        return client.admin_consent_url(self.redirect_uri, state, tenant=consent_tenant)
 
     def _outlook_start_sign_in(self, tenant_id):
         """ Return the service account's sign-in URL (auth code + PKCE) against the tenant's authority. """
@@ -582,7 +582,7 @@ class EpilotOutlookConnection(models.Model):
                 "Microsoft granted only part of the permissions the connection needs (missing: %s). Ask your "
                 "Microsoft 365 admin to grant admin consent again, then connect." % ' '.join(missing)))
         connection._outlook_store_token_set(tokens)
-        connection._outlook_resume_sync()
+        connection.email_address_ids._outlook_resume()
         connection.message_post(body=self.env._("Connected to Microsoft 365; the service account signed in."))
         return connection, None
 
@@ -775,10 +775,6 @@ class EpilotOutlookConnection(models.Model):
                 partner_ids=editors.partner_id.ids,
                 subtype_xmlid='mail.mt_comment',
             )
-
-    def _outlook_resume_sync(self):
-        """ Resume the addresses paused while the connection needed a reconnect. """
-        self.email_address_ids._outlook_resume()
 
     # === BUSINESS METHODS - GRAPH === #
 

@@ -37,6 +37,13 @@ GRAPH_BASE_URL = 'https://graph.microsoft.com/v1.0'
 DEFAULT_GRAPH_HOSTS = ('graph.microsoft.com',)
 
 
+# === ODOO ROUTES === #
+
+# Where Microsoft sends the browser back after admin consent and sign-in (the one redirect URI to register).
+OAUTH_CALLBACK_PATH = '/epilot_outlook/oauth/callback'
+# Below this path Graph posts change notifications.
+WEBHOOK_BASE_PATH = '/epilot_outlook/webhook'
+
 # === TIMEOUTS AND TOKEN LIFETIMES === #
 
 # Seconds for every Graph call. A single number, not a (connect, read) pair: Odoo's test guard compares the
