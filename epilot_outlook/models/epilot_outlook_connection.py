@@ -402,16 +402,18 @@ class EpilotOutlookConnection(models.Model):
             ca_bundle=self.ca_bundle or None,
         )
 
-    def _outlook_graph_client(self, token_provider=None):
+    def _outlook_graph_client(self, token_provider=None, **client_options):
         """ Return the Graph client of this connection; it asks for a fresh access token on every call.
 
         :param callable token_provider: Where the client gets its token (default: the stored, refreshed one).
+        :param client_options: Passed to :class:`GraphClient` (``max_wait``: a cron waits for no
+            ``Retry-After``, it reschedules).
         """
         self.ensure_one()
         # The configured endpoint is trusted (only email settings editors set it); nextLinks must stay on it.
         return GraphClient(
             self.graph_endpoint, token_provider or self._outlook_get_access_token, ca_bundle=self.ca_bundle or None,
-            allowed_hosts=(*const.DEFAULT_GRAPH_HOSTS, urlsplit(self.graph_endpoint).netloc),
+            allowed_hosts=(*const.DEFAULT_GRAPH_HOSTS, urlsplit(self.graph_endpoint).netloc), **client_options,
         )
 
     # === ACTION METHODS === #
@@ -778,15 +780,16 @@ class EpilotOutlookConnection(models.Model):
 
     # === BUSINESS METHODS - GRAPH === #
 
-    def _outlook_call_graph(self, operation):
+    def _outlook_call_graph(self, operation, **client_options):
         """ Run ``operation(graph_client)``; on 401 refresh once and retry, and on a second 401 (right after
         a fresh token) mark the connection as needing a reconnect.
 
         :param callable operation: Receives a :class:`GraphClient`; returns anything.
+        :param client_options: For :meth:`_outlook_graph_client`.
         :return: What ``operation`` returned.
         """
         self.ensure_one()
-        client = self._outlook_graph_client()
+        client = self._outlook_graph_client(**client_options)
         try:
             result = operation(client)
         except Unauthorized:
