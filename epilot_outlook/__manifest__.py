@@ -20,6 +20,7 @@
         'views/epilot_outlook_connection_views.xml',
         'views/epilot_outlook_email_address_views.xml',
         'views/epilot_shared_inbox_views.xml',
+        'views/epilot_shared_conversation_views.xml',
         'views/epilot_outlook_menus.xml',  # After the views: the menus open their actions.
         'views/epilot_outlook_templates.xml',
     ],

@@ -1,10 +1,27 @@
+import logging
+import random
+from datetime import timedelta
+
+import psycopg2.errors
+
 from odoo import api, fields, models
-from odoo.exceptions import ValidationError
+from odoo.exceptions import UserError, ValidationError
+
+from ..outlook_core import const
+from ..outlook_core.errors import Forbidden, NotFound, OutlookError, Throttled, TransientError
+from ..outlook_core.mailbox import MailboxReader
+from ..outlook_core.mapping import FOLDERS
+
+_logger = logging.getLogger(__name__)
 
 # Bounds of the backfill window, in days. Kept in one place: the SQL CHECK and the Python constraint both use them.
 BACKFILL_DAYS_MIN = 1
 BACKFILL_DAYS_MAX = 3650
 BACKFILL_DAYS_DEFAULT = 30
+# A sync cron waits for no Retry-After longer than this: it reschedules itself with ir.cron._trigger(at=...).
+SYNC_MAX_WAIT_S = 2
+# Backoff of a sync step that failed for another reason (5xx after retries, an unexpected Graph answer).
+RETRY_BACKOFF_S = (5, 60)
 
 
 class EpilotOutlookEmailAddress(models.Model):
@@ -53,7 +70,7 @@ class EpilotOutlookEmailAddress(models.Model):
         help="Webhook: Graph notifies Odoo of new mail. Delta polling: Odoo asks Graph for changes on a "
              "schedule, for mailboxes where Graph refuses a subscription.",
         required=True,
-        default='webhook',
+        default='polling',
     )
     sync_state = fields.Selection(
         string="Sync Status",
@@ -69,7 +86,27 @@ class EpilotOutlookEmailAddress(models.Model):
         default='pending',
         copy=False,
     )
-    last_sync_date = fields.Datetime(string="Last Sync", copy=False)
+    last_sync_date = fields.Datetime(string="Last Sync", compute='_compute_sync_facts')
+    last_error = fields.Text(string="Last Error", copy=False)
+    poll_interval_minutes = fields.Integer(related='connection_id.poll_interval_minutes')
+    window_start = fields.Datetime(
+        string="Window Start", help="Mail received since then is synced (set when sync starts).", copy=False)
+    folder_sync_ids = fields.One2many(
+        string="Folders", comodel_name='epilot.outlook.folder.sync', inverse_name='address_id')
+    backfill_ids = fields.One2many(
+        string="Backfills", comodel_name='epilot.outlook.backfill', inverse_name='address_id')
+    backfill_id = fields.Many2one(
+        string="Current Backfill", comodel_name='epilot.outlook.backfill', readonly=True, copy=False,
+        ondelete='set null')
+    backfill_state = fields.Selection(related='backfill_id.state', string="Backfill Status")
+    backfill_done = fields.Integer(related='backfill_id.done', string="Backfilled")
+    backfill_total = fields.Integer(related='backfill_id.total', string="To Backfill")
+    backfill_progress = fields.Float(related='backfill_id.progress', string="Backfill Progress")
+    backfill_rate = fields.Float(related='backfill_id.rate', string="Messages / s")
+    backfill_eta = fields.Datetime(related='backfill_id.eta', string="Backfill ETA")
+    outlook_count = fields.Integer(string="In Outlook", compute='_compute_sync_facts')
+    odoo_count = fields.Integer(string="In Odoo", compute='_compute_sync_facts')
+    gap_count = fields.Integer(string="Gaps", compute='_compute_sync_facts')
     paused_from_state = fields.Char(
         string="Sync Status Before Pause",
         help="Technical: where sync stood when the connection stopped, to resume there after a reconnect.",
@@ -91,6 +128,19 @@ class EpilotOutlookEmailAddress(models.Model):
     def _default_connection_id(self):
         """ Return the connection of the current company: there is at most one. """
         return self.env['epilot.outlook.connection'].search([('company_id', '=', self.env.company.id)], limit=1)
+
+    # === COMPUTE METHODS === #
+
+    @api.depends('folder_sync_ids.last_round_date', 'folder_sync_ids.outlook_count', 'folder_sync_ids.odoo_count',
+                 'folder_sync_ids.gap_count')
+    def _compute_sync_facts(self):
+        for address in self:
+            syncs = address.folder_sync_ids
+            dates = [date for date in syncs.mapped('last_round_date') if date]
+            address.last_sync_date = max(dates) if dates else False
+            address.outlook_count = sum(syncs.mapped('outlook_count'))
+            address.odoo_count = sum(syncs.mapped('odoo_count'))
+            address.gap_count = sum(syncs.mapped('gap_count'))
 
     # === CONSTRAINT METHODS === #
 
@@ -121,6 +171,222 @@ class EpilotOutlookEmailAddress(models.Model):
             address.write({'paused_from_state': address.sync_state, 'sync_state': 'paused'})
 
     def _outlook_resume(self):
-        """ Resume the addresses paused by :meth:`_outlook_pause` where they stood. """
-        for address in self.filtered(lambda address: address.sync_state == 'paused'):
+        """ Resume the addresses paused by :meth:`_outlook_pause` where they stood: the backfill at its
+        checkpoint, delta at its link. """
+        resumed = self.filtered(lambda address: address.sync_state == 'paused')
+        for address in resumed:
             address.write({'sync_state': address.paused_from_state or 'pending', 'paused_from_state': False})
+        if resumed:
+            resumed.folder_sync_ids.write({'retry_at': False})
+            resumed.backfill_ids.filtered(lambda backfill: backfill.state == 'waiting').write({'retry_at': False})
+            resumed._outlook_wake_crons()
+
+    # === ACTION METHODS === #
+
+    def action_outlook_start_sync(self):
+        """ Check access and start (or restart, after an error) the sync of these addresses. """
+        for address in self:
+            address._outlook_start_sync()
+        return True
+
+    def action_outlook_cancel_backfill(self):
+        """ Stop the backfill where it is; live sync goes on. """
+        self.check_access('write')
+        for address in self.sudo():
+            backfill = address.backfill_id
+            if backfill and backfill.state in ('pending', 'running', 'waiting'):
+                backfill.write({'state': 'cancelled', 'finished_date': fields.Datetime.now()})
+            if address.sync_state == 'backfilling':
+                address.sync_state = 'live'
+        return True
+
+    def action_outlook_reconcile(self):
+        """ Compare Outlook's messages of the window with Odoo's now, and import what is missing. """
+        self.ensure_one()
+        self.check_access('write')
+        address_sudo = self.sudo()
+        imported = address_sudo._outlook_with_reader(
+            lambda reader: sum(sync._outlook_reconcile(reader) for sync in address_sudo.folder_sync_ids),
+            on_retry=address_sudo.folder_sync_ids, raise_errors=True)
+        return {
+            'type': 'ir.actions.client',
+            'tag': 'display_notification',
+            'params': {
+                'type': 'warning' if self.gap_count else 'success',
+                'message': self.env._(
+                    "Reconciled: %(outlook)s messages in Outlook, %(odoo)s in Odoo, %(imported)s imported now, "
+                    "%(gaps)s gaps.", outlook=self.outlook_count, odoo=self.odoo_count, imported=imported or 0,
+                    gaps=self.gap_count),
+                'next': {'type': 'ir.actions.act_window_close'},
+            },
+        }
+
+    def action_outlook_sync_now(self):
+        """ Run a delta round of every folder soon (the delta cron, now). """
+        self.check_access('write')
+        self.sudo().folder_sync_ids.write({'retry_at': False, 'last_round_date': False})
+        self.env['epilot.outlook.folder.sync']._outlook_cron()._trigger()
+        return True
+
+    # === BUSINESS METHODS - START SYNC === #
+
+    def _outlook_start_sync(self):
+        """ Check that the service account can read the mailbox (one Graph request), link the shared inbox
+        (an inbox already holding this address is re-linked; else one is created and named after the mailbox),
+        then start the backfill and the live sync of Inbox and Sent Items.
+
+        :raise UserError: With the reason in words (no access, no such mailbox, connection not connected).
+        """
+        self.ensure_one()
+        self.check_access('write')
+        connection = self.connection_id
+        if connection.state != 'connected':
+            raise UserError(self.env._(
+                "The Outlook connection is not connected. Open Email Settings → Connections → Outlook and click "
+                "Connect first, then add the mailbox."))
+        try:
+            probe = connection._outlook_call_graph(lambda client: MailboxReader(client, self.email).probe())
+        except Forbidden as error:
+            raise UserError(self.env._(
+                "The service account cannot open %(mailbox)s (Microsoft answered: %(code)s). In Exchange, give "
+                "the service account Full Access to the shared mailbox, for example in PowerShell:\n"
+                "Add-MailboxPermission -Identity %(mailbox)s -User <service account> -AccessRights FullAccess "
+                "-InheritanceType All -AutoMapping $false\nChanges can take up to an hour to apply.",
+                mailbox=self.email, code=error.code or error.status)) from None
+        except NotFound as error:
+            raise UserError(self.env._(
+                "Microsoft 365 has no mailbox %(mailbox)s that Odoo can reach in this tenant (%(code)s): check the "
+                "address. A mailbox that is inactive, soft-deleted or hosted on-premises cannot be synced.",
+                mailbox=self.email, code=error.code or error.status)) from None
+        except OutlookError as error:
+            raise UserError(self._outlook_error_text(error)) from None
+
+        inbox = self.shared_inbox_id or self.env['epilot.shared.inbox'].with_context(active_test=False).search([
+            ('email', '=', self.email), ('company_id', 'in', (self.company_id.id, False)),
+        ], order='active desc, id', limit=1)
+        display_name = probe.display_name or self.name or self.email.split('@')[0].replace('.', ' ').title()
+        if not inbox:
+            inbox = self.env['epilot.shared.inbox'].create({
+                'name': display_name, 'email': self.email, 'company_id': self.company_id.id,
+            })
+        elif not inbox.active:
+            inbox.active = True
+        now = fields.Datetime.now()
+        window_start = now - timedelta(days=self.backfill_days)
+        self.write({
+            'shared_inbox_id': inbox.id,
+            'name': self.name or probe.display_name or False,
+            'sync_state': 'backfilling',
+            'sync_mode': 'polling',
+            'window_start': window_start,
+            'last_error': False,
+        })
+        # The sync state is technical: editors read it, only the sync itself writes it.
+        address_sudo = self.sudo()
+        address_sudo.folder_sync_ids.unlink()
+        address_sudo.env['epilot.outlook.folder.sync'].create([
+            {'address_id': self.id, 'folder': folder} for folder in FOLDERS])
+        address_sudo.backfill_ids.filtered(lambda backfill: backfill.state in ('pending', 'running', 'waiting')).write(
+            {'state': 'cancelled'})
+        address_sudo.backfill_id = address_sudo.env['epilot.outlook.backfill'].create({
+            'address_id': self.id, 'window_start': window_start, 'started_date': now})
+        self._outlook_wake_crons()
+        _logger.info("Microsoft Outlook: address %s: sync started (window of %s days)", self.id, self.backfill_days)
+
+    def _outlook_wake_crons(self):
+        self.env['epilot.outlook.backfill']._outlook_cron()._trigger()
+        self.env['epilot.outlook.folder.sync']._outlook_cron()._trigger()
+
+    # === BUSINESS METHODS - SYNC STEPS === #
+
+    @api.model
+    def _outlook_run_due_steps(self, due, step):
+        """ The loop of the sync crons: lock one due record (skipping those another worker holds), run one
+        step on it, commit with progress, until nothing is due or the cron's time budget is spent.
+
+        :param callable due: Returns the records due now, in order.
+        :param callable step: Runs one step on a locked record; returns True when it may go on at once.
+        """
+        cron = self.env['ir.cron']
+        set_aside = set()   # held by another worker, or waiting: not again in this run
+        while True:
+            candidates = due().filtered(lambda record: record.id not in set_aside)
+            record = candidates[:1].try_lock_for_update(limit=1)
+            if not record:
+                if not candidates:
+                    return
+                set_aside.update(candidates[:1].ids)
+                continue
+            if not step(record):
+                set_aside.add(record.id)
+            if not cron._commit_progress(1, remaining=len(candidates) - (record.id in set_aside)):
+                return
+
+    def _outlook_backfill_covers(self, received_at):
+        """ Whether the running backfill will import a message received at ``received_at`` (so delta need not
+        fetch it): the backfill is not finished and the message arrived before it started. """
+        self.ensure_one()
+        backfill = self.backfill_id
+        return bool(received_at and backfill and backfill.state in ('pending', 'running', 'waiting')
+                    and received_at < backfill.started_date - timedelta(minutes=5))
+
+    def _outlook_with_reader(self, operation, on_retry, raise_errors=False):
+        """ Run ``operation(reader)`` with this address's :class:`MailboxReader`, as a sync step.
+
+        A step never sleeps on throttling: ``Retry-After`` (or a backoff) goes to ``on_retry.retry_at`` and
+        its cron is triggered for then. A lost mailbox right puts the address in error. A connection that
+        needs a reconnect was already recorded on the connection (sync pauses there); the step just stops.
+        A database conflict (another worker imported the same messages) retries soon: the unique key made
+        sure nothing was imported twice.
+
+        :param on_retry: The record(s) whose step this is (``epilot.outlook.backfill`` or folder syncs).
+        :param bool raise_errors: Raise a ``UserError`` instead (for buttons).
+        :return: What ``operation`` returned, or ``None`` when the step did not complete.
+        """
+        self.ensure_one()
+        try:
+            return self.connection_id._outlook_call_graph(
+                lambda client: operation(MailboxReader(client, self.email)), max_wait=SYNC_MAX_WAIT_S)
+        except (Throttled, TransientError) as error:
+            if isinstance(error, Throttled):
+                delay = error.retry_after or const.BACKOFF_MAX_S
+            else:
+                delay = random.uniform(*RETRY_BACKOFF_S)
+            self._outlook_step_failed(on_retry, error, delay)
+            if raise_errors:
+                raise UserError(self._outlook_error_text(error)) from None
+        except (Forbidden, NotFound) as error:
+            _logger.warning("Microsoft Outlook: address %s lost access to its mailbox (%s)", self.id, error.code)
+            text = self._outlook_error_text(error)
+            self.write({'sync_state': 'error', 'last_error': text})
+            on_retry.write({'last_error': text})
+            if raise_errors:
+                raise UserError(text) from None
+        except UserError:
+            if raise_errors:
+                raise
+            _logger.info("Microsoft Outlook: address %s: sync step stopped, the connection is not usable", self.id)
+        except (psycopg2.errors.UniqueViolation, psycopg2.errors.SerializationFailure):
+            _logger.info("Microsoft Outlook: address %s: another worker imported the same messages; retrying",
+                         self.id)
+            self._outlook_step_failed(on_retry, None, 1)
+        except OutlookError as error:
+            _logger.warning("Microsoft Outlook: address %s: sync step failed: %s", self.id, error)
+            self._outlook_step_failed(on_retry, error, random.uniform(*RETRY_BACKOFF_S))
+            if raise_errors:
+                raise UserError(self._outlook_error_text(error)) from None
+        return None
+
+    def _outlook_step_failed(self, records, error, delay):
+        retry_at = fields.Datetime.now() + timedelta(seconds=delay)
+        values = {'retry_at': retry_at}
+        if error is not None:
+            values['last_error'] = self._outlook_error_text(error)
+        if records._name == 'epilot.outlook.backfill':
+            values['state'] = 'waiting' if records.state in ('pending', 'running', 'waiting') else records.state
+        records.write(values)
+        records._outlook_cron()._trigger(at=retry_at)
+
+    def _outlook_error_text(self, error):
+        """ The words a user reads for a plain-layer error. """
+        return error.explanation or str(error)

@@ -37,3 +37,36 @@ class EpilotSharedInbox(models.Model):
         inverse_name='shared_inbox_id',
         groups='epilot_outlook.group_email_setting_edit',  # Agents have no access to the Outlook setup.
     )
+    create_partners = fields.Boolean(
+        string="Create Contacts",
+        help="Create a contact for every unknown correspondent of this inbox. When off, e-mails from unknown "
+             "addresses show the address and no contact is created.",
+    )
+    conversation_ids = fields.One2many(
+        string="Conversations",
+        comodel_name='epilot.shared.conversation',
+        inverse_name='inbox_id',
+    )
+    conversation_count = fields.Integer(string="Conversation Count", compute='_compute_conversation_count')
+
+    # === COMPUTE METHODS === #
+
+    def _compute_conversation_count(self):
+        counts = dict(self.env['epilot.shared.conversation']._read_group(
+            [('inbox_id', 'in', self.ids)], ['inbox_id'], ['__count']))
+        for inbox in self:
+            inbox.conversation_count = counts.get(inbox, 0)
+
+    # === ACTION METHODS === #
+
+    def action_open_conversations(self):
+        self.ensure_one()
+        return {
+            'type': 'ir.actions.act_window',
+            'name': self.name,
+            'res_model': 'epilot.shared.conversation',
+            'view_mode': 'list,form',
+            'domain': [('inbox_id', '=', self.id)],
+            'context': {'default_inbox_id': self.id},
+        }
+

@@ -95,7 +95,7 @@ class TestConstraints(EpilotOutlookCommon):
     def test_address_defaults_to_company_connection(self):
         address = self.env['epilot.outlook.email.address'].with_user(self.editor).create({'email': 'ops@contoso.com'})
         self.assertEqual(address.connection_id, self.connection)
-        self.assertEqual((address.sync_mode, address.sync_state), ('webhook', 'pending'))
+        self.assertEqual((address.sync_mode, address.sync_state), ('polling', 'pending'))
 
     def test_address_inbox_must_share_company(self):
         foreign_inbox = self.env['epilot.shared.inbox'].create({'name': "Foreign", 'company_id': self.other_company.id})

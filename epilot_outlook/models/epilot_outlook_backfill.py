@@ -1,0 +1,145 @@
+import logging
+import time
+from datetime import timedelta
+
+from odoo import api, fields, models
+
+from ..outlook_core import mapping
+
+_logger = logging.getLogger(__name__)
+
+
+class EpilotOutlookBackfill(models.Model):
+    """ The import of an address's past mail: the window's messages, newest first, folder by folder.
+
+    It pages through Graph's filtered list, storing each ``nextLink`` verbatim as its checkpoint in the same
+    transaction as the page's messages, so a crash, a restart or a pause resumes at the first page not yet
+    committed. It never changes anything in Exchange. Its last step is a reconciliation of each folder.
+
+    Progress (done / total, messages per second, ETA) is shown on the address.
+    """
+    _name = 'epilot.outlook.backfill'
+    _description = "Outlook Backfill"
+    _order = 'id desc'
+
+    address_id = fields.Many2one(
+        string="Email Address", comodel_name='epilot.outlook.email.address', required=True, ondelete='cascade',
+        index=True)
+    state = fields.Selection(
+        string="Backfill Status",
+        selection=[
+            ('pending', "Pending"),
+            ('running', "Running"),
+            ('waiting', "Waiting (Throttled)"),
+            ('done', "Done"),
+            ('cancelled', "Cancelled"),
+            ('failed', "Failed"),
+        ],
+        required=True,
+        default='pending',
+    )
+    window_start = fields.Datetime(string="Window Start", required=True)
+    started_date = fields.Datetime(
+        string="Started", required=True, default=fields.Datetime.now,
+        help="Mail received after this is delta's to import; before it, the backfill's.")
+    finished_date = fields.Datetime(string="Finished")
+    folder = fields.Selection(
+        string="Current Folder", selection=[('inbox', "Inbox"), ('sentitems', "Sent Items")], default='inbox')
+    next_link = fields.Text(string="Checkpoint", help="Technical: Graph's nextLink, verbatim.", copy=False)
+    total = fields.Integer(string="Total", help="Messages in the window in Outlook, when the backfill started.")
+    done = fields.Integer(string="Done")
+    imported = fields.Integer(string="Imported", help="Messages that were new to Odoo.")
+    busy_seconds = fields.Float(string="Working Time (s)", help="Time spent importing, for the rate.")
+    retry_at = fields.Datetime(string="Retry At")
+    last_error = fields.Text(string="Last Error")
+    rate = fields.Float(string="Messages / s", compute='_compute_rate', digits=(16, 1))
+    eta = fields.Datetime(string="Estimated End", compute='_compute_rate')
+    progress = fields.Float(string="Progress (%)", compute='_compute_rate')
+
+    # === COMPUTE METHODS === #
+
+    @api.depends('done', 'total', 'busy_seconds', 'state')
+    def _compute_rate(self):
+        now = fields.Datetime.now()
+        for backfill in self:
+            rate = backfill.done / backfill.busy_seconds if backfill.busy_seconds else 0.0
+            left = max(backfill.total - backfill.done, 0)
+            backfill.rate = rate
+            backfill.progress = min(100.0, 100.0 * backfill.done / backfill.total) if backfill.total else (
+                100.0 if backfill.state == 'done' else 0.0)
+            running = backfill.state in ('pending', 'running', 'waiting')
+            backfill.eta = now + timedelta(seconds=left / rate) if running and rate and left else False
+
+    # === CRON METHODS === #
+
+    @api.model
+    def _cron_outlook_backfill(self):
+        """ Import one page at a time of the due backfills, committing after each page. """
+        self.env['epilot.outlook.email.address']._outlook_run_due_steps(
+            self._outlook_due, lambda backfill: backfill._outlook_run_page())
+
+    @api.model
+    def _outlook_due(self):
+        now = fields.Datetime.now()
+        return self.sudo().search([
+            ('state', 'in', ('pending', 'running', 'waiting')),
+            ('address_id.sync_state', '=', 'backfilling'),
+            ('address_id.connection_id.state', '=', 'connected'),
+            '|', ('retry_at', '=', False), ('retry_at', '<=', now),
+        ], order='id')
+
+    # === BUSINESS METHODS === #
+
+    def _outlook_run_page(self):
+        """ Import the next page (or count the window first, or reconcile last).
+
+        :return: True when it made progress and may go on now; False when it must wait or stopped.
+        :rtype: bool
+        """
+        self.ensure_one()
+        started = time.monotonic()
+        progressed = self.address_id._outlook_with_reader(self._outlook_step, on_retry=self)
+        self.busy_seconds += time.monotonic() - started
+        return bool(progressed)
+
+    def _outlook_step(self, reader):
+        address = self.address_id
+        if self.state == 'pending':
+            counts = reader.count_window(self.window_start)
+            self.write({'state': 'running', 'total': sum(counts.values()), 'folder': mapping.FOLDERS[0]})
+            return True
+        if self.state == 'waiting':
+            self.state = 'running'
+        page = reader.backfill_page(self.folder, self.window_start, self.next_link)
+        messages, skipped = mapping.map_messages(page.items, self.folder)
+        if skipped:
+            _logger.warning("Microsoft Outlook: address %s: %d messages without id were skipped", address.id, skipped)
+        imported = self.env['epilot.outlook.message']._outlook_import(address, messages)
+        values = {'done': self.done + len(page.items), 'imported': self.imported + imported,
+                  'next_link': page.next_link or False, 'retry_at': False, 'last_error': False}
+        if not page.next_link:
+            following = mapping.FOLDERS[mapping.FOLDERS.index(self.folder) + 1:]
+            if following:
+                values['folder'] = following[0]
+            else:
+                self.write(values)
+                self._outlook_finish(reader)
+                return False
+        self.write(values)
+        return True
+
+    def _outlook_finish(self, reader):
+        """ Last step: reconcile each folder (import what the pages missed), then the address goes live. """
+        for folder_sync in self.address_id.folder_sync_ids:
+            folder_sync._outlook_reconcile(reader)
+        self.write({'state': 'done', 'finished_date': fields.Datetime.now(), 'next_link': False})
+        if self.address_id.sync_state == 'backfilling':
+            self.address_id.sync_state = 'live'
+        _logger.info("Microsoft Outlook: address %s: backfill done (%d messages, %d new)", self.address_id.id,
+                     self.done, self.imported)
+
+    # === TOOLING === #
+
+    @api.model
+    def _outlook_cron(self):
+        return self.env.ref('epilot_outlook.ir_cron_outlook_backfill')

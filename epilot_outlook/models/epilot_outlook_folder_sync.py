@@ -1,0 +1,180 @@
+import logging
+from datetime import timedelta
+
+from odoo import api, fields, models
+from odoo.fields import Domain
+
+from ..outlook_core import mapping
+from ..outlook_core.errors import SyncReset
+from ..outlook_core.mapping import MappingError
+
+_logger = logging.getLogger(__name__)
+
+# Delta pages one cron run handles for a folder before it commits and lets the other folders have a turn.
+DELTA_PAGES_PER_RUN = 20
+# A message received this long before the backfill started is the backfill's to import, not delta's: Graph's
+# clock and Odoo's may differ by this much. Both importing it is harmless (the exactly-once key).
+CLOCK_MARGIN = timedelta(minutes=5)
+
+
+class EpilotOutlookFolderSync(models.Model):
+    """ The live sync of one folder (Inbox or Sent Items) of one Outlook address: Graph delta.
+
+    The delta link is stored verbatim, as is the next link of a round in progress, so a crash or a restart
+    resumes the round where it stopped. Delta is the source of truth: it brings new messages, changes (read
+    flag, subject) and removals; when Graph forgets the delta state (``syncStateNotFound`` or 410) the round
+    starts over over the whole window and nothing is imported twice.
+
+    It also keeps the reconciliation of the folder: Outlook's count for the window next to Odoo's.
+    """
+    _name = 'epilot.outlook.folder.sync'
+    _description = "Outlook Folder Sync"
+    _order = 'address_id, folder'
+
+    address_id = fields.Many2one(
+        string="Email Address", comodel_name='epilot.outlook.email.address', required=True, ondelete='cascade',
+        index=True)
+    folder = fields.Selection(
+        string="Folder", selection=[('inbox', "Inbox"), ('sentitems', "Sent Items")], required=True)
+    delta_link = fields.Text(string="Delta Link", help="Technical: Graph's deltaLink, verbatim.", copy=False)
+    delta_next_link = fields.Text(
+        string="Round Checkpoint", help="Technical: the nextLink of the delta round in progress, verbatim.",
+        copy=False)
+    last_round_date = fields.Datetime(string="Last Delta Round", copy=False)
+    round_count = fields.Integer(string="Delta Rounds", copy=False)
+    resync_count = fields.Integer(
+        string="Resyncs", help="How often Graph forgot the delta state and the folder was read again.", copy=False)
+    retry_at = fields.Datetime(string="Retry At", copy=False)
+    last_error = fields.Text(string="Last Error", copy=False)
+    outlook_count = fields.Integer(string="In Outlook", help="Messages in the window in Outlook, at the last "
+                                   "reconciliation.", copy=False)
+    odoo_count = fields.Integer(string="In Odoo", help="Of those, how many Odoo holds.", copy=False)
+    gap_count = fields.Integer(string="Gaps", help="Messages Outlook has that Odoo could not import.", copy=False)
+    last_reconcile_date = fields.Datetime(string="Last Reconciliation", copy=False)
+
+    _address_folder_uniq = models.Constraint(
+        'UNIQUE (address_id, folder)', "A folder of an address is synced once.")
+
+    # === CRON METHODS === #
+
+    @api.model
+    def _cron_outlook_delta(self):
+        """ Run the due delta rounds, a few pages per folder per turn, committing after each turn. """
+        self.env['epilot.outlook.email.address']._outlook_run_due_steps(
+            self._outlook_due, lambda folder_sync: folder_sync._outlook_run_round(max_pages=DELTA_PAGES_PER_RUN))
+
+    @api.model
+    def _outlook_due(self):
+        """ Folders whose next delta round is due: their address syncs, their connection is connected,
+        no ``Retry-After`` holds them back, and their connection's polling interval has passed (or a round
+        is in progress). """
+        now = fields.Datetime.now()
+        candidates = self.sudo().search([
+            ('address_id.sync_state', 'in', ('backfilling', 'live')),
+            ('address_id.connection_id.state', '=', 'connected'),
+            '|', ('retry_at', '=', False), ('retry_at', '<=', now),
+        ], order='last_round_date asc nulls first, id')
+        return candidates.filtered(lambda sync: sync.delta_next_link or not sync.last_round_date or (
+            sync.last_round_date + timedelta(minutes=sync.address_id.connection_id.poll_interval_minutes) <= now))
+
+    # === BUSINESS METHODS - DELTA === #
+
+    def _outlook_run_round(self, max_pages=DELTA_PAGES_PER_RUN):
+        """ Run (or continue) this folder's delta round for at most ``max_pages`` pages.
+
+        :return: True when the round reached its delta link.
+        :rtype: bool
+        """
+        self.ensure_one()
+        address = self.address_id
+        return address._outlook_with_reader(lambda reader: self._outlook_round_pages(reader, max_pages),
+                                            on_retry=self)
+
+    def _outlook_round_pages(self, reader, max_pages):
+        address = self.address_id
+        Message = self.env['epilot.outlook.message']
+        for _page_number in range(max_pages):
+            link = self.delta_next_link or self.delta_link
+            try:
+                page = reader.delta_page(self.folder, address.window_start, link)
+            except SyncReset:
+                _logger.info("Microsoft Outlook: address %s, %s: delta state reset by Graph; reading the window "
+                             "again", address.id, self.folder)
+                self.write({'delta_link': False, 'delta_next_link': False, 'resync_count': self.resync_count + 1})
+                continue
+            changes = []
+            for item in page.items:
+                try:
+                    changes.append(mapping.map_delta_item(item))
+                except MappingError:
+                    _logger.warning("Microsoft Outlook: address %s: a delta item without id was skipped", address.id)
+            unknown = Message._outlook_apply_delta(address, changes)
+            self._outlook_import_ids(reader, [change.graph_id for change in unknown
+                                              if not address._outlook_backfill_covers(change.received_at)])
+            if page.next_link:
+                self.write({'delta_next_link': page.next_link, 'retry_at': False})
+                continue
+            self.write({
+                'delta_link': page.delta_link or False,
+                'delta_next_link': False,
+                'last_round_date': fields.Datetime.now(),
+                'round_count': self.round_count + 1,
+                'retry_at': False,
+                'last_error': False,
+            })
+            return True
+        return False
+
+    def _outlook_import_ids(self, reader, graph_ids):
+        """ Fetch the messages ``graph_ids`` in full (20 per ``$batch``) and import them.
+
+        :return: The ids Graph no longer has (deleted or moved out meanwhile).
+        :rtype: list
+        """
+        if not graph_ids:
+            return []
+        items, missing = reader.fetch_messages(graph_ids)
+        messages, skipped = mapping.map_messages(items, self.folder)
+        if skipped:
+            _logger.warning("Microsoft Outlook: address %s: %d messages without id were skipped",
+                            self.address_id.id, skipped)
+        self.env['epilot.outlook.message']._outlook_import(self.address_id, messages)
+        return missing
+
+    # === BUSINESS METHODS - RECONCILIATION === #
+
+    def _outlook_reconcile(self, reader):
+        """ Compare Outlook's ids for the window with Odoo's, import what is missing, record the counts.
+
+        Costs one request per 1,000 ids, plus one per 20 missing messages.
+        """
+        self.ensure_one()
+        address = self.address_id
+        outlook_ids = reader.list_ids(self.folder, address.window_start)
+        known = self.env['epilot.outlook.message']._outlook_known(address.shared_inbox_id, outlook_ids)
+        missing = sorted(outlook_ids - set(known))
+        gone = []
+        if missing:
+            _logger.info("Microsoft Outlook: address %s, %s: reconciliation imports %d missing messages",
+                         address.id, self.folder, len(missing))
+            gone = self._outlook_import_ids(reader, missing)
+        # Odoo messages of the window that Outlook no longer lists were removed there: say so (they stay).
+        Message = self.env['epilot.outlook.message']
+        stale = Message.search(Message._outlook_window_domain(address, self.folder, address.window_start)
+                               & Domain('graph_id', 'not in', list(outlook_ids)))
+        stale.write({'removed_in_outlook': True, 'removed_date': fields.Datetime.now()})
+        outlook_ids -= set(gone)   # deleted in Outlook while we looked
+        present = Message._outlook_known(address.shared_inbox_id, outlook_ids)
+        self.write({
+            'outlook_count': len(outlook_ids),
+            'odoo_count': len(present),
+            'gap_count': len(outlook_ids) - len(present),
+            'last_reconcile_date': fields.Datetime.now(),
+        })
+        return len(missing) - len(gone)
+
+    # === TOOLING === #
+
+    @api.model
+    def _outlook_cron(self):
+        return self.env.ref('epilot_outlook.ir_cron_outlook_delta')

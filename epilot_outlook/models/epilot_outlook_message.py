@@ -1,0 +1,297 @@
+import logging
+import re
+import uuid
+
+from markupsafe import Markup
+
+from odoo import api, fields, models
+from odoo.fields import Command, Domain
+
+from ..outlook_core import mapping
+
+_logger = logging.getLogger(__name__)
+
+# ``src="cid:…"`` references to inline images, rewritten to the stored attachment.
+_CID_SRC_RE = re.compile(r'''(src\s*=\s*["']?)cid:([^"'\s>]+)''', re.IGNORECASE)
+
+
+class EpilotOutlookMessage(models.Model):
+    """ The Outlook facts of one e-mail Odoo imported: its sync record.
+
+    The e-mail itself is a ``mail.message`` on a conversation's chatter; this record keeps what Graph says
+    about it (immutable id, folder, read flag, change key, dates) and is the **exactly-once key**: a unique
+    index on (shared inbox, immutable id) lets an Outlook item exist once per inbox however it arrives
+    (backfill, delta, a replay, a resync, a retry after a crash, two workers at once). The key does not depend
+    on the Outlook address record, so removing and re-adding an address imports nothing twice.
+
+    Import goes through :meth:`_outlook_import` only: whole pages at once, one query to find which ids are
+    known, batched creates for the rest.
+    """
+    _name = 'epilot.outlook.message'
+    _description = "Outlook Message Sync Record"
+    _order = 'date desc, id desc'
+    _rec_name = 'subject'
+
+    inbox_id = fields.Many2one(
+        string="Shared Inbox", comodel_name='epilot.shared.inbox', required=True, ondelete='cascade', index=True)
+    address_id = fields.Many2one(
+        string="Outlook Address",
+        comodel_name='epilot.outlook.email.address',
+        ondelete='set null',   # The mail and its key outlive the address.
+        index='btree_not_null',
+    )
+    mailbox_email = fields.Char(string="Mailbox", required=True)
+    conversation_id = fields.Many2one(
+        string="Conversation", comodel_name='epilot.shared.conversation', ondelete='set null', index=True)
+    mail_message_id = fields.Many2one(
+        string="Message", comodel_name='mail.message', ondelete='set null', index='btree_not_null')
+    graph_id = fields.Char(string="Outlook Immutable ID", required=True)
+    folder = fields.Selection(
+        string="Folder", selection=[('inbox', "Inbox"), ('sentitems', "Sent Items")], required=True)
+    internet_message_id = fields.Char(string="Message-Id", index='btree_not_null')
+    graph_conversation_id = fields.Char(string="Outlook Conversation")
+    subject = fields.Char(string="Subject")
+    date = fields.Datetime(string="Date", index=True)
+    received_date = fields.Datetime(string="Received")
+    sent_date = fields.Datetime(string="Sent")
+    last_modified_date = fields.Datetime(string="Last Modified in Outlook")
+    change_key = fields.Char(string="Change Key")
+    is_read = fields.Boolean(string="Read in Outlook")
+    sender_email = fields.Char(
+        string="Sender", help="Who generated the message, when it differs from From (a delegate).")
+    removed_in_outlook = fields.Boolean(
+        string="Removed in Outlook",
+        help="Deleted or moved out of the synced folders in Outlook. Odoo keeps the e-mail.",
+    )
+    removed_date = fields.Datetime(string="Removed On")
+
+    _graph_id_uniq = models.UniqueIndex(
+        '(inbox_id, graph_id)',
+        "An Outlook message is imported once per shared inbox.",
+    )
+
+    # === BUSINESS METHODS - IMPORT === #
+
+    @api.model
+    def _outlook_known(self, inbox, graph_ids):
+        """ The sync records of ``inbox`` among ``graph_ids`` (one query), by immutable id. """
+        if not graph_ids:
+            return {}
+        records = self.search([('inbox_id', '=', inbox.id), ('graph_id', 'in', list(graph_ids))])
+        return {record.graph_id: record for record in records}
+
+    @api.model
+    def _outlook_import(self, address, messages):
+        """ Import a page of mapped Graph messages of one address into its shared inbox, exactly once.
+
+        Known messages get their Outlook facts updated (read flag, change key, subject; back in a synced
+        folder); the others become ``mail.message`` records of type e-mail on their conversations, created
+        in batches with their attachments, without notifying anyone, following anyone or tracking anything.
+
+        :param address: The ``epilot.outlook.email.address`` the page was read from (its inbox receives it).
+        :param list messages: :class:`outlook_core.mapping.Message` items.
+        :return: How many messages were new.
+        :rtype: int
+        """
+        inbox = address.shared_inbox_id
+        by_id = {message.graph_id: message for message in messages}   # a replayed item counts once
+        known = self._outlook_known(inbox, by_id)
+        for graph_id, record in known.items():
+            record._outlook_apply_facts(by_id[graph_id])
+        new = [message for graph_id, message in by_id.items() if graph_id not in known]
+        if not new:
+            return 0
+
+        env = self.env(context=dict(
+            self.env.context, mail_create_nolog=True, mail_create_nosubscribe=True, mail_notrack=True,
+            tracking_disable=True, mail_auto_subscribe_no_notify=True,
+        ))
+        mailbox = address.email
+        # Partners first: new conversations link to their correspondent's partner.
+        partners = self._outlook_partners(inbox, [message.from_ for message in new if message.from_])
+        conversations = env['epilot.shared.conversation']._outlook_for_messages(inbox, mailbox, new)
+        attachments = self._outlook_create_attachments(new, conversations)
+
+        subtype_id = self.env['ir.model.data']._xmlid_to_res_id('mail.mt_comment')
+        message_values = []
+        for message in new:
+            conversation = conversations[message.graph_id]
+            files = attachments.get(message.graph_id, [])
+            author = partners.get(message.from_.address) if message.from_ and message.from_.address else None
+            message_values.append({
+                'model': conversation._name,
+                'res_id': conversation.id,
+                'message_type': 'email',
+                'subtype_id': subtype_id,
+                'subject': message.subject or False,
+                'body': _inline_images(message.body_html, files),
+                'author_id': author.id if author else False,
+                'email_from': (message.from_ or message.sender).formatted() if (message.from_ or message.sender)
+                else False,
+                'incoming_email_to': mapping.format_addresses(message.to) or False,
+                'incoming_email_cc': mapping.format_addresses(message.cc) or False,
+                'reply_to': mapping.format_addresses(message.reply_to) or False,
+                'message_id': message.internet_message_id or False,
+                'date': message.date or fields.Datetime.now(),
+                'attachment_ids': [Command.set([attachment.id for _file, attachment in files])],
+            })
+        mail_messages = env['mail.message'].create(message_values)
+
+        self.create([{
+            'inbox_id': inbox.id,
+            'address_id': address.id,
+            'mailbox_email': mailbox,
+            'conversation_id': conversations[message.graph_id].id,
+            'mail_message_id': mail_message.id,
+            'graph_id': message.graph_id,
+            'folder': message.folder,
+            'internet_message_id': message.internet_message_id or False,
+            'graph_conversation_id': message.conversation_id or False,
+            'subject': message.subject or False,
+            'date': message.date,
+            'received_date': message.received_at,
+            'sent_date': message.sent_at,
+            'last_modified_date': message.last_modified,
+            'change_key': message.change_key or False,
+            'is_read': message.is_read,
+            'sender_email': message.sender.address if message.sender and message.from_
+            and message.sender.address != message.from_.address else False,
+        } for message, mail_message in zip(new, mail_messages, strict=True)])
+        self.env['epilot.shared.conversation'].browse(
+            {conversation.id for conversation in conversations.values()})._outlook_refresh_stats()
+        return len(new)
+
+    def _outlook_apply_facts(self, message):
+        """ Update the Outlook facts of a known message from a fresh copy (or a delta change). """
+        self.ensure_one()
+        values = {}
+        if message.is_read is not None and message.is_read != self.is_read:
+            values['is_read'] = message.is_read
+        if message.change_key and message.change_key != self.change_key:
+            values['change_key'] = message.change_key
+        if message.last_modified and message.last_modified != self.last_modified_date:
+            values['last_modified_date'] = message.last_modified
+        if message.subject is not None and (message.subject or False) != self.subject:
+            values['subject'] = message.subject or False
+            if self.mail_message_id:
+                self.mail_message_id.sudo().subject = message.subject or False
+        if self.removed_in_outlook:
+            values.update(removed_in_outlook=False, removed_date=False)   # moved back into the folder
+        if values:
+            self.write(values)
+
+    @api.model
+    def _outlook_apply_delta(self, address, changes):
+        """ Apply the items of a delta page to the messages Odoo knows.
+
+        :param list changes: :class:`outlook_core.mapping.DeltaChange` items.
+        :return: The changes of messages Odoo does not know yet (to fetch and import).
+        :rtype: list
+        """
+        by_id = {}
+        for change in changes:
+            by_id[change.graph_id] = change   # the last word of a replayed item wins
+        known = self._outlook_known(address.shared_inbox_id, by_id)
+        unknown = []
+        now = fields.Datetime.now()
+        for graph_id, change in by_id.items():
+            record = known.get(graph_id)
+            if record is None:
+                if not change.removed:
+                    unknown.append(change)
+            elif change.removed:
+                if not record.removed_in_outlook:
+                    record.write({'removed_in_outlook': True, 'removed_date': now})
+            else:
+                record._outlook_apply_facts(change)
+        return unknown
+
+    # === BUSINESS METHODS - IMPORT HELPERS === #
+
+    @api.model
+    def _outlook_partners(self, inbox, addresses):
+        """ The partners of ``addresses`` by normalized e-mail (one search); unknown ones are created only
+        when the inbox allows it.
+
+        :rtype: dict
+        """
+        emails = {address.address for address in addresses if address.address}
+        if not emails:
+            return {}
+        Partner = self.env['res.partner'].sudo()
+        found = {}
+        for partner in Partner.search([('email_normalized', 'in', list(emails))], order='id'):
+            found.setdefault(partner.email_normalized, partner)
+        if inbox.create_partners:
+            names = {}
+            for address in addresses:
+                if address.address in emails and address.address not in found:
+                    names.setdefault(address.address, address.name or address.address)
+            if names:
+                created = Partner.create([{'name': name, 'email': email} for email, name in names.items()])
+                found.update(zip(names, created))
+        return found
+
+    @api.model
+    def _outlook_create_attachments(self, messages, conversations):
+        """ Store the file attachments of ``messages`` on their conversations, in one batched create.
+
+        HTML, XML and SVG files are stored as text (``attachments_mime_plainxml``): an e-mail from outside must
+        never serve active content from Odoo's domain. Images are kept as sent (no resizing).
+
+        :return: ``{graph_id: [(mapping.Attachment, ir.attachment)]}``.
+        :rtype: dict
+        """
+        pending, values = [], []
+        for message in messages:
+            conversation = conversations[message.graph_id]
+            for file in message.attachments:
+                pending.append((message.graph_id, file))
+                values.append({
+                    'name': file.name,
+                    'raw': file.content,
+                    'mimetype': file.content_type,
+                    'res_model': conversation._name,
+                    'res_id': conversation.id,
+                    # Inline images are shown through /web/image with this token, as Odoo's mail gateway does.
+                    'access_token': str(uuid.uuid4()) if file.is_inline else False,
+                })
+        if not values:
+            return {}
+        created = self.env['ir.attachment'].sudo().with_context(
+            attachments_mime_plainxml=True, image_no_postprocess=True,
+        ).create(values)
+        result = {}
+        for (graph_id, file), attachment in zip(pending, created, strict=True):
+            result.setdefault(graph_id, []).append((file, attachment))
+        return result
+
+    # === TOOLING === #
+
+    @api.model
+    def _outlook_window_domain(self, address, folder, since):
+        """ The sync records of ``address``'s mailbox and ``folder`` received in the window (for counts). """
+        return Domain([
+            ('inbox_id', '=', address.shared_inbox_id.id),
+            ('mailbox_email', '=', address.email),
+            ('folder', '=', folder),
+            ('received_date', '>=', since),
+            ('removed_in_outlook', '=', False),
+        ])
+
+
+def _inline_images(body_html, files):
+    """ Point ``cid:`` image sources at the stored inline attachments (as Odoo's gateway does). """
+    if not body_html:
+        return Markup('')
+    by_cid = {file.content_id: attachment for file, attachment in files if file.content_id}
+
+    def replace(match):
+        attachment = by_cid.get(match.group(2))
+        if attachment is None:
+            return match.group(0)
+        return '%s/web/image/%s?access_token=%s' % (match.group(1), attachment.id, attachment.access_token or '')
+
+    # The body is untrusted: mail.message's Html field sanitizes it on create (scripts, javascript: links,
+    # event handlers and forms are removed).
+    return Markup(_CID_SRC_RE.sub(replace, body_html) if by_cid else body_html)

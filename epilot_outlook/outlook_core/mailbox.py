@@ -1,0 +1,214 @@
+"""Reading one shared mailbox through Graph: the request shapes of backfill, delta and reconciliation.
+
+Everything goes through :class:`~.graph.GraphClient` (auth, allow-list, retries, the 4-per-mailbox limit).
+This module only knows which URL, query and ``Prefer`` header each step needs (contract §3):
+
+* ids are **immutable** (``Prefer: IdType="ImmutableId"`` on every request, §3.4), so a message moved in
+  Outlook keeps the id Odoo stores as its key;
+* paging links are stored and followed **verbatim** (§3.1, §3.2): a checkpoint is the ``nextLink`` itself;
+* the window is ``receivedDateTime ge {start}`` with ``$orderby=receivedDateTime desc`` (newest first), the
+  one filter/order pair both the list and delta accept;
+* delta rounds select only the small facts (read flag, change key, subject); a message Odoo does not know yet
+  is fetched in full through ``$batch`` (20 per request), so an initial delta round over a folder costs pages of
+  ids, not a second copy of every body.
+"""
+from dataclasses import dataclass
+
+from . import errors
+from .const import BATCH_MAX_REQUESTS
+from .graph import GraphPage, batch_item_error, quote_segment
+from .mapping import FOLDERS, format_datetime
+
+# Full message properties for import (``internetMessageHeaders`` only comes through ``$select``, §3.3).
+MESSAGE_SELECT = ','.join((
+    'id', 'conversationId', 'internetMessageId', 'subject', 'from', 'sender', 'toRecipients', 'ccRecipients',
+    'replyTo', 'sentDateTime', 'receivedDateTime', 'lastModifiedDateTime', 'changeKey', 'isRead', 'isDraft',
+    'parentFolderId', 'hasAttachments', 'body', 'internetMessageHeaders',
+))
+# What a delta round needs to apply changes to messages Odoo has (contract §3.2: updated items carry the
+# changed properties).
+DELTA_SELECT = 'id,changeKey,isRead,lastModifiedDateTime,subject,receivedDateTime,parentFolderId'
+# Messages per backfill page: ~20 requests per 1,000 messages, small enough that bodies with attachments do
+# not time out at the gateway (§3.1: big pages with full bodies risk 504).
+BACKFILL_PAGE_SIZE = 50
+DELTA_PAGE_SIZE = 200
+ID_PAGE_SIZE = 1000
+IMMUTABLE = 'IdType="ImmutableId"'
+IMPORT_PREFER = {'Prefer': '%s, outlook.body-content-type="html"' % IMMUTABLE}
+
+
+@dataclass(frozen=True)
+class MailboxProbe:
+    """What one look at a mailbox found: the Inbox is readable; the mailbox's display name if Graph showed it
+    (from its Sent Items or its Inbox's recipients: reading another user's profile would need a directory
+    permission the product does not ask for)."""
+
+    display_name: str
+    inbox_total: int
+
+
+class MailboxReader:
+    """The Graph requests of one shared mailbox.
+
+    :param graph.GraphClient client: The connection's client.
+    :param str mailbox: The shared mailbox's SMTP address (or id).
+    """
+
+    def __init__(self, client, mailbox):
+        self.client = client
+        self.mailbox = mailbox.strip().lower()
+        self._base = 'users/%s' % quote_segment(self.mailbox)
+
+    def folder_path(self, folder):
+        if folder not in FOLDERS:
+            raise ValueError("Unknown folder %r" % folder)
+        return '%s/mailFolders/%s' % (self._base, folder)
+
+    # === ACCESS CHECK === #
+
+    def probe(self):
+        """Check in one request (a ``$batch``) that the service account can read the mailbox, and find its
+        display name.
+
+        :rtype: MailboxProbe
+        :raise GraphError: The Inbox's own error (``Forbidden``, ``NotFound``...), unchanged.
+        """
+        results = self.client.batch([
+            {'id': 'inbox', 'method': 'GET', 'url': '/%s?$select=id,displayName,totalItemCount'
+                % self.folder_path('inbox')},
+            {'id': 'sent', 'method': 'GET', 'url': '/%s/messages?$top=1&$select=from'
+                % self.folder_path('sentitems')},
+            {'id': 'received', 'method': 'GET', 'url': '/%s/messages?$top=10&$select=toRecipients,ccRecipients'
+                % self.folder_path('inbox')},
+        ])
+        inbox = results.get('inbox') or {'status': 500}
+        if error := batch_item_error(inbox):
+            raise error
+        return MailboxProbe(display_name=self._display_name(results), inbox_total=int(
+            (inbox.get('body') or {}).get('totalItemCount') or 0))
+
+    def _display_name(self, results):
+        candidates = []
+        for key, props in (('sent', ('from',)), ('received', ('toRecipients', 'ccRecipients'))):
+            response = results.get(key) or {}
+            if batch_item_error(response) or not isinstance(response.get('body'), dict):
+                continue
+            for item in response['body'].get('value') or ():
+                for prop in props:
+                    values = item.get(prop)
+                    for value in values if isinstance(values, list) else [values]:
+                        email = (value or {}).get('emailAddress') if isinstance(value, dict) else None
+                        if isinstance(email, dict) and str(email.get('address') or '').lower() == self.mailbox:
+                            candidates.append(str(email.get('name') or '').strip())
+        names = [name for name in candidates if name and name.lower() != self.mailbox]
+        return names[0] if names else ''
+
+    # === BACKFILL === #
+
+    def count_window(self, since):
+        """Count each folder's messages received since ``since``, in one ``$batch``.
+
+        :param datetime since: Naive UTC start of the window.
+        :return: ``{folder: count}``.
+        :rtype: dict
+        """
+        results = self.client.batch([{
+            'id': folder, 'method': 'GET', 'url': '/%s/messages?$filter=%s&$count=true&$top=1&$select=id'
+            % (self.folder_path(folder), self._window(since)),
+        } for folder in FOLDERS])
+        counts = {}
+        for folder in FOLDERS:
+            response = results.get(folder) or {'status': 500}
+            if error := batch_item_error(response):
+                raise error
+            counts[folder] = int((response.get('body') or {}).get('@odata.count') or 0)
+        return counts
+
+    def backfill_page(self, folder, since, next_link=None):
+        """One page of the window, newest first, with bodies and file attachments.
+
+        :param str next_link: The stored checkpoint; ``None`` for the first page.
+        :rtype: graph.GraphPage
+        """
+        if next_link:
+            return self._page(next_link, None, IMPORT_PREFER)
+        return self._page('%s/messages' % self.folder_path(folder), {
+            '$filter': self._window_filter(since),
+            '$orderby': 'receivedDateTime desc',
+            '$top': BACKFILL_PAGE_SIZE,
+            '$select': MESSAGE_SELECT,
+            '$expand': 'attachments',
+        }, IMPORT_PREFER)
+
+    # === DELTA === #
+
+    def delta_page(self, folder, since, link=None):
+        """One page of a delta round: from ``link`` (a stored next or delta link), or a new initial round
+        over the window.
+
+        :rtype: graph.GraphPage
+        :raise SyncReset: The stored link expired (``syncStateNotFound``, 410): start a new round.
+        """
+        headers = {'Prefer': '%s, odata.maxpagesize=%d' % (IMMUTABLE, DELTA_PAGE_SIZE)}
+        if link:
+            return self._page(link, None, headers)
+        return self._page('%s/messages/delta' % self.folder_path(folder), {
+            '$select': DELTA_SELECT,
+            '$filter': self._window_filter(since),
+        }, headers)
+
+    def fetch_messages(self, graph_ids):
+        """Fetch full messages by immutable id, 20 per ``$batch`` request.
+
+        :return: The messages found, and the ids Graph no longer has (deleted or moved out meanwhile).
+        :rtype: tuple(list, list)
+        :raise GraphError: Any other item error (throttling after the batch's retries, access...).
+        """
+        found, missing = [], []
+        for start in range(0, len(graph_ids), BATCH_MAX_REQUESTS):
+            chunk = graph_ids[start:start + BATCH_MAX_REQUESTS]
+            results = self.client.batch([{
+                'id': str(index), 'method': 'GET', 'headers': dict(IMPORT_PREFER),
+                'url': '/%s/messages/%s?$select=%s&$expand=attachments'
+                % (self._base, quote_segment(graph_id), MESSAGE_SELECT),
+            } for index, graph_id in enumerate(chunk)])
+            for index, graph_id in enumerate(chunk):
+                response = results.get(str(index)) or {'status': 500}
+                error = batch_item_error(response)
+                if isinstance(error, errors.NotFound):
+                    missing.append(graph_id)
+                elif error:
+                    raise error
+                else:
+                    found.append(response.get('body') or {})
+        return found, missing
+
+    # === RECONCILIATION === #
+
+    def list_ids(self, folder, since):
+        """Every id in the folder's window (``$select=id``, 1,000 per page).
+
+        :rtype: set
+        """
+        ids = set()
+        pages = self.client.iter_pages('%s/messages' % self.folder_path(folder), params={
+            '$filter': self._window_filter(since), '$select': 'id', '$top': ID_PAGE_SIZE,
+        }, headers={'Prefer': IMMUTABLE})
+        for page in pages:
+            ids.update(str(item['id']) for item in page.items if isinstance(item, dict) and item.get('id'))
+        return ids
+
+    # === HELPERS === #
+
+    def _page(self, path_or_url, params, headers):
+        body = self.client.get(path_or_url, params=params, headers=headers) or {}
+        return GraphPage(items=body.get('value') or [], next_link=body.get('@odata.nextLink'),
+                         delta_link=body.get('@odata.deltaLink'), raw=body)
+
+    @staticmethod
+    def _window_filter(since):
+        return 'receivedDateTime ge %s' % format_datetime(since)
+
+    def _window(self, since):
+        # Inside a $batch item URL the query is not encoded for us.
+        return self._window_filter(since).replace(' ', '%20')

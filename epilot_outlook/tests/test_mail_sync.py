@@ -1,0 +1,266 @@
+from odoo.exceptions import UserError
+from odoo.tests import tagged
+
+from .mail_sync_common import BILLING, HR, SUPPORT, OutlookMailSyncCase
+
+
+@tagged('post_install', '-at_install')
+class TestAddAddress(OutlookMailSyncCase):
+    """ Adding a shared mailbox: the access check, the inbox link, nothing half-made on failure. """
+
+    def test_add_creates_inbox_named_after_mailbox_and_backfills(self):
+        address = self.add_address(SUPPORT)
+        self.assertEqual(address.sync_state, 'backfilling')
+        self.assertEqual(address.sync_mode, 'polling')
+        inbox = address.shared_inbox_id
+        self.assertEqual(inbox.email, SUPPORT)
+        self.assertEqual(inbox.name, "Contoso Support", "named after the mailbox's display name in Outlook")
+        self.assertEqual(address.folder_sync_ids.mapped('folder'), ['inbox', 'sentitems'])
+
+        self.run_backfill(address)
+        backfill = address.backfill_id
+        self.assertEqual(backfill.state, 'done')
+        self.assertEqual(address.sync_state, 'live')
+        self.assertGreater(backfill.total, 0)
+        self.assertEqual(backfill.done, backfill.total)
+        self.assertEqual(backfill.imported, backfill.total)
+        self.assertEqual(address.gap_count, 0)
+        self.assertEqual(address.outlook_count, address.odoo_count)
+        self.assertInSync(address)
+
+        # Importing notified nobody, followed nobody, tracked nothing, and left Exchange untouched.
+        conversations = inbox.conversation_ids
+        self.assertTrue(conversations)
+        self.assertFalse(conversations.message_follower_ids)
+        messages = conversations.message_ids
+        self.assertEqual(set(messages.mapped('message_type')), {'email'})
+        self.assertFalse(messages.notification_ids)
+        self.assertFalse(messages.tracking_value_ids)
+        self.assertFalse(self.sandbox.control('GET', '/mail/sent')['value'], "nothing was sent")
+        unread = self.graph('GET', '/users/%s/mailFolders/inbox?$select=unreadItemCount' % SUPPORT)
+        self.assertGreater(unread['unreadItemCount'], 0, "nothing was marked read in Outlook")
+
+    def test_no_rights_explained_and_nothing_left(self):
+        inboxes_before = self.env['epilot.shared.inbox'].search_count([])
+        with self.assertRaises(UserError) as caught:
+            self.add_address(HR)
+        self.assertIn("Full Access", str(caught.exception))
+        self.assertIn("Add-MailboxPermission", str(caught.exception))
+        self.assertFalse(self.env['epilot.outlook.email.address'].search([('email', '=', HR)]))
+        self.assertEqual(self.env['epilot.shared.inbox'].search_count([]), inboxes_before)
+
+    def test_unknown_mailbox_explained(self):
+        with self.assertRaises(UserError) as caught:
+            self.add_address('nobody-here@contoso.onmicrosoft.com')
+        self.assertIn("no mailbox", str(caught.exception))
+        self.assertFalse(self.env['epilot.outlook.email.address'].search(
+            [('email', '=', 'nobody-here@contoso.onmicrosoft.com')]))
+
+    def test_not_connected_explained(self):
+        self.connection.action_outlook_disconnect()
+        with self.assertRaises(UserError) as caught:
+            self.add_address(SUPPORT)
+        self.assertIn("Connect", str(caught.exception))
+
+    def test_existing_inbox_relinked_and_readd_imports_nothing_twice(self):
+        inbox = self.env['epilot.shared.inbox'].create({'name': "Billing Team", 'email': BILLING})
+        address = self.add_address(BILLING)
+        self.assertEqual(address.shared_inbox_id, inbox, "the inbox with this address is re-linked")
+        self.run_backfill(address)
+        self.assertInSync(address)
+        count = self.env['epilot.outlook.message'].search_count([('inbox_id', '=', inbox.id)])
+
+        address.unlink()   # the mail stays
+        self.assertEqual(self.env['epilot.outlook.message'].search_count([('inbox_id', '=', inbox.id)]), count)
+        again = self.add_address(BILLING)
+        self.assertEqual(again.shared_inbox_id, inbox)
+        self.run_backfill(again)
+        self.run_delta(again)
+        self.assertEqual(self.env['epilot.outlook.message'].search_count([('inbox_id', '=', inbox.id)]), count)
+        self.assertEqual(self.env['epilot.shared.inbox'].search_count([('email', '=', BILLING)]), 1)
+        self.assertInSync(again)
+
+
+@tagged('post_install', '-at_install')
+class TestBackfill(OutlookMailSyncCase):
+
+    def setUp(self):
+        super().setUp()
+        self.sandbox.control('POST', '/mail/generate', {'mailbox': SUPPORT, 'count': 120, 'days': 20, 'seed': 7})
+
+    def test_pages_checkpoint_and_progress(self):
+        address = self.add_address(SUPPORT)
+        backfill = address.backfill_id
+        self.assertTrue(backfill._outlook_run_page())   # counts the window
+        self.assertEqual(backfill.state, 'running')
+        self.assertGreaterEqual(backfill.total, 128)
+        backfill._outlook_run_page()
+        self.assertTrue(backfill.next_link, "the nextLink is the checkpoint")
+        self.assertEqual(backfill.folder, 'inbox')
+        self.assertEqual(backfill.done, 50)
+        # A crash here loses nothing: each next run starts at the stored link, not at the first page
+        # (Graph may answer a page with no items and a nextLink: it still moves the checkpoint).
+        before = self.sandbox.control('GET', '/mail/counts')['mailboxes'][SUPPORT]
+        pages = 0
+        while backfill.folder == 'inbox' and backfill.state == 'running':
+            checkpoint = backfill.next_link
+            backfill._outlook_run_page()
+            pages += 1
+            self.assertNotEqual(backfill.next_link, checkpoint)
+        after = self.sandbox.control('GET', '/mail/counts')['mailboxes'][SUPPORT]
+        self.assertEqual(after - before, pages, "one Graph request per page, none read twice")
+        self.assertEqual(backfill.done, len(self.outlook_ids(SUPPORT, 'inbox')))
+        self.assertGreater(backfill.rate, 0)
+        self.run_backfill(address)
+        self.assertEqual(backfill.done, backfill.total)
+        self.assertInSync(address)
+
+    def test_cancel_stops_and_live_sync_goes_on(self):
+        address = self.add_address(SUPPORT)
+        backfill = address.backfill_id
+        backfill._outlook_run_page()
+        backfill._outlook_run_page()
+        address.with_user(self.odoo_admin).action_outlook_cancel_backfill()
+        self.assertEqual(backfill.state, 'cancelled')
+        self.assertEqual(address.sync_state, 'live')
+        done = backfill.done
+        self.run_cron(self.backfill_cron)
+        self.assertEqual(backfill.done, done, "a cancelled backfill imports nothing more")
+        self.deliver(subject="After cancel")
+        self.run_delta(address)
+        self.assertIn("After cancel", address.shared_inbox_id.conversation_ids.mapped('name'))
+
+    def test_throttled_page_reschedules_instead_of_sleeping(self):
+        address = self.add_address(SUPPORT)
+        backfill = address.backfill_id
+        backfill._outlook_run_page()
+        self.sandbox.control('POST', '/faults', {'graph': {'429': 10, 'retry_after': 30}})
+        self.assertFalse(backfill._outlook_run_page())
+        self.assertEqual(backfill.state, 'waiting')
+        self.assertTrue(backfill.retry_at)
+        self.assertNotIn(backfill, backfill._outlook_due(), "not due before Retry-After")
+        triggers = self.env['ir.cron.trigger'].search([('cron_id', '=', self.backfill_cron.id)])
+        self.assertTrue(any(trigger.call_at >= backfill.retry_at for trigger in triggers))
+        self.sandbox.control('POST', '/faults', {'graph': None})
+        self.run_backfill(address)
+        self.assertInSync(address)
+
+    def test_503_storm_then_recovers(self):
+        address = self.add_address(SUPPORT)
+        self.sandbox.control('POST', '/faults', {'graph': {'503': 30, 'retry_after': 5}})
+        self.run_cron(self.backfill_cron)
+        self.assertEqual(address.backfill_id.state, 'waiting')
+        self.sandbox.control('POST', '/faults', {'graph': None})
+        self.run_backfill(address)
+        self.assertInSync(address)
+
+    def test_401_mid_backfill_refreshes_and_continues(self):
+        address = self.add_address(SUPPORT)
+        backfill = address.backfill_id
+        backfill._outlook_run_page()
+        self.sandbox.control('POST', '/faults', {'graph': {'401': 1}})
+        self.assertTrue(backfill._outlook_run_page())
+        self.assertEqual(self.connection.state, 'connected')
+        self.run_backfill(address)
+        self.assertInSync(address)
+
+    def test_message_arriving_during_backfill_appears_once(self):
+        address = self.add_address(SUPPORT)
+        backfill = address.backfill_id
+        backfill._outlook_run_page()
+        backfill._outlook_run_page()
+        delivered = self.deliver(subject="Arrived during the backfill")
+        self.run_delta(address)
+        self.run_backfill(address)
+        self.run_delta(address)
+        records = self.env['epilot.outlook.message'].search([('graph_id', '=', delivered['immutable_id'])])
+        self.assertEqual(len(records), 1)
+        self.assertInSync(address)
+
+
+@tagged('post_install', '-at_install')
+class TestDelta(OutlookMailSyncCase):
+
+    def setUp(self):
+        super().setUp()
+        self.address = self.add_address(SUPPORT)
+        self.run_backfill(self.address)
+        self.run_delta(self.address)
+        self.assertInSync(self.address)
+
+    def record(self, immutable_id):
+        return self.env['epilot.outlook.message'].search([('graph_id', '=', immutable_id)])
+
+    def test_create_update_move_delete(self):
+        delivered = self.deliver(subject="New question", body_html='<p>Is it <b>done</b>?</p>')
+        self.run_delta(self.address)
+        record = self.record(delivered['immutable_id'])
+        self.assertEqual(len(record), 1)
+        self.assertEqual(record.mail_message_id.subject, "New question")
+        self.assertIn('<b>done</b>', record.mail_message_id.body)
+        self.assertEqual(record.internet_message_id, delivered['internetMessageId'])
+        self.assertEqual(record.conversation_id.graph_conversation_id, delivered['conversationId'])
+        self.assertFalse(record.is_read)
+
+        # Read in Outlook (a received message's subject cannot be changed through Graph:
+        # ErrorInvalidPropertyUpdateSentMessage; the flag and the categories can).
+        path = '/users/%s/messages/%s' % (SUPPORT, delivered['immutable_id'])
+        change_key = record.change_key
+        self.graph('PATCH', path, {'isRead': True, 'categories': ['Urgent']})
+        self.run_delta(self.address)
+        self.assertTrue(record.is_read)
+        self.assertNotEqual(record.change_key, change_key)
+        self.assertEqual(len(self.record(delivered['immutable_id'])), 1)
+
+        self.sandbox.control('POST', '/mail/move', {'id': delivered['immutable_id'], 'folder': 'deleteditems'})
+        self.run_delta(self.address)
+        self.assertTrue(record.removed_in_outlook, "moved out: marked, kept")
+        self.assertTrue(record.mail_message_id.exists())
+        self.sandbox.control('POST', '/mail/move', {'id': delivered['immutable_id'], 'folder': 'inbox'})
+        self.run_delta(self.address)
+        self.assertFalse(record.removed_in_outlook, "moved back: the same record again")
+        self.assertEqual(len(self.record(delivered['immutable_id'])), 1)
+        self.assertInSync(self.address)
+
+        self.sandbox.control('POST', '/mail/delete', {'id': delivered['immutable_id'], 'permanent': True})
+        self.run_delta(self.address)
+        self.assertTrue(record.removed_in_outlook)
+        self.assertTrue(record.mail_message_id.exists(), "Odoo never loses mail")
+        self.assertInSync(self.address)
+
+    def test_reply_joins_the_conversation(self):
+        first = self.deliver(subject="Invoice 42")
+        self.run_delta(self.address)
+        self.deliver(subject="RE: Invoice 42", in_reply_to=first['internetMessageId'])
+        self.run_delta(self.address)
+        conversation = self.record(first['immutable_id']).conversation_id
+        self.assertEqual(conversation.email_count, 2)
+        self.assertEqual(len(conversation.message_ids.filtered(lambda m: m.message_type == 'email')), 2)
+
+    def test_delta_reset_both_forms_resync_without_duplicates(self):
+        for mode in ('syncStateNotFound', '410'):
+            self.sandbox.control('POST', '/mail/delta/expire', {'mode': mode})
+            delivered = self.deliver(subject="During the reset %s" % mode)
+            self.run_delta(self.address)
+            self.assertEqual(len(self.record(delivered['immutable_id'])), 1)
+            self.assertInSync(self.address)
+        self.assertEqual(set(self.address.folder_sync_ids.mapped('resync_count')), {2})
+
+    def test_nothing_new_costs_one_request_per_folder(self):
+        before = self.sandbox.control('GET', '/mail/counts')['mailboxes'].get(SUPPORT, 0)
+        self.run_delta(self.address)
+        after = self.sandbox.control('GET', '/mail/counts')['mailboxes'].get(SUPPORT, 0)
+        self.assertEqual(after - before, 2)
+
+    def test_reconcile_imports_what_is_missing(self):
+        record = self.env['epilot.outlook.message'].search([('address_id', '=', self.address.id)], limit=1)
+        graph_id = record.graph_id
+        record.mail_message_id.unlink()
+        record.unlink()   # as if a message had been missed
+        self.address.invalidate_recordset()
+        action = self.address.with_user(self.odoo_admin).action_outlook_reconcile()
+        self.assertEqual(action['params']['type'], 'success')
+        self.assertEqual(len(self.record(graph_id)), 1)
+        self.assertEqual(self.address.gap_count, 0)
+        self.assertEqual(self.address.outlook_count, self.address.odoo_count)
+        self.assertInSync(self.address)

@@ -1,0 +1,1 @@
+from . import epilot_outlook_address_wizard
