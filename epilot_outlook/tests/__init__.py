@@ -9,3 +9,4 @@ from . import test_refresh_transactions
 from . import test_connect_errors
 from . import test_token_keys
 from . import test_revocation_disconnect
+from . import test_graph_slots
