@@ -407,9 +407,13 @@ class EpilotOutlookConnection(models.Model):
 
         :param callable token_provider: Where the client gets its token (default: the stored, refreshed one).
         :param client_options: Passed to :class:`GraphClient` (``max_wait``: a cron waits for no
-            ``Retry-After``, it reschedules).
+            ``Retry-After``, it reschedules; ``slots`` defaults to the slots every process on the database
+            shares).
         """
         self.ensure_one()
+        from .outlook_graph_slots import OutlookGraphSlots
+        # Outlook's 4 requests per mailbox hold across every worker and server on the database, not per process.
+        client_options.setdefault('slots', OutlookGraphSlots(self.env.cr.dbname))
         # The configured endpoint is trusted (only email settings editors set it); nextLinks must stay on it.
         return GraphClient(
             self.graph_endpoint, token_provider or self._outlook_get_access_token, ca_bundle=self.ca_bundle or None,

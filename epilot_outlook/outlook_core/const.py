@@ -63,6 +63,10 @@ OAUTH_STATE_CLOCK_SKEW_S = 60
 
 # Outlook allows 4 concurrent requests per app and mailbox; a 5th gets 429 (contract §5).
 MAX_CONCURRENT_PER_MAILBOX = 4
+# Seconds a request waits for one of its mailbox's slots before giving up with ``MailboxBusy`` (a cron then
+# reschedules). A slot is held for one HTTP exchange, at most ``GRAPH_TIMEOUT``, so a slot that does not free
+# up within that means the mailbox is saturated, and waiting longer only holds a worker.
+GRAPH_SLOT_WAIT_S = 30
 # A JSON ``$batch`` holds at most 20 requests (contract §5).
 BATCH_MAX_REQUESTS = 20
 # A live tenant refuses 10,080 and accepts 10,070 minutes (contract §0); under 45 min is raised to 45.

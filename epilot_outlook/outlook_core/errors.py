@@ -145,6 +145,17 @@ class Throttled(TransientError):
         self.retry_after = retry_after
 
 
+class MailboxBusy(Throttled):
+    """No slot of the mailbox's 4 concurrent requests freed up in time; nothing was sent to Graph.
+
+    Raised by the client itself, never by Graph (``status`` is ``None``). It is a :class:`Throttled`, so a
+    caller handles it like a 429: a cron reschedules.
+    """
+
+    explanation = ("Odoo already has the most requests Microsoft 365 allows running for this mailbox. Odoo "
+                   "retries automatically; no action is needed.")
+
+
 class HostNotAllowed(OutlookError):
     """A URL points outside the Graph host allow-list (a forged or misconfigured link: SSRF protection)."""
 

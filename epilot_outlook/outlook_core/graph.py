@@ -5,7 +5,9 @@
 * the ``Authorization`` header from ``token_provider()``, asked per request so the caller can refresh;
 * the host allow-list, checked on every URL including ``@odata.nextLink``/``@odata.deltaLink`` (a forged link
   must not make Odoo send its token elsewhere: SSRF);
-* at most 4 requests in flight per mailbox across the process (Outlook's limit, contract §5);
+* at most 4 requests in flight per mailbox (Outlook's limit, contract §5), through a slot provider: the
+  process's semaphores by default, one shared by every process where there are several (the Odoo layer's);
+  a request waits a bounded time for a slot, then raises :class:`~.errors.MailboxBusy`;
 * ``Retry-After`` on 429/503, exponential backoff with jitter otherwise, a bounded number of retries;
 * Graph's error envelope mapped to ``errors`` (401 is raised at once: refreshing is the caller's decision).
 
@@ -28,7 +30,7 @@ import requests
 from . import errors
 from .const import (
     BACKOFF_BASE_S, BACKOFF_MAX_S, BATCH_MAX_REQUESTS, DEFAULT_GRAPH_HOSTS, GRAPH_MAX_RETRIES, GRAPH_MAX_WAIT_S,
-    GRAPH_TIMEOUT, MASK, MAX_CONCURRENT_PER_MAILBOX, SENSITIVE_KEYS,
+    GRAPH_SLOT_WAIT_S, GRAPH_TIMEOUT, MASK, MAX_CONCURRENT_PER_MAILBOX, SENSITIVE_KEYS,
 )
 
 _logger = logging.getLogger(__name__)
@@ -90,23 +92,63 @@ class GraphPage:
 
 # === PER-MAILBOX CONCURRENCY === #
 
-class _MailboxSlots:
-    """Process-wide semaphores keyed by mailbox, so threads of all clients share Outlook's limit of 4."""
+class ProcessSlots:
+    """Outlook's 4 slots per mailbox as semaphores of this process: the default slot provider.
 
-    def __init__(self, limit):
+    It holds the limit among the threads of one process only. Where several processes or servers call Graph
+    for the same mailbox, pass :class:`GraphClient` a provider they share (the Odoo layer's uses PostgreSQL).
+
+    A slot provider is any object with ``acquire(key, timeout)`` returning a context manager that holds one of
+    the mailbox's slots from ``__enter__`` to ``__exit__``; ``__enter__`` waits at most ``timeout`` seconds and
+    then raises :class:`~.errors.MailboxBusy`. ``key`` is ``(graph host, mailbox)``, both lowercase.
+
+    :param int limit: Slots per mailbox.
+    """
+
+    def __init__(self, limit=MAX_CONCURRENT_PER_MAILBOX):
         self.limit = limit
         self._lock = threading.Lock()
         self._semaphores = {}
 
-    def get(self, key):
+    def acquire(self, key, timeout):
+        """Return a context manager holding one slot of ``key``'s mailbox (see the class docstring).
+
+        :param tuple key: ``(graph host, mailbox)``.
+        :param float timeout: Seconds to wait for a slot.
+        :rtype: contextlib.AbstractContextManager
+        """
         with self._lock:
             semaphore = self._semaphores.get(key)
             if semaphore is None:
                 semaphore = self._semaphores[key] = threading.BoundedSemaphore(self.limit)
-            return semaphore
+        return _SemaphoreSlot(semaphore, key, timeout)
 
 
-_MAILBOX_SLOTS = _MailboxSlots(MAX_CONCURRENT_PER_MAILBOX)
+class _SemaphoreSlot:
+    def __init__(self, semaphore, key, timeout):
+        self._semaphore, self._key, self._timeout = semaphore, key, timeout
+
+    def __enter__(self):
+        if not self._semaphore.acquire(timeout=self._timeout):
+            raise mailbox_busy(self._key, self._timeout)
+        return self
+
+    def __exit__(self, *_exc):
+        self._semaphore.release()
+        return False
+
+
+def mailbox_busy(key, timeout):
+    """The error a slot provider raises when none of ``key``'s slots freed up within ``timeout`` seconds.
+
+    :rtype: MailboxBusy
+    """
+    return errors.MailboxBusy("No free slot for mailbox %s on %s after %.0f s" % (key[1], key[0], timeout),
+                              code='mailboxConcurrencyLimit')
+
+
+# Shared by every client of the process that is given no provider of its own.
+_PROCESS_SLOTS = ProcessSlots()
 
 
 class _NoSlot:
@@ -134,18 +176,24 @@ class GraphClient:
     :param float max_wait: Seconds one call may sleep in total between retries; past it, the error
         (:class:`Throttled` with its ``retry_after``) goes to the caller, which reschedules instead of
         blocking a worker.
+    :param slots: The slot provider holding Outlook's 4 concurrent requests per mailbox (see
+        :class:`ProcessSlots`); default: this process's semaphores, shared by all its clients.
+    :param float slot_wait: Seconds a request waits for a slot before :class:`MailboxBusy` goes to the
+        caller (once per attempt: a retry waits again).
     :raise HostNotAllowed: When ``base_url`` is not https or its host is not allowed.
     """
 
     def __init__(self, base_url, token_provider, *, ca_bundle=None, allowed_hosts=DEFAULT_GRAPH_HOSTS,
                  timeout=GRAPH_TIMEOUT, max_retries=GRAPH_MAX_RETRIES, session=None, sleep=time.sleep,
-                 max_wait=GRAPH_MAX_WAIT_S):
+                 max_wait=GRAPH_MAX_WAIT_S, slots=None, slot_wait=GRAPH_SLOT_WAIT_S):
         self.base_url = base_url.rstrip('/')
         self._token_provider = token_provider
         self.allowed_hosts = frozenset(_normalise_host(host) for host in allowed_hosts)
         self.timeout = timeout
         self.max_retries = max_retries
         self.max_wait = max_wait
+        self.slot_wait = slot_wait
+        self._slots = slots or _PROCESS_SLOTS
         self._sleep = sleep
         self._session = session or requests.Session()
         # Passed on every request: requests lets REQUESTS_CA_BUNDLE override a session's ``verify``.
@@ -352,6 +400,7 @@ class GraphClient:
         :raise HostNotAllowed: The URL is outside the allow-list.
         :raise Unauthorized: 401 (not retried).
         :raise Throttled: 429/503 still there after the retries, or a ``Retry-After`` too long to wait.
+        :raise MailboxBusy: (a :class:`Throttled`) No slot of the mailbox freed up within ``slot_wait``.
         :raise TransientError: 5xx, timeout or connection error after the retries.
         :raise GraphError: Any other mapped error (``Forbidden``, ``NotFound``, ``SyncReset``...).
         """
@@ -361,7 +410,7 @@ class GraphClient:
         if idempotent is None:
             idempotent = method in _IDEMPOTENT_METHODS
         path = urlsplit(url).path
-        slot = self._mailbox_slot(url)
+        mailbox_key = self._mailbox_key(url)
         waited = 0.0
 
         for attempt in range(self.max_retries + 1):
@@ -374,12 +423,17 @@ class GraphClient:
             }
             started = time.monotonic()
             try:
-                with slot:
+                # A new hold per attempt: the slot is free while a retry sleeps.
+                with self._slots.acquire(mailbox_key, self.slot_wait) if mailbox_key else _NoSlot():
                     response = self._session.request(
                         method, url, params=params, json=json, headers=request_headers, timeout=self.timeout,
                         verify=self._verify,
                         allow_redirects=False,   # a redirect must not carry the token to another host
                     )
+            except errors.MailboxBusy:
+                _logger.warning("Graph %s %s: no free slot for its mailbox within %.0f s", method, path,
+                                self.slot_wait)
+                raise
             except requests.RequestException as exc:
                 # A connect failure never reached Graph; a read timeout may have been executed.
                 safe_to_resend = idempotent or isinstance(exc, requests.ConnectTimeout)
@@ -416,8 +470,9 @@ class GraphClient:
             raise error
         raise AssertionError("unreachable")  # the loop always returns or raises
 
-    def _mailbox_slot(self, url):
-        """The semaphore of the mailbox ``url`` addresses (``/users/{id}/...``, ``/me/...``), if any.
+    def _mailbox_key(self, url):
+        """The slot key ``(graph host, mailbox)`` of the mailbox ``url`` addresses (``/users/{id}/...``,
+        ``/me/...``), or ``None``.
 
         The key is the mailbox segment as written, case-insensitive: address a mailbox the same way
         everywhere (its UPN, or its id) or the two spellings get a limit each.
@@ -429,8 +484,8 @@ class GraphClient:
         elif '/me/' in path + '/':
             mailbox = 'me'
         else:
-            return _NoSlot()
-        return _MAILBOX_SLOTS.get((urlsplit(self.base_url).netloc.lower(), mailbox))
+            return None
+        return urlsplit(self.base_url).netloc.lower(), mailbox
 
     @staticmethod
     def _backoff(attempt):

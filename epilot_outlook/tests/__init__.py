@@ -10,3 +10,4 @@ from . import test_connect_errors
 from . import test_token_keys
 from . import test_revocation_disconnect
 from . import test_mail_sync
+from . import test_graph_slots

@@ -6,11 +6,34 @@ import requests
 
 from odoo.tests import HttpCase, new_test_user
 
+from ..outlook_core.oauth import OAuthClient
 from .sandbox_process import REPO_ROOT, SandboxProcess
 
 if REPO_ROOT not in sys.path:
     sys.path.append(REPO_ROOT)  # The sandbox's browser module, for signing in without a person.
 from m365_sandbox.browser import sign_in  # noqa: E402
+
+
+def sign_in_service_account(sandbox, demo, redirect_uri):
+    """ Admin consent and the service account's sign-in, through the plain layer and the sandbox pages,
+    without Odoo's connect flow.
+
+    :param SandboxProcess sandbox: The running sandbox.
+    :param dict demo: What :meth:`SandboxProcess.reset_and_seed` returned (``redirect_uri`` registered).
+    :return: The service account's token set.
+    """
+    browser = requests.Session()
+    browser.verify = sandbox.info['ca_bundle']
+    browser.trust_env = False  # Else REQUESTS_CA_BUNDLE from the environment overrides ``verify``.
+    client = OAuthClient(demo['client_id'], demo['client_secret'], sandbox.info['authority_base_url'],
+                         demo['tenant_id'], ca_bundle=sandbox.info['ca_bundle'])
+    admin, service = demo['admin'], demo['service_account']
+    with browser:
+        sign_in(browser, client.admin_consent_url(redirect_uri, 'consent-state', tenant=demo['tenant_id']),
+                admin['username'], admin['password'])
+        flow = client.start_sign_in(redirect_uri, 'sign-in-state')
+        _location, params = sign_in(browser, flow['auth_uri'], service['username'], service['password'])
+    return client.finish_sign_in(flow, params)
 
 
 class OutlookSandboxCase(HttpCase):

@@ -2,14 +2,12 @@ import threading
 import uuid
 from datetime import timedelta
 
-import requests
-
 from odoo import SUPERUSER_ID, api, fields
 from odoo.modules.registry import DummyRLock, Registry
 from odoo.tests import TransactionCase, tagged
 
 from ..outlook_core.oauth import OAuthClient
-from .outlook_sandbox_common import sign_in
+from .outlook_sandbox_common import sign_in_service_account
 from .sandbox_process import SandboxProcess
 
 REDIRECT_URI = 'http://127.0.0.1:8069/epilot_outlook/oauth/callback'
@@ -32,7 +30,7 @@ class TestRefreshTransactions(TransactionCase):
     def setUp(self):
         super().setUp()
         self.demo = self.sandbox.reset_and_seed([REDIRECT_URI])
-        self.tokens = self._sign_in_service_account()
+        self.tokens = sign_in_service_account(self.sandbox, self.demo, REDIRECT_URI)
         with self.registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
             company = env['res.company'].create({'name': "Refresh Co %s" % uuid.uuid4().hex[:8]})
@@ -50,21 +48,6 @@ class TestRefreshTransactions(TransactionCase):
             connection.access_token_expiry = fields.Datetime.now() + timedelta(minutes=1)
             self.connection_id, self.company_id = connection.id, company.id
         self.addCleanup(self._delete_committed_records)
-
-    def _sign_in_service_account(self):
-        """ Admin consent and the service account's sign-in, through the plain layer and the sandbox pages. """
-        browser = requests.Session()
-        browser.verify = self.sandbox.info['ca_bundle']
-        browser.trust_env = False  # Else REQUESTS_CA_BUNDLE from the environment overrides ``verify``.
-        client = OAuthClient(self.demo['client_id'], self.demo['client_secret'],
-                             self.sandbox.info['authority_base_url'], self.demo['tenant_id'],
-                             ca_bundle=self.sandbox.info['ca_bundle'])
-        admin, service = self.demo['admin'], self.demo['service_account']
-        sign_in(browser, client.admin_consent_url(REDIRECT_URI, 'consent-state', tenant=self.demo['tenant_id']),
-                admin['username'], admin['password'])
-        flow = client.start_sign_in(REDIRECT_URI, 'sign-in-state')
-        _location, params = sign_in(browser, flow['auth_uri'], service['username'], service['password'])
-        return client.finish_sign_in(flow, params)
 
     def _delete_committed_records(self):
         with self.registry.cursor() as cr:

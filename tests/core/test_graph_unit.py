@@ -313,6 +313,78 @@ def test_at_most_four_requests_in_flight_per_mailbox():
     assert 2 <= peak['a'] <= 4 and peak['b'] <= 4   # 18 requests for a (a and A), 6 for b
 
 
+class RecordingSlots:
+    """A slot provider that records what it is asked, holding nothing (or refusing every slot)."""
+
+    def __init__(self, busy=False):
+        self.busy = busy
+        self.events = []
+
+    def acquire(self, key, timeout):
+        slots = self
+
+        class Hold:
+            def __enter__(self):
+                slots.events.append(('enter', key, timeout))
+                if slots.busy:
+                    raise errors.MailboxBusy('busy')
+                return self
+
+            def __exit__(self, *_exc):
+                slots.events.append(('exit', key))
+                return False
+        return Hold()
+
+
+def test_a_custom_slot_provider_holds_each_attempt_on_a_mailbox():
+    slots = RecordingSlots()
+    graph, session, _ = client([response(503, envelope('ServiceUnavailable'), {'Retry-After': '1'}),
+                                response(200, {}), response(200, {})], slots=slots, slot_wait=7)
+    graph.get('/users/Support%40Contoso.com/messages')
+    graph.post('/$batch', json={'requests': []})   # addresses no mailbox: no slot
+    key = ('graph.microsoft.com', 'support@contoso.com')
+    assert slots.events == [('enter', key, 7), ('exit', key)] * 2   # released while the retry slept
+    assert len(session.calls) == 3
+
+
+def test_a_slot_provider_refusing_raises_mailbox_busy_and_sends_nothing():
+    graph, session, sleeps = client([response(200, {})], slots=RecordingSlots(busy=True))
+    with pytest.raises(errors.Throttled) as info:   # handled like throttling: a cron reschedules
+        graph.get('/users/a/messages')
+    assert isinstance(info.value, errors.MailboxBusy) and info.value.status is None
+    assert session.calls == [] and sleeps == []
+
+
+def test_the_default_slots_wait_a_bounded_time_then_raise_mailbox_busy():
+    release, entered = threading.Event(), threading.Semaphore(0)
+
+    def held(method, url, kwargs):
+        if '/users/busy/' in url:
+            entered.release()
+            release.wait(10)
+        return response(200, {})
+
+    graph, session, _ = client(held, slot_wait=0.2)
+    threads = [threading.Thread(target=graph.get, args=('/users/busy/messages',)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for _ in threads:
+        assert entered.acquire(timeout=10)   # the 4 slots are taken
+    try:
+        started = time.monotonic()
+        with pytest.raises(errors.MailboxBusy):
+            graph.get('/users/BUSY/messages')
+        assert 0.15 <= time.monotonic() - started < 5
+        assert len(session.calls) == 4
+        graph.get('/users/other/messages')   # another mailbox has slots of its own
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join()
+    graph.get('/users/busy/messages')   # freed slots are taken again
+    assert len(session.calls) == 6
+
+
 # === LOGGING === #
 
 def test_logs_carry_path_status_request_id_but_no_token(caplog):
