@@ -18,7 +18,8 @@ _logger = logging.getLogger(__name__)
 BACKFILL_DAYS_MIN = 1
 BACKFILL_DAYS_MAX = 3650
 BACKFILL_DAYS_DEFAULT = 30
-# A sync cron waits for no Retry-After longer than this: it reschedules itself with ir.cron._trigger(at=...).
+# A sync step waits no longer than this for a Retry-After or for one of the mailbox's 4 request slots: past it,
+# it reschedules itself with ir.cron._trigger(at=...) instead of holding a cron worker.
 SYNC_MAX_WAIT_S = 2
 # Backoff of a sync step that failed for another reason (5xx after retries, an unexpected Graph answer).
 RETRY_BACKOFF_S = (5, 60)
@@ -346,7 +347,8 @@ class EpilotOutlookEmailAddress(models.Model):
         self.ensure_one()
         try:
             return self.connection_id._outlook_call_graph(
-                lambda client: operation(MailboxReader(client, self.email)), max_wait=SYNC_MAX_WAIT_S)
+                lambda client: operation(MailboxReader(client, self.email)), max_wait=SYNC_MAX_WAIT_S,
+                slot_wait=SYNC_MAX_WAIT_S)
         except (Throttled, TransientError) as error:
             if isinstance(error, Throttled):
                 delay = error.retry_after or const.BACKOFF_MAX_S
