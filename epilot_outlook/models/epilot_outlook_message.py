@@ -82,6 +82,14 @@ class EpilotOutlookMessage(models.Model):
 
     @api.model
     def _outlook_import(self, address, messages):
+        """ Import a page of messages (see :meth:`_outlook_import_page`) in a savepoint: when another worker
+        imported the same messages at the same time, the unique key refuses ours, and the savepoint lets the
+        caller record a retry in a transaction that is still usable. """
+        with self.env.cr.savepoint():
+            return self._outlook_import_page(address, messages)
+
+    @api.model
+    def _outlook_import_page(self, address, messages):
         """ Import a page of mapped Graph messages of one address into its shared inbox, exactly once.
 
         Known messages get their Outlook facts updated (read flag, change key, subject; back in a synced
