@@ -18,6 +18,7 @@ from ..outlook_core.errors import (
 )
 from ..outlook_core.graph import GraphClient
 from ..outlook_core.oauth import OAuthClient
+from ..tools.explain import explain
 
 _logger = logging.getLogger(__name__)
 
@@ -379,7 +380,7 @@ class EpilotOutlookConnection(models.Model):
         :param dict params: The other query parameters of the redirect.
         :return: The connection, and the URL of the next leg (``None`` when connected).
         :rtype: tuple
-        :raise OutlookError: With an explanation for the admin; nothing is stored for a bad state.
+        :raise OutlookError: For the admin to read through ``explain``; nothing is stored for a bad state.
         """
         attempt_sudo = self._outlook_take_attempt(state)
         connection = attempt_sudo.connection_id.with_env(self.env)
@@ -410,19 +411,15 @@ class EpilotOutlookConnection(models.Model):
             raise
         except TransientError as error:
             # Unlike a refresh, nothing retries a sign-in: say so, not TransientError's "Odoo will retry".
-            error = TokenError(str(error), explanation=(
-                "Microsoft 365 did not answer while Odoo finished the sign-in (it may be busy or unreachable); "
-                "nothing was stored. Connect again in a few minutes."))
+            error = TokenError(str(error), reason='sign_in_unanswered')
             connection._outlook_record_error(error)
             raise error from None
         if tokens.tenant_id != tenant_id:
-            raise TokenError("The account that signed in belongs to another Microsoft 365 tenant.", explanation=(
-                "The account that signed in belongs to another Microsoft 365 tenant than the one that granted "
-                "consent. Sign in with the service account of your own tenant."))
+            raise TokenError("The account that signed in belongs to another Microsoft 365 tenant.",
+                             reason='tenant_mismatch')
         if missing := tokens.missing_scopes():
-            raise ConsentRequired("Missing scopes: %s" % ' '.join(missing), explanation=(
-                "Microsoft granted only part of the permissions the connection needs (missing: %s). Ask your "
-                "Microsoft 365 admin to grant admin consent again, then connect." % ' '.join(missing)))
+            raise ConsentRequired("Missing scopes: %s" % ' '.join(missing), reason='missing_scopes',
+                                  params={'scopes': ' '.join(missing)})
         connection._outlook_store_token_set(tokens)
         connection.email_address_ids._outlook_resume()
         connection.message_post(body=self.env._("Connected to Microsoft 365; the service account signed in."))
@@ -447,8 +444,7 @@ class EpilotOutlookConnection(models.Model):
         })
         attempt_sudo = attempt_sudo._outlook_consume(nonce)
         if not attempt_sudo:
-            raise StateInvalid("This OAuth state was already used.", explanation=(
-                "This sign-in link was already used, or has expired. Start again with the Connect button."))
+            raise StateInvalid("This OAuth state was already used.", reason='state_used')
         return attempt_sudo
 
     def _outlook_store_token_set(self, tokens):
@@ -560,11 +556,11 @@ class EpilotOutlookConnection(models.Model):
             except RECONNECT_ERRORS as error:
                 connection._outlook_mark_needs_reconnect(error)
                 cr.commit()
-                raise UserError(error.explanation or str(error)) from None
+                raise UserError(explain(self.env, error)) from None
             except OutlookError as error:
                 connection._outlook_record_error(error)
                 cr.commit()
-                raise UserError(error.explanation or str(error)) from None
+                raise UserError(explain(self.env, error)) from None
             connection._outlook_store_token_set(tokens)
             return tokens.access_token, connection.access_token_expiry
 
@@ -572,8 +568,7 @@ class EpilotOutlookConnection(models.Model):
         """ Redeem the refresh token, retrying transient failures (5xx, timeouts, 429) with backoff. """
         secrets = self._outlook_decrypt_secrets('refresh_token', 'tenant_id')
         if not secrets['refresh_token']:
-            raise GrantRevoked("No refresh token is stored.", explanation=self.env._(
-                "No refresh token is stored for this connection. Connect it again."))
+            raise GrantRevoked("No refresh token is stored.", reason='no_refresh_token')
         for attempt in range(REFRESH_TRANSIENT_RETRIES + 1):
             try:
                 return self._outlook_oauth_client(secrets['tenant_id']).refresh(secrets['refresh_token'])
@@ -587,9 +582,10 @@ class EpilotOutlookConnection(models.Model):
                 time.sleep(delay)
 
     def _outlook_record_error(self, error):
-        """ Record ``error`` as the last error (its explanation only: never a token). """
+        """ Record ``error`` as the last error, worded for the admin (never its technical message: no token
+        can slip in). """
         self.write({
-            'last_error': error.explanation or str(error),
+            'last_error': explain(self.env, error),
             'last_error_date': fields.Datetime.now(),
         })
 
@@ -612,7 +608,7 @@ class EpilotOutlookConnection(models.Model):
                 body=self.env._(
                     "Outlook sync is paused: the connection needs to be reconnected. %(explanation)s Open the "
                     "connection and click Connect; sync resumes where it stopped.",
-                    explanation=error.explanation or str(error),
+                    explanation=explain(self.env, error),
                 ),
                 partner_ids=editors.partner_id.ids,
                 subtype_xmlid='mail.mt_comment',
@@ -637,14 +633,11 @@ class EpilotOutlookConnection(models.Model):
             try:
                 result = operation(client)
             except Unauthorized as error:
-                error.explanation = self.env._(
-                    "Microsoft refused an access token it had just issued: the service account was disabled or "
-                    "lost its licence, or the tenant revoked the app's access. Check the account in the "
-                    "Microsoft 365 admin center, then click Connect.")
+                error.reason = 'token_refused_after_refresh'  # Not a stale token: reconnecting is needed.
                 with self.env.registry.cursor() as cr:
                     self.with_env(self.env(cr=cr)).sudo()._outlook_mark_needs_reconnect(error)
                 self.env.invalidate_all()
-                raise UserError(error.explanation or str(error)) from None
+                raise UserError(explain(self.env, error)) from None
         self._outlook_touch_graph_success()
         return result
 
@@ -707,7 +700,7 @@ class EpilotOutlookConnection(models.Model):
         except (OutlookError, UserError) as error:
             return 0, self.env._(
                 "Graph subscriptions could not be deleted (%(error)s); Microsoft removes them when they expire, "
-                "within 7 days.", error=getattr(error, 'explanation', None) or str(error))
+                "within 7 days.", error=explain(self.env, error))
 
     # === CRON METHODS === #
 

@@ -7,6 +7,7 @@ from odoo.tools import SQL, config, sql
 
 from ..outlook_core.errors import VaultError
 from ..outlook_core.vault import Vault
+from ..tools.explain import explain
 
 _logger = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ class EpilotOutlookSecretMixin(models.AbstractModel):
         try:
             return Vault.from_config(keys)
         except VaultError as error:
-            raise UserError(error.explanation or str(error)) from None
+            raise UserError(explain(self.env, error)) from None
 
     def _outlook_decrypt_secrets(self, *names):
         """ Decrypt the named secrets of this record.
@@ -179,7 +180,7 @@ class EpilotOutlookSecretMixin(models.AbstractModel):
                 for name, ciphertext in self._outlook_load_secrets(*names).items()
             }
         except VaultError as error:
-            raise UserError(error.explanation or str(error)) from None
+            raise UserError(explain(self.env, error)) from None
 
     def _outlook_encrypt_and_store(self, values):
         """ Encrypt plaintext secrets (``str``, or ``None`` to clear) and store them. """
@@ -199,6 +200,6 @@ class EpilotOutlookSecretMixin(models.AbstractModel):
             try:
                 rotated = {name: vault.rotate(value) for name, value in ciphertexts.items()}
             except VaultError as error:
-                raise UserError(error.explanation or str(error)) from None
+                raise UserError(explain(self.env, error)) from None
             record._outlook_store_secrets(rotated)
         return True
