@@ -6,6 +6,7 @@ from odoo.http import request
 
 from ..outlook_core.const import OAUTH_CALLBACK_PATH
 from ..outlook_core.errors import OutlookError
+from ..tools.explain import explain
 
 _logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class OutlookOAuthController(http.Controller):
             _logger.info("Microsoft Outlook: connect flow stopped: %s", error.__class__.__name__)
             return request.render('epilot_outlook.oauth_error_page', {
                 'title': request.env._("Outlook could not be connected"),
-                'explanation': error.explanation or str(error),
+                'explanation': explain(request.env, error),
                 'back_url': '/odoo/action-epilot_outlook.epilot_outlook_connection_action',
             })
         # Through the action, so the form keeps its "Outlook Connections" breadcrumb.

@@ -1,4 +1,5 @@
 from . import epilot_outlook_address_mixin
+from . import epilot_outlook_secret_mixin
 from . import epilot_outlook_connection
 from . import epilot_outlook_connection_sync
 from . import epilot_shared_inbox

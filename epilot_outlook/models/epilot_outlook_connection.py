@@ -1,7 +1,6 @@
 import hashlib
 import json
 import logging
-import os
 import time
 from datetime import timedelta, timezone
 from urllib.parse import urlsplit
@@ -9,8 +8,8 @@ from urllib.parse import urlsplit
 import psycopg2.errors
 
 from odoo import api, fields, models
-from odoo.exceptions import MissingError, UserError, ValidationError
-from odoo.tools import SQL, config, sql
+from odoo.exceptions import UserError, ValidationError
+from odoo.tools import SQL
 
 from ..outlook_core import const, oauth_state
 from ..outlook_core.errors import (
@@ -19,12 +18,12 @@ from ..outlook_core.errors import (
 )
 from ..outlook_core.graph import GraphClient
 from ..outlook_core.oauth import OAuthClient
-from ..outlook_core.vault import Vault
+from ..tools.explain import explain
 
 _logger = logging.getLogger(__name__)
 
 # Logical secret name -> ciphertext column on the connection table. These columns are deliberately NOT ORM
-# fields: see the docstring of `EpilotOutlookConnection`.
+# fields: see the docstring of the secret mixin (`epilot.outlook.secret.mixin`).
 OUTLOOK_SECRET_COLUMNS = {
     'refresh_token': 'outlook_refresh_token_ciphertext',
     'access_token': 'outlook_access_token_ciphertext',
@@ -53,27 +52,16 @@ class EpilotOutlookConnection(models.Model):
     Only the non-secret facts of the connection are ORM fields: its state, the scopes granted, the token
     expiry and the dates of the last refresh, error and successful Graph call.
 
-    The refresh token, the access token, the tenant id and the connecting identity are stored encrypted, in
-    ``bytea`` columns of this model's table that are **not declared as fields** (:data:`OUTLOOK_SECRET_COLUMNS`,
-    created by :meth:`init`). Everything the ORM exposes is derived from ``_fields``: ``read``,
-    ``search_read``, ``web_read``, ``export_data``, ``fields_get``, domains, ``copy``, the views and
-    ``ir.model.fields``. A column the ORM does not know about therefore cannot leak through any of them, for
-    any user, administrators included, and cannot be copied by ``copy()``. The alternatives were weaker:
-
-    - a field with ``groups='base.group_system'`` is still readable by every administrator, over RPC too;
-    - overriding ``read``/``fields_get``/``export_data`` to hide a field misses the next path that reads
-      ``_fields`` (``web_read``, ``_read_format``, domains, ``mail`` tracking, ...);
-    - a separate ORM model for the secrets would either need access rules (and then be readable by
-      someone) or have none (and log a warning on every install).
-
-    The columns live on this table so that they are deleted with the row and dropped with the table on
-    uninstall. The only way in or out is :meth:`_outlook_store_secrets` and :meth:`_outlook_load_secrets`,
-    which move opaque bytes; encrypting them is the vault's job, not this model's.
+    The refresh token, the access token, the tenant id, the connecting identity and the app's client secret
+    are stored encrypted, in ``bytea`` columns of this model's table that are **not declared as fields**
+    (:data:`OUTLOOK_SECRET_COLUMNS`); the secret mixin (``epilot.outlook.secret.mixin``) creates them and
+    says why they are not fields.
     """
     _name = 'epilot.outlook.connection'
     _description = "Outlook Connection"
-    _inherit = ['mail.thread']
+    _inherit = ['mail.thread', 'epilot.outlook.secret.mixin']
     _order = 'company_id, id'
+    _outlook_secret_columns = OUTLOOK_SECRET_COLUMNS
 
     company_id = fields.Many2one(
         string="Company",
@@ -178,18 +166,6 @@ class EpilotOutlookConnection(models.Model):
         "A company can have only one Outlook connection.",
     )
 
-    # === SCHEMA === #
-
-    def init(self):
-        """ Override of `base` to create the ciphertext columns, which are not ORM fields. """
-        super().init()
-        for column in OUTLOOK_SECRET_COLUMNS.values():
-            if not sql.column_exists(self.env.cr, self._table, column):
-                sql.create_column(
-                    self.env.cr, self._table, column, 'bytea',
-                    comment="Ciphertext; read and written only through _outlook_load/store_secrets",
-                )
-
     # === COMPUTE METHODS === #
 
     def _compute_display_name(self):
@@ -231,18 +207,6 @@ class EpilotOutlookConnection(models.Model):
             status = str(error)
         self.encryption_key_status = status
 
-    def _outlook_ids_with_secret(self, name):
-        """ Return the ids of the connections in ``self`` that have secret ``name`` stored. """
-        if not self.ids:
-            return set()
-        rows = self.env.execute_query(SQL(
-            "SELECT id FROM %s WHERE id IN %s AND %s IS NOT NULL",
-            SQL.identifier(self._table),
-            tuple(self.ids),
-            SQL.identifier(OUTLOOK_SECRET_COLUMNS[name]),
-        ))
-        return {row[0] for row in rows}
-
     # === CONSTRAINT METHODS === #
 
     @api.constrains('authority_host', 'graph_endpoint')
@@ -258,122 +222,12 @@ class EpilotOutlookConnection(models.Model):
 
     # === BUSINESS METHODS - SECRET STORAGE === #
 
-    @api.model
-    def _outlook_check_secret_names(self, names):
-        """ Check that every name is a known secret, so that only whitelisted columns reach the SQL.
-
-        :param iterable names: The logical secret names, keys of :data:`OUTLOOK_SECRET_COLUMNS`.
-        :return: None
-        :raise ValueError: If a name is not a known secret.
-        """
-        if unknown := set(names) - set(OUTLOOK_SECRET_COLUMNS):
-            raise ValueError(f"Unknown Outlook secrets: {', '.join(sorted(unknown))}")
-
     def _outlook_store_secrets(self, values):
-        """ Write ciphertexts into the secret columns of this connection.
-
-        The bytes are stored as given: the caller (the vault) encrypts before and decrypts after. A name
-        mapped to ``None`` clears that secret. Names left out are not touched.
-
-        Note: `self.ensure_one()`. The caller needs write access to the connection (or runs in sudo, after
-        its own checks); take `lock_for_update()` first when the write must not race another worker.
-
-        :param dict values: Logical secret name (``refresh_token``, ``access_token``, ``tenant_id``,
-                            ``identity``) to ciphertext ``bytes``, or ``None``.
-        :return: None
-        :raise ValueError: If a name is not a known secret.
-        :raise TypeError: If a value is neither ``bytes`` nor ``None`` (a ``str`` would be plaintext).
-        :raise MissingError: If the connection no longer exists.
-        """
-        self.ensure_one()
-        if not values:
-            return
-        self._outlook_check_secret_names(values)
-        for name, value in values.items():
-            if value is not None and not isinstance(value, bytes):
-                raise TypeError(f"Outlook secret {name!r} must be bytes or None, not {type(value).__name__}")
-        self.check_access('write')
-
-        assignments = SQL(", ").join(
-            SQL("%s = %s", SQL.identifier(OUTLOOK_SECRET_COLUMNS[name]), value)
-            for name, value in values.items()
-        )
-        rows = self.env.execute_query(SQL(
-            "UPDATE %s SET %s WHERE id = %s RETURNING id",
-            SQL.identifier(self._table), assignments, self.id,
-        ))
-        if not rows:
-            raise MissingError(self.env._("The Outlook connection %(id)s no longer exists.", id=self.id))
+        """ Override of `epilot_outlook` (secret mixin) to recompute the flags shown from the stored secrets. """
+        super()._outlook_store_secrets(values)
         self.invalidate_recordset(['has_refresh_token'])
-        _logger.debug("Outlook connection %s: stored secrets %s", self.id, ', '.join(sorted(values)))
-
-    def _outlook_load_secrets(self, *names):
-        """ Read ciphertexts from the secret columns of this connection.
-
-        Note: `self.ensure_one()`. The caller needs read access to the connection (or runs in sudo, after its
-        own checks).
-
-        :param str names: Logical secret names to read; all of them when none is given.
-        :return: The ciphertext ``bytes`` of each requested secret, or ``None`` when it is not stored.
-        :rtype: dict
-        :raise ValueError: If a name is not a known secret.
-        :raise MissingError: If the connection no longer exists.
-        """
-        self.ensure_one()
-        names = names or tuple(OUTLOOK_SECRET_COLUMNS)
-        self._outlook_check_secret_names(names)
-        self.check_access('read')
-
-        rows = self.env.execute_query(SQL(
-            "SELECT %s FROM %s WHERE id = %s",
-            SQL(", ").join(SQL.identifier(OUTLOOK_SECRET_COLUMNS[name]) for name in names),
-            SQL.identifier(self._table),
-            self.id,
-        ))
-        if not rows:
-            raise MissingError(self.env._("The Outlook connection %(id)s no longer exists.", id=self.id))
-        # psycopg2 returns bytea as memoryview; callers get plain bytes.
-        return {name: None if value is None else bytes(value) for name, value in zip(names, rows[0], strict=True)}
 
     # === BUSINESS METHODS - KEYS AND CLIENTS === #
-
-    @api.model
-    def _outlook_vault(self):
-        """ Return the token vault, keyed from ``EPILOT_OUTLOOK_KEYS`` or the odoo.conf option
-        ``epilot_outlook_keys``. Keys never enter the database.
-
-        :rtype: outlook_core.vault.Vault
-        :raise UserError: When no key, or a malformed key, is configured; the message says how to set one.
-        """
-        keys = os.environ.get('EPILOT_OUTLOOK_KEYS') or config.get('epilot_outlook_keys') or ''
-        try:
-            return Vault.from_config(keys)
-        except VaultError as error:
-            raise UserError(error.explanation or str(error)) from None
-
-    def _outlook_decrypt_secrets(self, *names):
-        """ Decrypt the named secrets of this connection.
-
-        :return: Plaintext ``str``, or ``None`` when not stored, per name.
-        :rtype: dict
-        :raise UserError: When no key is configured, or a secret was encrypted with a key that is gone.
-        """
-        self.ensure_one()
-        vault = self._outlook_vault()
-        try:
-            return {
-                name: None if ciphertext is None else vault.decrypt(ciphertext).decode()
-                for name, ciphertext in self._outlook_load_secrets(*names).items()
-            }
-        except VaultError as error:
-            raise UserError(error.explanation or str(error)) from None
-
-    def _outlook_encrypt_and_store(self, values):
-        """ Encrypt plaintext secrets (``str``, or ``None`` to clear) and store them. """
-        vault = self._outlook_vault()
-        self._outlook_store_secrets({
-            name: None if value is None else vault.encrypt(value) for name, value in values.items()
-        })
 
     @api.model
     def _outlook_state_secret(self):
@@ -487,19 +341,6 @@ class EpilotOutlookConnection(models.Model):
         ))
         return True
 
-    def action_outlook_reencrypt_secrets(self):
-        """ Re-encrypt every stored secret of these connections with the newest configured key. """
-        self.check_access('write')
-        vault = self._outlook_vault()
-        for connection in self:
-            ciphertexts = {name: value for name, value in connection._outlook_load_secrets().items() if value}
-            try:
-                rotated = {name: vault.rotate(value) for name, value in ciphertexts.items()}
-            except VaultError as error:
-                raise UserError(error.explanation or str(error)) from None
-            connection._outlook_store_secrets(rotated)
-        return True
-
     # === BUSINESS METHODS - CONNECT FLOW === #
 
     def _outlook_new_state(self, purpose):
@@ -543,7 +384,7 @@ class EpilotOutlookConnection(models.Model):
         :param dict params: The other query parameters of the redirect.
         :return: The connection, and the URL of the next leg (``None`` when connected).
         :rtype: tuple
-        :raise OutlookError: With an explanation for the admin; nothing is stored for a bad state.
+        :raise OutlookError: For the admin to read through ``explain``; nothing is stored for a bad state.
         """
         attempt_sudo = self._outlook_take_attempt(state)
         connection = attempt_sudo.connection_id.with_env(self.env)
@@ -574,19 +415,15 @@ class EpilotOutlookConnection(models.Model):
             raise
         except TransientError as error:
             # Unlike a refresh, nothing retries a sign-in: say so, not TransientError's "Odoo will retry".
-            error = TokenError(str(error), explanation=(
-                "Microsoft 365 did not answer while Odoo finished the sign-in (it may be busy or unreachable); "
-                "nothing was stored. Connect again in a few minutes."))
+            error = TokenError(str(error), reason='sign_in_unanswered')
             connection._outlook_record_error(error)
             raise error from None
         if tokens.tenant_id != tenant_id:
-            raise TokenError("The account that signed in belongs to another Microsoft 365 tenant.", explanation=(
-                "The account that signed in belongs to another Microsoft 365 tenant than the one that granted "
-                "consent. Sign in with the service account of your own tenant."))
+            raise TokenError("The account that signed in belongs to another Microsoft 365 tenant.",
+                             reason='tenant_mismatch')
         if missing := tokens.missing_scopes():
-            raise ConsentRequired("Missing scopes: %s" % ' '.join(missing), explanation=(
-                "Microsoft granted only part of the permissions the connection needs (missing: %s). Ask your "
-                "Microsoft 365 admin to grant admin consent again, then connect." % ' '.join(missing)))
+            raise ConsentRequired("Missing scopes: %s" % ' '.join(missing), reason='missing_scopes',
+                                  params={'scopes': ' '.join(missing)})
         connection._outlook_store_token_set(tokens)
         connection.email_address_ids._outlook_resume()
         connection.message_post(body=self.env._("Connected to Microsoft 365; the service account signed in."))
@@ -611,8 +448,7 @@ class EpilotOutlookConnection(models.Model):
         })
         attempt_sudo = attempt_sudo._outlook_consume(nonce)
         if not attempt_sudo:
-            raise StateInvalid("This OAuth state was already used.", explanation=(
-                "This sign-in link was already used, or has expired. Start again with the Connect button."))
+            raise StateInvalid("This OAuth state was already used.", reason='state_used')
         return attempt_sudo
 
     def _outlook_store_token_set(self, tokens):
@@ -724,11 +560,11 @@ class EpilotOutlookConnection(models.Model):
             except RECONNECT_ERRORS as error:
                 connection._outlook_mark_needs_reconnect(error)
                 cr.commit()
-                raise UserError(error.explanation or str(error)) from None
+                raise UserError(explain(self.env, error)) from None
             except OutlookError as error:
                 connection._outlook_record_error(error)
                 cr.commit()
-                raise UserError(error.explanation or str(error)) from None
+                raise UserError(explain(self.env, error)) from None
             connection._outlook_store_token_set(tokens)
             return tokens.access_token, connection.access_token_expiry
 
@@ -736,8 +572,7 @@ class EpilotOutlookConnection(models.Model):
         """ Redeem the refresh token, retrying transient failures (5xx, timeouts, 429) with backoff. """
         secrets = self._outlook_decrypt_secrets('refresh_token', 'tenant_id')
         if not secrets['refresh_token']:
-            raise GrantRevoked("No refresh token is stored.", explanation=self.env._(
-                "No refresh token is stored for this connection. Connect it again."))
+            raise GrantRevoked("No refresh token is stored.", reason='no_refresh_token')
         for attempt in range(REFRESH_TRANSIENT_RETRIES + 1):
             try:
                 return self._outlook_oauth_client(secrets['tenant_id']).refresh(secrets['refresh_token'])
@@ -751,9 +586,10 @@ class EpilotOutlookConnection(models.Model):
                 time.sleep(delay)
 
     def _outlook_record_error(self, error):
-        """ Record ``error`` as the last error (its explanation only: never a token). """
+        """ Record ``error`` as the last error, worded for the admin (never its technical message: no token
+        can slip in). """
         self.write({
-            'last_error': error.explanation or str(error),
+            'last_error': explain(self.env, error),
             'last_error_date': fields.Datetime.now(),
         })
 
@@ -776,7 +612,7 @@ class EpilotOutlookConnection(models.Model):
                 body=self.env._(
                     "Outlook sync is paused: the connection needs to be reconnected. %(explanation)s Open the "
                     "connection and click Connect; sync resumes where it stopped.",
-                    explanation=error.explanation or str(error),
+                    explanation=explain(self.env, error),
                 ),
                 partner_ids=editors.partner_id.ids,
                 subtype_xmlid='mail.mt_comment',
@@ -801,14 +637,11 @@ class EpilotOutlookConnection(models.Model):
             try:
                 result = operation(client)
             except Unauthorized as error:
-                error.explanation = self.env._(
-                    "Microsoft refused an access token it had just issued: the service account was disabled or "
-                    "lost its licence, or the tenant revoked the app's access. Check the account in the "
-                    "Microsoft 365 admin center, then click Connect.")
+                error.reason = 'token_refused_after_refresh'  # Not a stale token: reconnecting is needed.
                 with self.env.registry.cursor() as cr:
                     self.with_env(self.env(cr=cr)).sudo()._outlook_mark_needs_reconnect(error)
                 self.env.invalidate_all()
-                raise UserError(error.explanation or str(error)) from None
+                raise UserError(explain(self.env, error)) from None
         self._outlook_touch_graph_success()
         return result
 
@@ -871,7 +704,7 @@ class EpilotOutlookConnection(models.Model):
         except (OutlookError, UserError) as error:
             return 0, self.env._(
                 "Graph subscriptions could not be deleted (%(error)s); Microsoft removes them when they expire, "
-                "within 7 days.", error=getattr(error, 'explanation', None) or str(error))
+                "within 7 days.", error=explain(self.env, error))
 
     # === CRON METHODS === #
 

@@ -1,11 +1,17 @@
 """The exceptions of the plain layer, and the two functions that turn Microsoft's errors into them.
 
-Every exception derives from :class:`OutlookError` and carries two texts:
+The plain layer raises errors with codes and parameters; the Odoo layer words them. Every exception derives
+from :class:`OutlookError` and carries:
 
-* ``str(exc)`` / ``exc.message``: a short technical message, safe to log and show (never a token, a secret or
-  a key; Graph's and AAD's own messages are kept because they contain none);
-* ``exc.explanation``: what happened and what to do next, in plain words for the Odoo administrator. Odoo
-  translates and shows it.
+* ``str(exc)`` / ``exc.message``: a short technical message, for logs (never a token, a secret or a key;
+  Graph's and AAD's own messages are kept because they contain none). It is not shown to users as it is;
+* stable codes the Odoo layer words the error by (``epilot_outlook/tools/explain.py``, translated there):
+  its class, ``aadsts`` (:class:`TokenError`), the Graph envelope's ``code`` (:class:`GraphError`) and, for a
+  situation more precise than any of those, ``reason``;
+* ``params``: the values the wording needs (a host, the missing scopes, ...), interpolated as ``%(name)s``.
+
+No English sentence for the user lives here: :data:`AADSTS_CLASSES` and :data:`GRAPH_CODES` list the codes
+the plain layer knows, and the Odoo layer has a wording for each of them (a test there checks it).
 
 Identity errors are chosen by AADSTS code first, then by ``suberror``, then by the OAuth ``error`` (contract
 §1.6). Graph errors are chosen by the envelope's ``code`` first, then by HTTP status, never by ``message``
@@ -20,17 +26,17 @@ import re
 class OutlookError(Exception):
     """Base class of every error raised by the plain layer.
 
-    :param str message: Technical message, safe to log and display (no tokens, no secrets).
-    :param str explanation: Admin-facing explanation overriding the class default.
+    :param str message: Technical message, for logs (no tokens, no secrets).
+    :param str reason: A stable key for a situation the class and codes do not tell apart
+        (``identity_throttled``, ...); the Odoo layer words it first.
+    :param dict params: The values the wording interpolates (``{'host': ...}``); never a secret.
     """
 
-    explanation = "Microsoft 365 returned an unexpected error. Try again later; if it persists, check the logs."
-
-    def __init__(self, message='', *, explanation=None):
+    def __init__(self, message='', *, reason=None, params=None):
         super().__init__(message)
         self.message = message
-        if explanation is not None:
-            self.explanation = explanation
+        self.reason = reason
+        self.params = dict(params or {})
 
 
 # === GRAPH === #
@@ -44,10 +50,8 @@ class GraphError(OutlookError):
     :param str request_id: Graph's ``request-id``, to quote to Microsoft support.
     """
 
-    explanation = "Microsoft Graph refused the request. Check the logs for the error code and request id."
-
-    def __init__(self, message='', *, status=None, code='', request_id=None, explanation=None):
-        super().__init__(message, explanation=explanation)
+    def __init__(self, message='', *, status=None, code='', request_id=None, reason=None, params=None):
+        super().__init__(message, reason=reason, params=params)
         self.status = status
         self.code = code or ''
         self.request_id = request_id
@@ -65,9 +69,6 @@ class Unauthorized(GraphError):
 
     The caller refreshes the token and retries once; a second 401 means the connection must be repaired.
     """
-
-    explanation = ("Microsoft rejected the service account's access token. Odoo will refresh it automatically; "
-                   "if this keeps happening, reconnect the Microsoft 365 connection.")
 
     def __init__(self, message='', *, claims=None, **kwargs):
         super().__init__(message, **kwargs)
@@ -93,24 +94,13 @@ class Unauthorized(GraphError):
 class Forbidden(GraphError):
     """403: the token is valid but lacks a scope or the Exchange right on the mailbox."""
 
-    explanation = ("The service account is not allowed to open this mailbox. Ask your Microsoft 365 admin to "
-                   "give the service account Full Access on the shared mailbox, and check that admin consent "
-                   "was granted for the Mail.Read.Shared and Mail.ReadWrite.Shared permissions.")
-
 
 class SendAsDenied(Forbidden):
     """403 ``ErrorSendAsDenied``: no Send As and no Send on Behalf right on the shared mailbox."""
 
-    explanation = ("The service account may not send as this shared mailbox. Ask your Microsoft 365 admin to "
-                   "grant the service account 'Send As' (or 'Send on Behalf') on the shared mailbox, then "
-                   "send again.")
-
 
 class NotFound(GraphError):
     """404: the mailbox, folder, message or subscription does not exist (any more)."""
-
-    explanation = ("Microsoft 365 could not find the mailbox or item. Check the address of the shared mailbox; "
-                   "an item may also have been moved or deleted in Outlook.")
 
 
 class SyncReset(GraphError):
@@ -118,9 +108,6 @@ class SyncReset(GraphError):
 
     ``location`` is the ``Location`` header of a 410, when Graph sent one.
     """
-
-    explanation = ("Microsoft 365 asked for a full resynchronisation of this folder. Odoo starts one "
-                   "automatically; no action is needed.")
 
     def __init__(self, message='', *, location=None, **kwargs):
         super().__init__(message, **kwargs)
@@ -130,15 +117,9 @@ class SyncReset(GraphError):
 class TransientError(GraphError):
     """A failure worth retrying later: 5xx, a timeout or a connection error (``status`` is ``None`` then)."""
 
-    explanation = ("Microsoft 365 is temporarily unavailable or could not be reached. Odoo will retry "
-                   "automatically; no action is needed unless this lasts for hours.")
-
 
 class Throttled(TransientError):
     """429, or 503 with ``Retry-After``: wait ``retry_after`` seconds (``None``: back off) and retry."""
-
-    explanation = ("Microsoft 365 is limiting the number of requests for this mailbox. Odoo waits and retries "
-                   "automatically; no action is needed.")
 
     def __init__(self, message='', *, retry_after=None, **kwargs):
         super().__init__(message, **kwargs)
@@ -159,9 +140,6 @@ class MailboxBusy(Throttled):
 class HostNotAllowed(OutlookError):
     """A URL points outside the Graph host allow-list (a forged or misconfigured link: SSRF protection)."""
 
-    explanation = ("Odoo refused to call a web address that is not a Microsoft Graph address. If you use a "
-                   "test environment, add its host to the allowed Graph hosts in the settings.")
-
 
 # === IDENTITY (AAD / ENTRA ID) === #
 
@@ -175,12 +153,9 @@ class TokenError(OutlookError):
     :param str correlation_id: To quote to Microsoft support.
     """
 
-    explanation = ("Microsoft sign-in failed. Reconnect the Microsoft 365 connection; if it fails again, "
-                   "check the logs for the AADSTS code.")
-
     def __init__(self, message='', *, error='', aadsts=(), suberror=None, claims=None, correlation_id=None,
-                 explanation=None):
-        super().__init__(message, explanation=explanation)
+                 reason=None, params=None):
+        super().__init__(message, reason=reason, params=params)
         self.error = error or ''
         self.aadsts = tuple(aadsts)
         self.suberror = suberror
@@ -196,54 +171,31 @@ class TokenError(OutlookError):
 class ConsentRequired(TokenError):
     """The app lacks admin consent for a scope, or consent was declined or revoked (65001, 65004, 90094/5)."""
 
-    explanation = ("Admin consent for the Odoo app is missing or was revoked in Microsoft Entra ID. Ask a "
-                   "Microsoft 365 global or application admin to click 'Grant admin consent' in Odoo and "
-                   "accept the permissions, then reconnect.")
-
 
 class InteractionRequired(TokenError):
     """The service account must sign in interactively: MFA (50076), MFA enrolment (50079), CA block (53003)."""
-
-    explanation = ("Microsoft requires the service account to sign in again interactively. Reconnect the "
-                   "Microsoft 365 connection and complete the sign-in.")
 
 
 class GrantRevoked(TokenError):
     """The refresh token is dead: revoked, expired, inactive, user disabled. The connection needs reconnect."""
 
-    explanation = ("Microsoft revoked Odoo's access for the service account (its sessions were revoked, its "
-                   "password reset, or the account disabled or unused for 90 days). Reconnect the Microsoft "
-                   "365 connection with the service account.")
-
 
 class ClientCredentialError(TokenError):
     """The app registration's credentials are wrong: bad, expired or missing secret, unknown app."""
-
-    explanation = ("Microsoft rejected the app's client ID or secret. Check the Application (client) ID and "
-                   "create a new client secret in the Microsoft Entra admin center, then paste it in the "
-                   "Odoo settings.")
 
 
 class TenantNotFound(TokenError):
     """The tenant (directory) in the authority does not exist (90002) or its metadata can't be fetched."""
 
-    explanation = ("Microsoft does not know this tenant. Check the tenant ID or domain (for example "
-                   "contoso.onmicrosoft.com) in the Odoo settings.")
-
 
 class SignInFailed(TokenError):
     """The sign-in exchange itself failed (code reused, PKCE mismatch, reply URL mismatch): start again."""
-
-    explanation = ("The Microsoft sign-in could not be completed. Start the connection again from Odoo; do "
-                   "not reuse or refresh the sign-in page.")
 
 
 # === OAUTH STATE === #
 
 class StateError(OutlookError):
     """Base class of the OAuth ``state`` errors (see ``oauth_state``)."""
-
-    explanation = ("The sign-in link is not valid. Start the connection again from Odoo.")
 
 
 class StateInvalid(StateError):
@@ -253,14 +205,9 @@ class StateInvalid(StateError):
 class StateExpired(StateError):
     """The ``state`` is older than its maximum age."""
 
-    explanation = "The sign-in link has expired. Start the connection again from Odoo."
-
 
 class StateMismatch(StateError):
     """A field bound into the ``state`` (database, company, connection, user) differs from the expected one."""
-
-    explanation = ("The sign-in was started by another user, company or connection. Start the connection "
-                   "again from the connection you want to set up, as the same user.")
 
 
 # === VAULT === #
@@ -272,95 +219,42 @@ class VaultError(OutlookError):
 class MissingKeyError(VaultError):
     """No encryption key is configured."""
 
-    explanation = ("No encryption key is configured for Microsoft 365 tokens. Set `epilot_outlook_keys` in "
-                   "odoo.conf (or the EPILOT_OUTLOOK_KEYS environment variable) and restart Odoo. Generate "
-                   "a key with: python3 -c \"from cryptography.fernet import Fernet; "
-                   "print(Fernet.generate_key().decode())\"")
-
 
 class InvalidKeyError(VaultError):
-    """A configured key is not a valid Fernet key (the message names its position, never the key)."""
-
-    explanation = ("A Microsoft 365 token encryption key in `epilot_outlook_keys` / EPILOT_OUTLOOK_KEYS is "
-                   "malformed. Each key must be 44 characters of URL-safe base64 as printed by "
-                   "Fernet.generate_key(); keys are separated by commas.")
+    """A configured key is not a valid Fernet key: ``params`` ``position`` and ``count`` say which, never the key."""
 
 
 class UndecryptableError(VaultError):
     """The data was encrypted with a key that is not in the keyring (or was altered)."""
-
-    explanation = ("Stored Microsoft 365 tokens were encrypted with a key that is no longer configured. Put the "
-                   "old key back in `epilot_outlook_keys` (after the new one), or reconnect the connection.")
 
 
 # === MAPPING: IDENTITY === #
 
 _AADSTS_RE = re.compile(r'AADSTS(\d+)')
 
-# AADSTS code -> (class, admin-facing explanation). Codes from contract §1.6.
-AADSTS_ERRORS = {
-    65001: (ConsentRequired,
-            "Admin consent for the Odoo app is missing or was revoked (AADSTS65001). Ask a Microsoft 365 "
-            "global or application admin to click 'Grant admin consent' in Odoo, then reconnect."),
-    65004: (ConsentRequired,
-            "The consent screen was declined (AADSTS65004). Ask a Microsoft 365 admin to grant admin consent "
-            "again and accept all requested permissions."),
-    90094: (ConsentRequired,
-            "An administrator must consent to the Odoo app (AADSTS90094). Ask a Microsoft 365 global or "
-            "application admin to click 'Grant admin consent' in Odoo."),
-    90095: (ConsentRequired,
-            "An administrator must consent to the Odoo app (AADSTS90095). Ask a Microsoft 365 global or "
-            "application admin to click 'Grant admin consent' in Odoo."),
-    50076: (InteractionRequired,
-            "Multi-factor authentication is now required for the service account (AADSTS50076). Reconnect "
-            "and complete MFA, or ask your Microsoft 365 admin to adjust the MFA policy for this account."),
-    50079: (InteractionRequired,
-            "The service account must register for multi-factor authentication (AADSTS50079). Sign in once "
-            "as the service account at https://aka.ms/mfasetup, then reconnect."),
-    53003: (InteractionRequired,
-            "Conditional Access blocked the service account's sign-in (AADSTS53003). Ask your Microsoft 365 "
-            "admin to exclude the service account from the blocking policy or allow sign-ins from the Odoo "
-            "server's location, then reconnect."),
-    50173: (GrantRevoked,
-            "The service account's sessions were revoked or its password was reset by an admin (AADSTS50173). "
-            "Reconnect the Microsoft 365 connection."),
-    70008: (GrantRevoked,
-            "Odoo's sign-in for the service account expired or was revoked (AADSTS70008). Reconnect the "
-            "Microsoft 365 connection."),
-    700082: (GrantRevoked,
-             "Odoo's sign-in expired because it was not used for 90 days (AADSTS700082). Reconnect the "
-             "Microsoft 365 connection."),
-    50057: (GrantRevoked,
-            "The service account is disabled in Microsoft Entra ID (AADSTS50057). Ask your Microsoft 365 admin "
-            "to enable it, then reconnect."),
-    70043: (GrantRevoked,
-            "A Conditional Access sign-in frequency policy requires a fresh sign-in (AADSTS70043). Reconnect, "
-            "or ask your admin to exclude the service account from the sign-in frequency policy."),
-    7000215: (ClientCredentialError,
-              "The client secret in the Odoo settings is wrong (AADSTS7000215). Copy the secret's Value (not "
-              "its ID) from the Microsoft Entra admin center into the settings."),
-    7000222: (ClientCredentialError,
-              "The client secret has expired (AADSTS7000222). Create a new client secret in the Microsoft "
-              "Entra admin center and paste it in the Odoo settings."),
-    7000218: (ClientCredentialError,
-              "No client secret was sent (AADSTS7000218). Enter the client secret in the Odoo settings."),
-    700016: (ClientCredentialError,
-             "The application (client) ID is not known in this tenant (AADSTS700016). Check the client ID in "
-             "the Odoo settings, and that the app registration is multi-tenant or lives in this tenant."),
-    90002: (TenantNotFound,
-            "The tenant does not exist (AADSTS90002). Check the tenant ID or domain in the Odoo settings."),
-    54005: (SignInFailed,
-            "The sign-in code was already used (AADSTS54005). Start the connection again from Odoo."),
-    9002313: (GrantRevoked,
-              "Microsoft did not accept Odoo's sign-in code or refresh token (AADSTS9002313): it was issued to "
-              "another tenant or app, or is malformed. Connect again, and sign in with the service account of "
-              "the tenant that granted consent."),
-    501481: (SignInFailed,
-             "The sign-in could not be verified (AADSTS501481, PKCE mismatch). Start the connection again "
-             "from Odoo."),
-    50011: (SignInFailed,
-            "The redirect URI does not match the app registration (AADSTS50011). Add Odoo's callback URL, "
-            "exactly as shown in the settings, to the app registration's Web redirect URIs."),
+# AADSTS code -> class. Codes from contract §1.6; the Odoo layer words each code (the comment says what it means).
+AADSTS_CLASSES = {
+    65001: ConsentRequired,         # admin consent missing or revoked
+    65004: ConsentRequired,         # the consent screen was declined
+    90094: ConsentRequired,         # an administrator must consent
+    90095: ConsentRequired,         # an administrator must consent (admin consent workflow)
+    50076: InteractionRequired,     # MFA now required
+    50079: InteractionRequired,     # MFA registration required
+    53003: InteractionRequired,     # blocked by Conditional Access
+    50173: GrantRevoked,            # sessions revoked or password reset by an admin
+    70008: GrantRevoked,            # refresh token expired or revoked
+    700082: GrantRevoked,           # refresh token unused for 90 days
+    50057: GrantRevoked,            # user account disabled
+    70043: GrantRevoked,            # sign-in frequency policy requires a fresh sign-in
+    7000215: ClientCredentialError,  # wrong client secret
+    7000222: ClientCredentialError,  # client secret expired
+    7000218: ClientCredentialError,  # no client secret sent
+    700016: ClientCredentialError,  # application (client) id unknown in the tenant
+    90002: TenantNotFound,          # tenant does not exist
+    54005: SignInFailed,            # authorization code already redeemed
+    9002313: GrantRevoked,          # code or refresh token of another tenant or app, or malformed
+    501481: SignInFailed,           # PKCE code verifier mismatch
+    50011: SignInFailed,            # redirect URI not registered on the app
 }
 
 # ``suberror`` and OAuth ``error`` fallbacks, for codes not in the table above.
@@ -417,10 +311,10 @@ def token_error_from_aad(error_dict):
     error = error_dict.get('error') or ''
     suberror = error_dict.get('suberror')
     codes = aadsts_codes(error_dict)
-    error_class, explanation = TokenError, None
+    error_class = TokenError
     for code in codes:
-        if code in AADSTS_ERRORS:
-            error_class, explanation = AADSTS_ERRORS[code]
+        if code in AADSTS_CLASSES:
+            error_class = AADSTS_CLASSES[code]
             break
     else:
         if suberror in _SUBERROR_CLASSES:
@@ -432,7 +326,7 @@ def token_error_from_aad(error_dict):
     return error_class(
         _first_line(error_dict.get('error_description')),
         error=error, aadsts=codes, suberror=suberror, claims=error_dict.get('claims'),
-        correlation_id=error_dict.get('correlation_id'), explanation=explanation,
+        correlation_id=error_dict.get('correlation_id'),
     )
 
 
@@ -442,17 +336,13 @@ _SYNC_RESET_CODES = {'syncstatenotfound', 'resyncrequired', 'syncstateinvalid'}
 _THROTTLED_CODES = {'toomanyrequests', 'activitylimitreached'}
 _CLAIMS_RE = re.compile(r'claims="([^"]*)"')
 
-# Envelope code -> admin-facing explanation, where the class default is not precise enough.
-GRAPH_CODE_EXPLANATIONS = {
-    'MailboxNotEnabledForRESTAPI': (
-        "This mailbox cannot be reached through Microsoft Graph: it is inactive, soft-deleted, or hosted "
-        "on-premises. Check the mailbox in the Exchange admin center."),
-    'ErrorInvalidUser': (
-        "Microsoft 365 does not know this mailbox address. Check the spelling of the shared mailbox address."),
-    'ExtensionError': (
-        "Microsoft 365 refused the change-notification subscription. Odoo falls back to polling this mailbox; "
-        "no action is needed."),
-}
+# Envelope codes that say more than the class they map to: the Odoo layer words each of them. (The codes that
+# choose a class, below and in ``graph_error_from_parts``, are worded through that class.)
+GRAPH_CODES = frozenset({
+    'MailboxNotEnabledForRESTAPI',  # inactive, soft-deleted or on-premises mailbox
+    'ErrorInvalidUser',             # unknown mailbox address
+    'ExtensionError',               # subscription refused: the caller falls back to polling
+})
 
 
 def parse_retry_after(value):
@@ -486,8 +376,7 @@ def graph_error_from_parts(status, body, headers=None):
     message = str(envelope.get('message') or '')
     inner = envelope.get('innerError') or envelope.get('innererror') or {}
     request_id = headers.get('request-id') or (inner.get('request-id') if isinstance(inner, dict) else None)
-    kwargs = {'status': status, 'code': code, 'request_id': request_id,
-              'explanation': GRAPH_CODE_EXPLANATIONS.get(code)}
+    kwargs = {'status': status, 'code': code, 'request_id': request_id}
     code_l = code.lower()
     retry_after = parse_retry_after(headers.get('retry-after'))
 

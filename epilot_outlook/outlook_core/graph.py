@@ -377,7 +377,8 @@ class GraphClient:
                    or (parts.hostname or '').lower() in self.allowed_hosts)
         if parts.scheme != 'https' or '@' in netloc or '\\' in netloc or not allowed:
             raise errors.HostNotAllowed("Refusing to call %s://%s: not an allowed Graph host."
-                                        % (parts.scheme or '?', parts.hostname or '?'))
+                                        % (parts.scheme or '?', parts.hostname or '?'),
+                                        params={'host': parts.hostname or '?'})
 
     def url_for(self, path_or_url):
         """Return the absolute URL for a path under ``base_url``, or an absolute URL unchanged (verbatim)."""

@@ -143,8 +143,7 @@ class _TokenHttpSession(requests.Session):
             raise errors.Throttled(
                 "The identity platform is throttling token requests.", status=429,
                 retry_after=errors.parse_retry_after(response.headers.get('Retry-After')),
-                explanation="Microsoft sign-in is limiting requests from Odoo for a moment. Odoo retries "
-                            "automatically; no action is needed.",
+                reason='identity_throttled',  # Microsoft sign-in, not Graph, is limiting: worded apart.
             )
         return response
 

@@ -65,7 +65,8 @@ class Vault:
                 # Say which key is wrong, never what it is.
                 raise InvalidKeyError(
                     "Token encryption key #%d of %d is not a valid Fernet key (expected 44 characters of "
-                    "URL-safe base64, as printed by Fernet.generate_key())." % (position, len(keys))
+                    "URL-safe base64, as printed by Fernet.generate_key())." % (position, len(keys)),
+                    params={'position': position, 'count': len(keys)},
                 ) from None
         self._key_ids = tuple(key_fingerprint(key if isinstance(key, str) else key.decode('ascii', 'replace'))
                               for key in keys)

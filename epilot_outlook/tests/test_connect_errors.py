@@ -7,13 +7,9 @@ from odoo.exceptions import UserError
 from odoo.tests import tagged
 
 from ..models import epilot_outlook_connection as connection_module
-from ..outlook_core.errors import AADSTS_ERRORS, TransientError
+from ..outlook_core.errors import TransientError, token_error_from_aad
+from ..tools.explain import explain
 from .outlook_sandbox_common import OutlookSandboxCase, sign_in
-
-
-def explanation(aadsts):
-    """ The admin-facing words the addon has for an AADSTS code. """
-    return AADSTS_ERRORS[aadsts][1]
 
 
 @tagged('post_install', '-at_install')
@@ -23,6 +19,10 @@ class TestConnectErrors(OutlookSandboxCase):
     refresh (the connection needs a reconnect, with the reason in ``last_error``). """
 
     # --- helpers --------------------------------------------------------------------------------------
+
+    def explanation(self, aadsts):
+        """ The admin-facing words the addon has for an AADSTS code. """
+        return explain(self.env, token_error_from_aad({'error': 'invalid_grant', 'error_codes': [aadsts]}))
 
     def assert_error_page(self, response, text):
         """ Odoo's own page, status 200, with the explanation and without a traceback or a secret. """
@@ -97,7 +97,7 @@ class TestConnectErrors(OutlookSandboxCase):
         """ Connected, then ``control_path`` happens at Microsoft: the next refresh says ``aadsts``. """
         self.connect()
         self.sandbox.control('POST', control_path, payload)
-        self.assert_refresh_needs_reconnect(explanation(aadsts))
+        self.assert_refresh_needs_reconnect(self.explanation(aadsts))
 
     def failed_refresh(self):
         """ Force a refresh that must fail; return its UserError.
@@ -120,9 +120,9 @@ class TestConnectErrors(OutlookSandboxCase):
         params = self.query(location)
         self.assertEqual(params['error'], 'access_denied')
         self.assertIn('AADSTS65004', params['error_description'])
-        self.assert_error_page(self.odoo_callback(location), explanation(65004))
+        self.assert_error_page(self.odoo_callback(location), self.explanation(65004))
         self.assert_nothing_stored()
-        self.assertEqual(self.connection.last_error, explanation(65004))
+        self.assertEqual(self.connection.last_error, self.explanation(65004))
         self.assertFalse(self.sandbox_state()['consents'])
 
     # --- MFA: satisfied interactively, fails only on refresh --------------------------------------------
@@ -173,7 +173,7 @@ class TestConnectErrors(OutlookSandboxCase):
         # Disabled between the sign-in page and Odoo's callback: the code redemption says 50057.
         location = self.microsoft_pages(self.consent(), 'service_account')
         self.user_switch('service_account', 'disable')
-        self.assert_sign_in_callback_refused(location, explanation(50057))
+        self.assert_sign_in_callback_refused(location, self.explanation(50057))
 
     def test_disabled_account_at_refresh_needs_reconnect(self):
         self.refresh_after('/users/%s/disable' % self.demo['service_account']['id'], None, 50057)
@@ -198,13 +198,13 @@ class TestConnectErrors(OutlookSandboxCase):
     def test_wrong_client_secret_at_code_redemption(self):
         location = self.microsoft_pages(self.consent(), 'service_account')
         self.connection.with_user(self.odoo_admin).client_secret = 'sbx~not-the-secret'
-        response = self.assert_sign_in_callback_refused(location, explanation(7000215))
+        response = self.assert_sign_in_callback_refused(location, self.explanation(7000215))
         self.assertNotIn('sbx~not-the-secret', response.text)
 
     def test_expired_client_secret_at_code_redemption(self):
         location = self.microsoft_pages(self.consent(), 'service_account')
         self.sandbox.control('POST', '/apps/%s/secret/expire' % self.demo['client_id'])
-        self.assert_sign_in_callback_refused(location, explanation(7000222))
+        self.assert_sign_in_callback_refused(location, self.explanation(7000222))
 
     # --- the identity platform down while Odoo redeems the code ---------------------------------------------
 
@@ -304,12 +304,12 @@ class TestConnectErrors(OutlookSandboxCase):
         before = self.connection.sudo()._outlook_load_secrets()
         delays = self.record_sleeps()
         self.token_fault(status=500)
-        self.assertEqual(str(self.failed_refresh()), TransientError.explanation)
+        self.assertEqual(str(self.failed_refresh()), explain(self.env, TransientError()))
         self.assertEqual(delays, [1.0, 2.0, 4.0])
         self.connection.invalidate_recordset()
         self.assertEqual(self.connection.state, 'connected', "an outage is not a revocation")
         self.assertFalse(self.connection.needs_admin_consent)
-        self.assertEqual(self.connection.last_error, TransientError.explanation)
+        self.assertEqual(self.connection.last_error, explain(self.env, TransientError()))
         self.assertEqual(self.connection.sudo()._outlook_load_secrets(), before)
 
         # Microsoft is back: the very same refresh token still works.

@@ -149,3 +149,39 @@ class TestSecretStorage(EpilotOutlookCommon):
         duplicate = self.connection.copy({'company_id': self.other_company.id})
         self.assertEqual(duplicate._outlook_load_secrets(), dict.fromkeys(OUTLOOK_SECRET_COLUMNS))
         self.assertFalse(duplicate.has_refresh_token)
+
+    # === THE MIXIN: EACH MODEL ITS OWN SECRETS === #
+    # A model defined only for a test cannot be added to the registry of Odoo's test runner without mutating
+    # the registry every other test shares; the contract is therefore checked on the registry as installed:
+    # the column map is per model, and every model using the mixin keeps its secrets in its own table.
+
+    def secret_models(self):
+        """ Every model of the registry that stores secrets through the mixin. """
+        names = self.env.registry.descendants(['epilot.outlook.secret.mixin'], '_inherit')
+        return [self.env[name] for name in names if not self.env[name]._abstract]
+
+    def test_column_map_is_per_model(self):
+        Mixin = self.env['epilot.outlook.secret.mixin']
+        self.assertEqual(Mixin._outlook_secret_columns, {}, "the mixin itself declares no secret")
+        self.assertIs(self.env['epilot.outlook.connection']._outlook_secret_columns, OUTLOOK_SECRET_COLUMNS)
+        # A model reaches only the names it declared: the connection's names mean nothing to another model.
+        with self.assertRaises(ValueError):
+            Mixin._outlook_check_secret_names(['refresh_token'])
+        self.assertIn(self.connection, self.env['epilot.outlook.connection'].browse(
+            self.connection._outlook_ids_with_secret('refresh_token')))
+
+    def test_every_secret_model_keeps_its_secrets_in_its_own_table(self):
+        """ Each declared column exists, as bytea, in the declaring model's own table and is no ORM field; a
+        model added later (the Graph subscription) is checked here too. """
+        models_ = self.secret_models()
+        self.assertIn('epilot.outlook.connection', [model._name for model in models_])
+        for model in models_:
+            with self.subTest(model=model._name):
+                columns = model._outlook_secret_columns
+                self.assertTrue(columns, "a model using the mixin declares its secrets")
+                self.assertFalse(set(columns.values()) & set(model._fields), "secret columns are not fields")
+                self.env.cr.execute("""
+                    SELECT column_name, data_type FROM information_schema.columns
+                     WHERE table_name = %s AND column_name IN %s
+                """, [model._table, tuple(columns.values())])
+                self.assertEqual(dict(self.env.cr.fetchall()), dict.fromkeys(columns.values(), 'bytea'))

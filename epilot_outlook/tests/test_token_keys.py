@@ -12,6 +12,7 @@ from odoo.tests import tagged
 from odoo.tools import config
 
 from ..outlook_core.errors import InvalidKeyError, MissingKeyError, UndecryptableError
+from ..tools.explain import explain
 from .outlook_sandbox_common import OutlookSandboxCase
 
 
@@ -80,12 +81,12 @@ class TestTokenKeys(OutlookSandboxCase):
         self.use_keys(unrelated)
         # Connect says what to do about it: the tenant id can be consented again, the client secret typed again.
         retype_secret = "The client secret was encrypted with a key that is no longer configured"
+        key_gone = explain(self.env, UndecryptableError())
         for call, expected in (
-            (lambda: self.connection.sudo()._outlook_decrypt_secrets(), UndecryptableError.explanation),
+            (lambda: self.connection.sudo()._outlook_decrypt_secrets(), key_gone),
             (lambda: self.connection.with_user(self.odoo_admin).action_outlook_connect(), retype_secret),
-            (lambda: self.connection.with_user(self.odoo_admin).action_outlook_reencrypt_secrets(),
-             UndecryptableError.explanation),
-            (lambda: self.connection._outlook_get_access_token(), UndecryptableError.explanation),
+            (lambda: self.connection.with_user(self.odoo_admin).action_outlook_reencrypt_secrets(), key_gone),
+            (lambda: self.connection._outlook_get_access_token(), key_gone),
         ):
             with self.assertRaises(UserError) as caught:
                 call()
@@ -100,7 +101,9 @@ class TestTokenKeys(OutlookSandboxCase):
         self.use_keys('this-is-not-a-fernet-key')
         with self.assertRaises(UserError) as caught:
             self.connection.with_user(self.odoo_admin).action_outlook_connect()
-        self.assertEqual(str(caught.exception), InvalidKeyError.explanation)
+        self.assertEqual(str(caught.exception),
+                         explain(self.env, InvalidKeyError(params={'position': 1, 'count': 1})))
+        self.assertIn('#1 of 1', str(caught.exception))
         self.assertNotIn('this-is-not-a-fernet-key', str(caught.exception))
 
     def test_no_key_refuses_to_connect_and_says_how_to_set_one(self):
@@ -108,13 +111,13 @@ class TestTokenKeys(OutlookSandboxCase):
         with self.assertRaises(UserError) as caught:
             self.connection.with_user(self.odoo_admin).action_outlook_connect()
         message = str(caught.exception)
-        self.assertEqual(message, MissingKeyError.explanation)
+        self.assertEqual(message, explain(self.env, MissingKeyError()))
         self.assertIn('epilot_outlook_keys', message)
         self.assertIn('EPILOT_OUTLOOK_KEYS', message)
         self.assertFalse(self.env['epilot.outlook.oauth.attempt'].sudo().search(
             [('connection_id', '=', self.connection.id)]), "no sign-in was started")
         self.connection.invalidate_recordset()
-        self.assertEqual(self.connection.encryption_key_status, MissingKeyError.explanation)
+        self.assertEqual(self.connection.encryption_key_status, explain(self.env, MissingKeyError()))
 
     def test_client_secret_is_write_only(self):
         admin_connection = self.connection.with_user(self.odoo_admin)

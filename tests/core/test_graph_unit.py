@@ -57,8 +57,9 @@ def client(script, **kwargs):
 # === ALLOW-LIST === #
 
 def test_base_url_must_be_allowed_and_https():
-    with pytest.raises(errors.HostNotAllowed):
+    with pytest.raises(errors.HostNotAllowed) as info:
         GraphClient('https://evil.example/v1.0', lambda: 't')
+    assert info.value.params == {'host': 'evil.example'}   # the Odoo layer names the host in its wording
     with pytest.raises(errors.HostNotAllowed):
         GraphClient('http://graph.microsoft.com/v1.0', lambda: 't')
     GraphClient('https://127.0.0.1:8443/v1.0', lambda: 't', allowed_hosts=('127.0.0.1:8443',))
