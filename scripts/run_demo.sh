@@ -66,8 +66,13 @@ sandbox_pid=""
 stop_sandbox() { [ -z "$sandbox_pid" ] || { kill "$sandbox_pid" 2>/dev/null; wait "$sandbox_pid" 2>/dev/null; } || true; }
 trap stop_sandbox EXIT
 
+# Mail the demo's support@ mailbox holds besides the seed's 8 messages, so a backfill shows its progress. Only
+# for a new sandbox tenant: a state file kept from an earlier run already has its mail.
+DEMO_EXTRA_MESSAGES=400
+
 start_sandbox() {
-    local out="$LOGS/sandbox.out" i
+    local out="$LOGS/sandbox.out" i fresh=""
+    [ -f "$VAR/sandbox-state.json" ] || fresh=1
     : > "$out"
     rm -f "$VAR/sandbox.json"
     "$VENV/bin/python" -m m365_sandbox serve --seed demo --state-file "$VAR/sandbox-state.json" \
@@ -79,6 +84,7 @@ start_sandbox() {
     for i in $(seq 300); do
         if head -n1 "$out" | "$VENV/bin/python" -c 'import json, sys; json.loads(sys.stdin.readline())' 2>/dev/null; then
             (umask 077 && head -n1 "$out" > "$VAR/sandbox.json")   # it holds the demo's passwords
+            [ -z "$fresh" ] || generate_demo_mail
             return 0
         fi
         kill -0 "$sandbox_pid" 2>/dev/null || break
@@ -88,6 +94,16 @@ start_sandbox() {
     warn "the Microsoft 365 sandbox did not start; Odoo runs without it. Its stderr ($LOGS/sandbox.log):"
     tail -n 15 "$LOGS/sandbox.log" >&2
     return 1
+}
+
+generate_demo_mail() {
+    local control ca
+    control=$("$VENV/bin/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["control_base_url"])' "$VAR/sandbox.json")
+    ca=$("$VENV/bin/python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["ca_bundle"])' "$VAR/sandbox.json")
+    say "generating $DEMO_EXTRA_MESSAGES more messages in the demo's support@ mailbox"
+    M365_SANDBOX_CONTROL_URL=$control M365_SANDBOX_CA=$ca "$VENV/bin/python" -m m365_sandbox ctl raw POST /mail/generate \
+        "{\"mailbox\": \"support@contoso.onmicrosoft.com\", \"count\": $DEMO_EXTRA_MESSAGES, \"days\": 30}" >/dev/null ||
+        warn "could not generate the demo's extra mail"
 }
 
 if port_busy "$SANDBOX_LOGIN_PORT" || port_busy "$SANDBOX_GRAPH_PORT"; then

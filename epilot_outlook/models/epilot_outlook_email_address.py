@@ -11,6 +11,7 @@ from ..outlook_core import const
 from ..outlook_core.errors import Forbidden, NotFound, OutlookError, Throttled, TransientError
 from ..outlook_core.mailbox import MailboxReader
 from ..outlook_core.mapping import FOLDERS
+from ..tools.explain import explain
 
 _logger = logging.getLogger(__name__)
 
@@ -260,7 +261,7 @@ class EpilotOutlookEmailAddress(models.Model):
                 "address. A mailbox that is inactive, soft-deleted or hosted on-premises cannot be synced.",
                 mailbox=self.email, code=error.code or error.status)) from None
         except OutlookError as error:
-            raise UserError(self._outlook_error_text(error)) from None
+            raise UserError(explain(self.env, error)) from None
 
         inbox = self.shared_inbox_id or self.env['epilot.shared.inbox'].with_context(active_test=False).search([
             ('email', '=', self.email), ('company_id', 'in', (self.company_id.id, False)),
@@ -356,10 +357,10 @@ class EpilotOutlookEmailAddress(models.Model):
                 delay = random.uniform(*RETRY_BACKOFF_S)
             self._outlook_step_failed(on_retry, error, delay)
             if raise_errors:
-                raise UserError(self._outlook_error_text(error)) from None
+                raise UserError(explain(self.env, error)) from None
         except (Forbidden, NotFound) as error:
             _logger.warning("Microsoft Outlook: address %s lost access to its mailbox (%s)", self.id, error.code)
-            text = self._outlook_error_text(error)
+            text = explain(self.env, error)
             self.write({'sync_state': 'error', 'last_error': text})
             on_retry.write({'last_error': text})
             if raise_errors:
@@ -376,19 +377,15 @@ class EpilotOutlookEmailAddress(models.Model):
             _logger.warning("Microsoft Outlook: address %s: sync step failed: %s", self.id, error)
             self._outlook_step_failed(on_retry, error, random.uniform(*RETRY_BACKOFF_S))
             if raise_errors:
-                raise UserError(self._outlook_error_text(error)) from None
+                raise UserError(explain(self.env, error)) from None
         return None
 
     def _outlook_step_failed(self, records, error, delay):
         retry_at = fields.Datetime.now() + timedelta(seconds=delay)
         values = {'retry_at': retry_at}
         if error is not None:
-            values['last_error'] = self._outlook_error_text(error)
+            values['last_error'] = explain(self.env, error)
         if records._name == 'epilot.outlook.backfill':
             values['state'] = 'waiting' if records.state in ('pending', 'running', 'waiting') else records.state
         records.write(values)
         records._outlook_cron()._trigger(at=retry_at)
-
-    def _outlook_error_text(self, error):
-        """ The words a user reads for a plain-layer error. """
-        return error.explanation or str(error)

@@ -133,9 +133,6 @@ class MailboxBusy(Throttled):
     caller handles it like a 429: a cron reschedules.
     """
 
-    explanation = ("Odoo already has the most requests Microsoft 365 allows running for this mailbox. Odoo "
-                   "retries automatically; no action is needed.")
-
 
 class HostNotAllowed(OutlookError):
     """A URL points outside the Graph host allow-list (a forged or misconfigured link: SSRF protection)."""

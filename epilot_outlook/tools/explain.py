@@ -196,6 +196,10 @@ CLASS_WORDING = {
         "Microsoft 365 is limiting the number of requests for this mailbox. Odoo waits and retries automatically; "
         "no action is needed."
     ),
+    errors.MailboxBusy: _lt(
+        "Odoo already runs the most requests Microsoft 365 allows at once for this mailbox. Odoo retries "
+        "automatically; no action is needed."
+    ),
     errors.HostNotAllowed: _lt(
         "Odoo refused to call %(host)s: it is not a Microsoft Graph address. If you use a test environment, add "
         "its host to the allowed Graph hosts in the settings."
