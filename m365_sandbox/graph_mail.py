@@ -441,6 +441,12 @@ def apply_patch(state: SandboxState, msg, changes: dict) -> list[str]:
     """Apply a message PATCH; the list of changed properties (for the delta log)."""
     changed = []
     for raw_name, value in changes.items():
+        if raw_name.startswith("@"):
+            # An instance annotation, not a property: Microsoft's SDKs serialise every model with its
+            # ``@odata.type``, which Graph takes when it names the entity being patched.
+            if raw_name.lower() == "@odata.type" and str(value).lstrip("#").lower() != "microsoft.graph.message":
+                raise bad_request("BadRequest", f"The type '{value}' is not compatible with microsoft.graph.message.")
+            continue
         name = PROP_BY_LOWER.get(raw_name.lower(), raw_name)
         if name in WRITABLE_DRAFT and not msg.is_draft:
             raise bad_request("ErrorInvalidPropertyUpdateSentMessage",

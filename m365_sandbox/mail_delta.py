@@ -1,4 +1,4 @@
-"""Delta query on a mail folder: ``GET …/mailFolders/{f}/messages/delta`` (contract §3.2, §7.3).
+"""Delta query on a mail folder: ``GET …/mailFolders/{f}/messages/delta`` or ``…/delta()`` (contract §3.2, §7.3).
 
 Query options are read only on the first request and sealed into the signed ``$skiptoken``/``$deltatoken``;
 a link with options re-added is a 400. The initial sync walks the folder by (receivedDateTime, id), so moves and
@@ -162,8 +162,10 @@ def routes(state: SandboxState, endpoint) -> list:
             body["@odata.nextLink"] = link(path_base, [("$skiptoken", sign(state, saved))], "$")
         return odata(body, headers=prefer.applied(prefer.maxpagesize))
 
-    return [Route(prefix + "/mailFolders/{folder}/messages/delta", delta, methods=["GET"])
-            for prefix in ("/v1.0/me", "/v1.0/users/{mailbox}")]
+    # ``delta`` is an OData function: Graph takes it with or without the call's parentheses, and Microsoft's
+    # SDKs (Kiota request builders) send ``delta()``.
+    return [Route(prefix + "/mailFolders/{folder}/messages/" + name, delta, methods=["GET"])
+            for prefix in ("/v1.0/me", "/v1.0/users/{mailbox}") for name in ("delta", "delta()")]
 
 
 def _initial_page(state, mailbox_id, folder_id, saved, flt, ctx, page_size, replays, continuation, log_len):

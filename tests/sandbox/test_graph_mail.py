@@ -142,6 +142,16 @@ def test_patch_is_read_changes_change_key_and_logs(sandbox, http):
     assert bad.status_code == 400
 
 
+def test_patch_takes_the_entity_odata_type_and_refuses_another(sandbox, http):
+    """Microsoft's SDKs put ``@odata.type`` in every PATCH body; an annotation, not a property to update."""
+    s = seed(sandbox.state)
+    msg = deliver_inbound(sandbox.state, s.shared.upn, from_addr="a@example.com", subject="Hi", body_html="x")
+    target = url(sandbox, f"/users/{s.shared.upn}/messages/{msg.id}")
+    resp = http.patch(target, headers=s.auth, json={"@odata.type": "#microsoft.graph.message", "isRead": True})
+    assert resp.status_code == 200 and resp.json()["isRead"] is True and msg.is_read is True
+    wrong = http.patch(target, headers=s.auth, json={"@odata.type": "#microsoft.graph.event", "isRead": False})
+    assert wrong.status_code == 400 and msg.is_read is True
+
 def test_move_changes_mutable_id_only(sandbox, http):
     s = seed(sandbox.state)
     msg = deliver_inbound(sandbox.state, s.shared.upn, from_addr="a@example.com", subject="Hi", body_html="x")
