@@ -219,7 +219,10 @@ def parse_datetime(value):
     except ValueError:
         return None
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:   # 0001-01-01T00:00:00+01:00 is before datetime.min in UTC
+            return None
     return moment
 
 

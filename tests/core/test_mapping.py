@@ -204,6 +204,13 @@ def test_parse_datetime_returns_none_for_garbage(raw):
     assert parse_datetime(raw) is None
 
 
+@pytest.mark.parametrize('raw', ['0001-01-01T00:00:00+01:00', '9999-12-31T23:59:59-01:00'])
+def test_parse_datetime_out_of_range_after_conversion_to_utc_is_none(raw):
+    """A valid ISO date whose UTC moment falls outside datetime's range: mapping must not raise."""
+    assert parse_datetime(raw) is None
+    assert map_message(graph_message(receivedDateTime=raw), 'inbox').received_at is None
+
+
 def test_message_dates_with_7_digit_fractions_and_offsets():
     message = map_message(graph_message(sentDateTime='2024-05-02T10:14:51.0000001+02:00',
                                         receivedDateTime='2024-05-02T08:15:02.1234567Z',
