@@ -22,6 +22,8 @@ _SUBJECT_PREFIX_RE = re.compile(
     r'^\s*((re|fw|fwd|aw|wg|sv|vs|antw|rif|tr|r|enc|odp|ynt|ha)\s*(\[\d+\])?\s*[:：]\s*)+', re.IGNORECASE)
 _MESSAGE_ID_RE = re.compile(r'<[^<>\s]+>')
 _CONTROL_CHARS_RE = re.compile(r'[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
+# Line breaks and tabs, in values that must stay on one line (subjects, names, addresses, file names).
+_LINE_BREAKS_RE = re.compile('[\t\n\r\x85\u2028\u2029]+')
 # Bounds on what one message may put into a header-like field (a hostile message with 50,000 recipients).
 MAX_ADDRESSES = 1000
 MAX_SUBJECT = 998      # RFC 5322's line limit
@@ -145,7 +147,7 @@ def map_message(item, folder):
         folder=folder,
         internet_message_id=_text(item.get('internetMessageId'))[:998],
         conversation_id=_text(item.get('conversationId')),
-        subject=_CONTROL_CHARS_RE.sub('', _text(item.get('subject')))[:MAX_SUBJECT],
+        subject=_line(item.get('subject'))[:MAX_SUBJECT],
         from_=_address(item.get('from')),
         sender=_address(item.get('sender')),
         to=_addresses(item.get('toRecipients')),
@@ -260,12 +262,17 @@ def _text(value):
                                                  else str(value))
 
 
+def _line(value):
+    """``value`` as one line of text: line breaks and tabs become a space, other control characters go."""
+    return _CONTROL_CHARS_RE.sub('', _LINE_BREAKS_RE.sub(' ', _text(value)))
+
+
 def _address(value):
     email = value.get('emailAddress') if isinstance(value, dict) else None
     if not isinstance(email, dict):
         return None
-    name = _CONTROL_CHARS_RE.sub('', _text(email.get('name'))).strip()[:256]
-    address = _CONTROL_CHARS_RE.sub('', _text(email.get('address'))).strip().lower()[:320]
+    name = _line(email.get('name')).strip()[:256]
+    address = _line(email.get('address')).strip().lower()[:320]
     if address and ('@' not in address or ' ' in address or '<' in address or '>' in address):
         # A malformed address is kept as a name, never as something Odoo would send mail to.
         name, address = name or address, ''
@@ -303,7 +310,7 @@ def _attachments(values):
             continue
         attachments.append(Attachment(
             graph_id=_text(value.get('id')),
-            name=_CONTROL_CHARS_RE.sub('', _text(value.get('name'))).strip()[:255] or 'attachment',
+            name=_line(value.get('name')).strip()[:255] or 'attachment',
             content_type=_text(value.get('contentType')) or 'application/octet-stream',
             content=content,
             is_inline=parse_bool(value.get('isInline')),

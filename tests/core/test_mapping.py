@@ -293,6 +293,22 @@ def test_control_characters_are_removed_from_subject_and_names():
     assert message.from_ == Address('Ann Smith', 'ann@example.com')
 
 
+def test_line_breaks_in_subject_names_and_addresses_become_spaces():
+    """Subjects, names and addresses are single-line values that end up in header-like strings
+    (``Address.formatted``): a CR/LF in them would start a new header."""
+    message = map_message(graph_message(
+        subject='Invoice\r\nBcc: victim@example.com', attachments=[file_attachment(name='a\r\nb.pdf')],
+        toRecipients=[recipient('ann@example.com', 'Ann\r\nBcc: victim@example.com'),
+                      recipient('bob\n@example.com', 'Bob'), recipient('carl@example.com\r\n', 'Carl\t')]),
+        'inbox')
+    assert message.subject == 'Invoice Bcc: victim@example.com'
+    assert message.to == (Address('Ann Bcc: victim@example.com', 'ann@example.com'),
+                          Address('Bob', ''),                  # an address broken by a line break is no address
+                          Address('Carl', 'carl@example.com'))
+    assert '\n' not in format_addresses(message.to) and '\r' not in format_addresses(message.to)
+    assert message.attachments[0].name == 'a b.pdf'
+
+
 def test_a_name_of_control_characters_only_with_no_address_is_no_address():
     assert map_message(graph_message(**{'from': recipient('', '\x00\x01\x02')}), 'inbox').from_ is None
 
