@@ -196,7 +196,7 @@ def map_delta_item(item):
         graph_id=_text(item['id']),
         is_read=parse_bool(item['isRead']) if 'isRead' in item else None,
         change_key=_text(item['changeKey']) if 'changeKey' in item else None,
-        subject=_text(item['subject'])[:MAX_SUBJECT] if 'subject' in item else None,
+        subject=_line(item['subject'])[:MAX_SUBJECT] if 'subject' in item else None,
         last_modified=parse_datetime(item.get('lastModifiedDateTime')),
         received_at=parse_datetime(item.get('receivedDateTime')),
     )

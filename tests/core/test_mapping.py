@@ -549,6 +549,13 @@ def test_delta_null_subject_is_empty_and_long_one_is_cut():
     assert len(map_delta_item({'id': 'A', 'subject': 'y' * 5000}).subject) == MAX_SUBJECT
 
 
+def test_delta_subject_is_cleaned_like_a_full_message_subject():
+    """A subject changed in a delta round must equal what ``map_message`` stores for the same subject."""
+    for subject in ('Invoice\x00 4711\x07 overdue', 'Invoice\r\nBcc: victim@example.com', 'z' * 2000):
+        assert map_delta_item({'id': 'A', 'subject': subject}).subject == \
+            map_message(graph_message(subject=subject), 'inbox').subject
+
+
 @pytest.mark.parametrize('item', [{}, {'id': ''}, {'id': None}, {'@removed': {'reason': 'deleted'}}, None, 'AAMk'])
 def test_delta_item_without_id_raises_mapping_error(item):
     with pytest.raises(MappingError):
