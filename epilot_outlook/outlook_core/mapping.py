@@ -304,7 +304,9 @@ def _attachments(values):
             skipped += 1   # item/reference attachments, or a file without its bytes
             continue
         try:
-            content = base64.b64decode(value['contentBytes'], validate=False)
+            # Line breaks are allowed (MIME wraps base64); any other foreign character makes the file invalid,
+            # instead of being dropped into an empty or corrupted file.
+            content = base64.b64decode(''.join(value['contentBytes'].split()), validate=True)
         except (binascii.Error, ValueError):
             skipped += 1
             continue

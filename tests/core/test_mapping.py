@@ -451,6 +451,21 @@ def test_invalid_base64_with_bad_padding_is_skipped_and_counted():
     assert message.attachments == [] and message.skipped_attachments == 2
 
 
+@pytest.mark.parametrize('content_bytes', ['****', '!!!!', 'SGVs*bG8=', 'SGVsbG8gd29ybGQ=!', 'ab\x00cd'])
+def test_invalid_base64_characters_are_skipped_and_counted_not_dropped(content_bytes):
+    """Decoding that silently drops foreign characters would store an empty or corrupted file."""
+    message = map_message(graph_message(attachments=[file_attachment(contentBytes=content_bytes)]), 'inbox')
+    assert message.attachments == [] and message.skipped_attachments == 1
+
+
+def test_base64_wrapped_over_lines_is_accepted():
+    wrapped = base64.encodebytes(PNG * 20).decode()          # MIME style: a line break every 76 characters
+    assert '\n' in wrapped
+    (attachment,) = map_message(graph_message(attachments=[file_attachment(contentBytes=wrapped)]),
+                                'inbox').attachments
+    assert attachment.content == PNG * 20
+
+
 def test_control_characters_are_removed_from_attachment_names():
     message = map_message(graph_message(attachments=[
         file_attachment(name='\x00in\x1bvoice.pdf'), file_attachment(name='\x00\x01'),
