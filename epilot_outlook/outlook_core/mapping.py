@@ -22,6 +22,7 @@ _SUBJECT_PREFIX_RE = re.compile(
     r'^\s*((re|fw|fwd|aw|wg|sv|vs|antw|rif|tr|r|enc|odp|ynt|ha)\s*(\[\d+\])?\s*[:：]\s*)+', re.IGNORECASE)
 _MESSAGE_ID_RE = re.compile(r'<[^<>\s]+>')
 _CONTROL_CHARS_RE = re.compile(r'[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
+_UNSTORABLE_RE = re.compile('[\x00\ud800-\udfff]')
 # Line breaks and tabs, in values that must stay on one line (subjects, names, addresses, file names).
 _LINE_BREAKS_RE = re.compile('[\t\n\r\x85\u2028\u2029]+')
 # Bounds on what one message may put into a header-like field (a hostile message with 50,000 recipients).
@@ -258,8 +259,15 @@ def text_to_html(text):
 
 
 def _text(value):
-    return value if isinstance(value, str) else ('' if value is None or isinstance(value, (dict, list))
+    """Any JSON value as text Odoo can store: no NUL (PostgreSQL refuses it), lone surrogates (JSON may escape
+    them; UTF-8 cannot encode them) replaced by U+FFFD."""
+    text = value if isinstance(value, str) else ('' if value is None or isinstance(value, (dict, list))
                                                  else str(value))
+    return _UNSTORABLE_RE.sub(_storable, text) if _UNSTORABLE_RE.search(text) else text
+
+
+def _storable(match):
+    return '' if match.group() == '\x00' else '\ufffd'
 
 
 def _line(value):

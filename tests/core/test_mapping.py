@@ -479,6 +479,31 @@ def test_non_ascii_and_mojibake_names_are_kept():
     assert [attachment.name for attachment in message.attachments] == names
 
 
+def test_text_that_postgresql_cannot_store_is_cleaned_everywhere():
+    """JSON may escape a lone surrogate (``"\\ud800"``), which no UTF-8 encoder accepts, and NUL, which a
+    PostgreSQL text column refuses; every string mapping returns is stored by Odoo."""
+    import json
+    raw = json.dumps(graph_message(
+        subject='Bad \ud800 subject', body={'contentType': 'html', 'content': '<p>a\x00b \udcff c</p>'},
+        conversationId='AAQk\x00', internetMessageId='<x\udfff@y>', changeKey='CQ\ud800',
+        internetMessageHeaders=[{'name': 'In-Reply-To', 'value': '<p\ud800@x>'}],
+        attachments=[file_attachment(name='Rechnung \udc80\udc81.pdf', contentType='image/png\x00',
+                                     contentId='<cid\ud800>')],
+        **{'from': recipient('ann@example.com', 'Ann \ud83d')}))
+    assert '\\ud800' in raw
+    message = map_message(json.loads(raw), 'inbox')
+    values = [message.subject, message.body_html, message.conversation_id, message.internet_message_id,
+              message.change_key, message.in_reply_to, message.from_.name, *message.references]
+    attachment = message.attachments[0]
+    values += [attachment.name, attachment.content_type, attachment.content_id]
+    for value in values:
+        value.encode('utf-8')          # raises on a lone surrogate
+        assert '\x00' not in value
+    assert message.subject == 'Bad \ufffd subject' and message.body_html == '<p>ab \ufffd c</p>'
+    assert attachment.name == 'Rechnung \ufffd\ufffd.pdf' and message.from_.name == 'Ann \ufffd'
+    assert map_delta_item(json.loads('{"id": "A", "subject": "x\\udc00"}')).subject == 'x\ufffd'
+
+
 # === CORRESPONDENT AND THREAD KEY === #
 
 def test_correspondent_of_received_mail_is_its_sender():
