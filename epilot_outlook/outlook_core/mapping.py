@@ -22,6 +22,9 @@ _SUBJECT_PREFIX_RE = re.compile(
     r'^\s*((re|fw|fwd|aw|wg|sv|vs|antw|rif|tr|r|enc|odp|ynt|ha)\s*(\[\d+\])?\s*[:：]\s*)+', re.IGNORECASE)
 _MESSAGE_ID_RE = re.compile(r'<[^<>\s]+>')
 _CONTROL_CHARS_RE = re.compile(r'[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
+_UNSTORABLE_RE = re.compile('[\x00\ud800-\udfff]')
+# Line breaks and tabs, in values that must stay on one line (subjects, names, addresses, file names).
+_LINE_BREAKS_RE = re.compile('[\t\n\r\x85\u2028\u2029]+')
 # Bounds on what one message may put into a header-like field (a hostile message with 50,000 recipients).
 MAX_ADDRESSES = 1000
 MAX_SUBJECT = 998      # RFC 5322's line limit
@@ -145,7 +148,7 @@ def map_message(item, folder):
         folder=folder,
         internet_message_id=_text(item.get('internetMessageId'))[:998],
         conversation_id=_text(item.get('conversationId')),
-        subject=_CONTROL_CHARS_RE.sub('', _text(item.get('subject')))[:MAX_SUBJECT],
+        subject=_line(item.get('subject'))[:MAX_SUBJECT],
         from_=_address(item.get('from')),
         sender=_address(item.get('sender')),
         to=_addresses(item.get('toRecipients')),
@@ -194,7 +197,7 @@ def map_delta_item(item):
         graph_id=_text(item['id']),
         is_read=parse_bool(item['isRead']) if 'isRead' in item else None,
         change_key=_text(item['changeKey']) if 'changeKey' in item else None,
-        subject=_text(item['subject'])[:MAX_SUBJECT] if 'subject' in item else None,
+        subject=_line(item['subject'])[:MAX_SUBJECT] if 'subject' in item else None,
         last_modified=parse_datetime(item.get('lastModifiedDateTime')),
         received_at=parse_datetime(item.get('receivedDateTime')),
     )
@@ -219,7 +222,10 @@ def parse_datetime(value):
     except ValueError:
         return None
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:   # 0001-01-01T00:00:00+01:00 is before datetime.min in UTC
+            return None
     return moment
 
 
@@ -253,16 +259,28 @@ def text_to_html(text):
 
 
 def _text(value):
-    return value if isinstance(value, str) else ('' if value is None or isinstance(value, (dict, list))
+    """Any JSON value as text Odoo can store: no NUL (PostgreSQL refuses it), lone surrogates (JSON may escape
+    them; UTF-8 cannot encode them) replaced by U+FFFD."""
+    text = value if isinstance(value, str) else ('' if value is None or isinstance(value, (dict, list))
                                                  else str(value))
+    return _UNSTORABLE_RE.sub(_storable, text) if _UNSTORABLE_RE.search(text) else text
+
+
+def _storable(match):
+    return '' if match.group() == '\x00' else '\ufffd'
+
+
+def _line(value):
+    """``value`` as one line of text: line breaks and tabs become a space, other control characters go."""
+    return _CONTROL_CHARS_RE.sub('', _LINE_BREAKS_RE.sub(' ', _text(value)))
 
 
 def _address(value):
     email = value.get('emailAddress') if isinstance(value, dict) else None
     if not isinstance(email, dict):
         return None
-    name = _CONTROL_CHARS_RE.sub('', _text(email.get('name'))).strip()[:256]
-    address = _CONTROL_CHARS_RE.sub('', _text(email.get('address'))).strip().lower()[:320]
+    name = _line(email.get('name')).strip()[:256]
+    address = _line(email.get('address')).strip().lower()[:320]
     if address and ('@' not in address or ' ' in address or '<' in address or '>' in address):
         # A malformed address is kept as a name, never as something Odoo would send mail to.
         name, address = name or address, ''
@@ -294,13 +312,15 @@ def _attachments(values):
             skipped += 1   # item/reference attachments, or a file without its bytes
             continue
         try:
-            content = base64.b64decode(value['contentBytes'], validate=False)
+            # Line breaks are allowed (MIME wraps base64); any other foreign character makes the file invalid,
+            # instead of being dropped into an empty or corrupted file.
+            content = base64.b64decode(''.join(value['contentBytes'].split()), validate=True)
         except (binascii.Error, ValueError):
             skipped += 1
             continue
         attachments.append(Attachment(
             graph_id=_text(value.get('id')),
-            name=_CONTROL_CHARS_RE.sub('', _text(value.get('name'))).strip()[:255] or 'attachment',
+            name=_line(value.get('name')).strip()[:255] or 'attachment',
             content_type=_text(value.get('contentType')) or 'application/octet-stream',
             content=content,
             is_inline=parse_bool(value.get('isInline')),

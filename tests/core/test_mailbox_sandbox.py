@@ -1,0 +1,332 @@
+"""mailbox.py's ``MailboxReader`` against the sandbox's Graph mail room over HTTPS (contract §3, §5, §6).
+
+Messages are made through the control API (``/control/mail/generate``, ``/deliver``, ``/move``, ``/delete``,
+``/delta/expire``); the cost of each step is counted twice: the HTTP requests the client sent (a counting
+``requests.Session``) and the Graph requests the sandbox served for the mailbox (``/control/mail/counts``,
+where every ``$batch`` item counts as one).
+"""
+import datetime as dt
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from m365_sandbox.seed import CONNECTOR_SCOPES
+from outlook_core import errors
+from outlook_core.graph import GraphClient
+from outlook_core.mailbox import BACKFILL_PAGE_SIZE, MailboxProbe, MailboxReader
+from outlook_core.mapping import map_delta_item, map_messages
+
+DOMAIN = 'contoso.onmicrosoft.com'
+SUPPORT = 'support@' + DOMAIN          # service account: Full Access + Send As
+HR = 'hr@' + DOMAIN                    # service account: no rights
+
+
+class CountingSession(requests.Session):
+    """Records every request the client sends: (method, url, params, json)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def request(self, method, url, *args, **kwargs):
+        self.calls.append((method.upper(), url, kwargs.get('params'), kwargs.get('json')))
+        return super().request(method, url, *args, **kwargs)
+
+
+@pytest.fixture
+def session():
+    with CountingSession() as counting:
+        yield counting
+
+
+@pytest.fixture
+def client(sandbox, demo, session):
+    access, _ = sandbox.state.issue_tokens(demo['client_id'], demo['service_account']['id'], set(CONNECTOR_SCOPES))
+    host = urlsplit(sandbox.graph_base).netloc
+    return GraphClient(sandbox.graph_base, lambda: access.token, ca_bundle=sandbox.ca_path, allowed_hosts=(host,),
+                       session=session, sleep=lambda _s: pytest.fail("no retry expected"))
+
+
+@pytest.fixture
+def reader(client):
+    return MailboxReader(client, ' Support@Contoso.onmicrosoft.com ')
+
+
+# === HELPERS === #
+
+def control(http, sandbox, path, payload=None):
+    response = (http.post(sandbox.control_base + path, json=payload) if payload is not None
+                else http.get(sandbox.control_base + path))
+    assert response.status_code in (200, 201), response.text
+    return response.json()
+
+
+def served(http, sandbox, mailbox=SUPPORT):
+    """Graph requests the sandbox has served for ``mailbox`` so far."""
+    return control(http, sandbox, '/mail/counts')['mailboxes'].get(mailbox, 0)
+
+
+def folder_messages(sandbox, upn, folder):
+    state = sandbox.state
+    box = state.user_by_ref(upn)
+    target = state.folder_by_ref(box.id, folder)
+    return [message for message in state.messages.values() if target and message.folder_id == target.id]
+
+
+def window_start(sandbox, days):
+    """Naive UTC, whole seconds (what ``$filter`` carries), ``days`` before the sandbox's now."""
+    return (sandbox.state.now() - dt.timedelta(days=days)).replace(tzinfo=None, microsecond=0)
+
+
+def in_window(sandbox, upn, folder, since):
+    since = since.replace(tzinfo=dt.timezone.utc)
+    return {message.immutable_id: message for message in folder_messages(sandbox, upn, folder)
+            if message.received >= since}
+
+
+def run_delta_round(reader, folder, since, link=None):
+    """Pages of one delta round to its delta link: (changes, delta link, pages)."""
+    changes, pages = [], 0
+    while True:
+        page = reader.delta_page(folder, since, link)
+        pages += 1
+        changes += [map_delta_item(item) for item in page.items]
+        assert bool(page.next_link) != bool(page.delta_link)
+        if page.delta_link:
+            return changes, page.delta_link, pages
+        link = page.next_link
+        assert pages < 100
+
+
+# === PROBE === #
+
+def test_probe_a_readable_mailbox_in_one_request(sandbox, http, reader, session):
+    before = served(http, sandbox)
+    probe = reader.probe()
+    assert probe == MailboxProbe(display_name='Contoso Support',
+                                 inbox_total=len(folder_messages(sandbox, SUPPORT, 'inbox')))
+    assert probe.inbox_total == 8     # the demo's generated mail
+    assert [(method, urlsplit(url).path) for method, url, _p, _j in session.calls] == [('POST', '/v1.0/$batch')]
+    assert served(http, sandbox) - before == 3      # inbox, one sent item, ten received: three batch items
+
+
+def test_probe_finds_the_display_name_in_sent_items_too(sandbox, http, reader):
+    """With an empty Inbox the name comes from the mailbox's own sent mail."""
+    for message in folder_messages(sandbox, SUPPORT, 'inbox'):
+        control(http, sandbox, '/mail/delete', {'id': message.immutable_id, 'permanent': True})
+    box = sandbox.state.user_by_ref(SUPPORT)
+    control(http, sandbox, '/mail/generate', {'mailbox': SUPPORT, 'count': 1, 'folder': 'sentitems'})
+    sent = folder_messages(sandbox, SUPPORT, 'sentitems')[0]
+    sent.from_addr = {'name': box.display_name, 'address': box.upn}
+    assert reader.probe() == MailboxProbe(display_name='Contoso Support', inbox_total=0)
+
+
+def test_probe_without_rights_is_forbidden(sandbox, client):
+    with pytest.raises(errors.Forbidden) as info:
+        MailboxReader(client, HR).probe()
+    assert info.value.status == 403 and info.value.code == 'ErrorAccessDenied'
+
+
+def test_probe_of_an_unknown_address_is_not_found(sandbox, client):
+    with pytest.raises(errors.NotFound) as info:
+        MailboxReader(client, 'nobody@' + DOMAIN).probe()
+    assert info.value.status == 404
+
+
+# === WINDOW COUNTS === #
+
+def test_count_window_counts_both_folders_in_one_request(sandbox, http, reader, session):
+    control(http, sandbox, '/mail/generate', {'mailbox': SUPPORT, 'count': 120, 'days': 30, 'seed': 11})
+    control(http, sandbox, '/mail/generate', {'mailbox': SUPPORT, 'count': 40, 'days': 30, 'seed': 12,
+                                              'folder': 'sentitems'})
+    since = window_start(sandbox, 12)
+    expected = {folder: len(in_window(sandbox, SUPPORT, folder, since)) for folder in ('inbox', 'sentitems')}
+    assert 0 < expected['inbox'] < 128 and 0 < expected['sentitems'] < 40     # the filter matters
+    before = served(http, sandbox)
+    assert reader.count_window(since) == expected
+    assert len(session.calls) == 1 and served(http, sandbox) - before == 2
+
+
+def test_count_window_of_a_forbidden_mailbox_raises(client):
+    with pytest.raises(errors.Forbidden):
+        MailboxReader(client, HR).count_window(dt.datetime(2024, 1, 1))
+
+
+# === BACKFILL === #
+
+def test_backfill_pages_newest_first_to_the_end_with_every_message_once(sandbox, http, reader, session):
+    control(http, sandbox, '/mail/generate', {'mailbox': SUPPORT, 'count': 120, 'days': 30, 'seed': 7})
+    since = window_start(sandbox, 27)
+    expected = in_window(sandbox, SUPPORT, 'inbox', since)
+    assert BACKFILL_PAGE_SIZE * 2 < len(expected) < 128        # several pages, and the window leaves some out
+    before = served(http, sandbox)
+
+    pages, link = [], None
+    while True:
+        page = reader.backfill_page('inbox', since, link)
+        pages.append(page)
+        assert page.delta_link is None and len(page.items) <= BACKFILL_PAGE_SIZE
+        if not page.next_link:
+            break
+        link = page.next_link
+        assert len(pages) < 20
+
+    # nextLinks followed verbatim: each request after the first is exactly the previous page's link
+    assert len(session.calls) == len(pages) == served(http, sandbox) - before
+    for (_m, url, params, _j), previous in zip(session.calls[1:], pages):
+        assert url == previous.next_link and params is None
+    first_method, first_url, first_params, _j = session.calls[0]
+    assert first_url.endswith('/users/support@contoso.onmicrosoft.com/mailFolders/inbox/messages')
+    assert first_params['$orderby'] == 'receivedDateTime desc' and first_params['$expand'] == 'attachments'
+
+    messages, skipped = map_messages([item for page in pages for item in page.items], 'inbox')
+    ids = [message.graph_id for message in messages]
+    assert skipped == 0
+    assert len(ids) == len(set(ids)) == len(expected) and set(ids) == set(expected)     # immutable ids, once each
+    assert not set(ids) & {message.id for message in expected.values()}              # never the mutable ones
+    received = [message.received_at for message in messages]
+    assert received == sorted(received, reverse=True)                                # newest first
+    assert all(message.body_html and message.from_ and message.change_key for message in messages)
+    # what only $select / $expand bring: headers of replies, file attachments with their bytes
+    with_parent = [message for message in messages if expected[message.graph_id].in_reply_to]
+    assert with_parent and all(message.in_reply_to == expected[message.graph_id].in_reply_to
+                               for message in with_parent)
+    attached = [(attachment, message) for message in messages for attachment in message.attachments]
+    assert attached
+    for attachment, message in attached:
+        source = next(a for a in expected[message.graph_id].attachments if a.id == attachment.graph_id)
+        assert attachment.content == source.content and attachment.is_inline == source.is_inline
+
+
+def test_backfill_resumes_from_a_stored_next_link(sandbox, http, reader):
+    control(http, sandbox, '/mail/generate', {'mailbox': SUPPORT, 'count': 120, 'days': 30, 'seed': 8})
+    since = window_start(sandbox, 60)
+    first = reader.backfill_page('inbox', since)
+    # a new reader (another cron run) continues from the checkpoint alone
+    resumed = MailboxReader(reader.client, SUPPORT)
+    ids, link = [item['id'] for item in first.items], first.next_link
+    while link:
+        page = resumed.backfill_page('inbox', dt.datetime(2099, 1, 1), link)     # since is ignored with a link
+        ids += [item['id'] for item in page.items]
+        link = page.next_link
+    assert sorted(ids) == sorted(in_window(sandbox, SUPPORT, 'inbox', since)) and len(ids) == 128
+
+
+# === DELTA === #
+
+def test_delta_initial_round_then_new_read_and_moved_out(sandbox, http, reader, client, session):
+    control(http, sandbox, '/mail/generate', {'mailbox': SUPPORT, 'count': 120, 'days': 30, 'seed': 5})
+    since = window_start(sandbox, 20)
+    expected = in_window(sandbox, SUPPORT, 'inbox', since)
+
+    changes, delta_link, pages = run_delta_round(reader, 'inbox', since)
+    assert {change.graph_id for change in changes} == set(expected)          # replays allowed, nothing missing
+    assert not any(change.removed for change in changes)
+    unread = {message.immutable_id for message in expected.values() if not message.is_read}
+    assert {change.graph_id for change in changes if change.is_read is False} == unread
+    assert all(change.received_at and change.change_key for change in changes)
+    first_params = session.calls[0][2]
+    assert set(first_params) == {'$select', '$filter'}
+    assert all(params is None for _m, _u, params, _j in session.calls[1:])
+
+    # a delivered message, a read flag changed, a message moved out of the Inbox
+    delivered = control(http, sandbox, '/mail/deliver', {
+        'mailbox': SUPPORT, 'from': {'name': 'Ann', 'address': 'ann@example.com'}, 'subject': 'Neues Ticket',
+        'body_html': '<p>Hallo</p>'})
+    to_read, to_move = sorted(unread)[:2]
+    old_change_key = expected[to_read].change_key
+    client.patch('/users/%s/messages/%s' % (SUPPORT, to_read), json={'isRead': True})
+    client.post('/users/%s/messages/%s/move' % (SUPPORT, to_move), json={'destinationId': 'deleteditems'})
+
+    changes, second_link, _pages = run_delta_round(reader, 'inbox', since, delta_link)
+    by_id = {}
+    for change in changes:
+        by_id.setdefault(change.graph_id, change)
+    assert set(by_id) == {delivered['immutable_id'], to_read, to_move}
+    new = by_id[delivered['immutable_id']]
+    assert not new.removed and new.subject == 'Neues Ticket' and new.is_read is False and new.received_at
+    read = by_id[to_read]
+    assert not read.removed and read.is_read is True and read.subject is None      # only what changed
+    assert read.change_key == sandbox.state.messages[to_read].change_key != old_change_key
+    assert by_id[to_move].removed is True                      # moved out: @removed, under its immutable id
+    assert second_link != delta_link
+
+    # nothing happened since: an empty round
+    changes, _link, _pages = run_delta_round(reader, 'inbox', since, second_link)
+    assert changes == []
+
+
+@pytest.mark.parametrize('mode, status', [('syncStateNotFound', 400), ('410', 410)])
+def test_delta_expired_link_raises_sync_reset(sandbox, http, reader, mode, status):
+    since = window_start(sandbox, 60)
+    _changes, delta_link, _pages = run_delta_round(reader, 'inbox', since)
+    assert control(http, sandbox, '/mail/delta/expire', {'mode': mode, 'mailbox': SUPPORT})['mode'] == mode
+    with pytest.raises(errors.SyncReset) as info:
+        reader.delta_page('inbox', since, delta_link)
+    assert info.value.status == status
+    if status == 410:
+        assert info.value.location and '/mailFolders/inbox/messages/delta' in info.value.location
+    else:
+        assert info.value.code == 'syncStateNotFound'
+    # a new round without a link starts over and works
+    changes, new_link, _pages = run_delta_round(reader, 'inbox', since)
+    assert {change.graph_id for change in changes} == set(in_window(sandbox, SUPPORT, 'inbox', since))
+    assert new_link != delta_link
+
+
+# === FETCH BY ID === #
+
+def test_fetch_25_messages_in_two_batches_with_a_deleted_one_missing(sandbox, http, reader, session):
+    control(http, sandbox, '/mail/generate', {'mailbox': SUPPORT, 'count': 30, 'days': 30, 'seed': 9})
+    ids = sorted(message.immutable_id for message in folder_messages(sandbox, SUPPORT, 'inbox'))[:25]
+    gone = ids[13]
+    control(http, sandbox, '/mail/delete', {'id': gone, 'permanent': True})
+    before = served(http, sandbox)
+
+    found, missing = reader.fetch_messages(ids)
+
+    assert missing == [gone]
+    messages, skipped = map_messages(found, 'inbox')
+    assert skipped == 0 and [message.graph_id for message in messages] == [i for i in ids if i != gone]
+    state_messages = sandbox.state.messages
+    for message in messages:
+        source = state_messages[message.graph_id]
+        assert message.subject == source.subject and message.body_html == source.body
+        assert message.internet_message_id == source.internet_message_id
+        assert len(message.attachments) == len(source.attachments)
+    batches = [(method, urlsplit(url).path, len(body['requests'])) for method, url, _p, body in session.calls]
+    assert batches == [('POST', '/v1.0/$batch', 20), ('POST', '/v1.0/$batch', 5)]
+    assert served(http, sandbox) - before == 25
+
+
+def test_fetch_nothing_sends_nothing(reader, session):
+    assert reader.fetch_messages([]) == ([], [])
+    assert session.calls == []
+
+
+def test_fetch_from_a_forbidden_mailbox_raises(client, sandbox):
+    with pytest.raises(errors.Forbidden):
+        MailboxReader(client, HR).fetch_messages(['AAMkAnything'])
+
+
+# === RECONCILIATION === #
+
+def test_list_ids_of_the_window_in_pages_of_1000(sandbox, http, reader, session):
+    control(http, sandbox, '/mail/generate', {'mailbox': SUPPORT, 'count': 1500, 'days': 30, 'seed': 4})
+    since = window_start(sandbox, 25)
+    expected = in_window(sandbox, SUPPORT, 'inbox', since)
+    assert 1000 < len(expected) < 1508
+    before = served(http, sandbox)
+    assert reader.list_ids('inbox', since) == set(expected)
+    # 1,000 ids per page (plus the sandbox's empty page with a nextLink), never a page of bodies
+    assert len(session.calls) == served(http, sandbox) - before <= 3
+    assert parse_qs(urlsplit(session.calls[-1][1]).query).get('$top') == ['1000']
+    sent_ids = reader.list_ids('sentitems', since)
+    assert sent_ids == set(in_window(sandbox, SUPPORT, 'sentitems', since)) == set()
+
+
+def test_unknown_folder_is_refused_before_any_request(reader, session):
+    with pytest.raises(ValueError):
+        reader.backfill_page('drafts', dt.datetime(2024, 1, 1))
+    assert session.calls == []
