@@ -220,6 +220,10 @@ class Bench:
             self.sandbox.stop()
             with contextlib.suppress(OSError):
                 os.unlink(self.sandbox.log.name)
+            # Without --workdir the sandbox keeps its CA in a temporary directory of its own and leaves it.
+            workdir = os.path.dirname(self.sandbox.info['ca_bundle'])
+            if os.path.basename(workdir).startswith('m365-sandbox-'):
+                shutil.rmtree(workdir, ignore_errors=True)
 
     # --- the connection -------------------------------------------------------------------------------------
 
@@ -456,14 +460,14 @@ class Bench:
         delta_idle = self.delta_round(main['address_id'])
 
         # 3. the other sizes, one fresh mailbox each.
-        scale = {args.messages: main}
+        scale = [main]
         self.generate(BILLING, 1000, seed=2)
-        scale[1000] = self.backfill(BILLING)
+        scale.append(self.backfill(BILLING))
         peak = None
         if not args.quick:
             self.generate(SALES, BIG, seed=3)
             with RssPeak() as peak:
-                scale[BIG] = self.backfill(SALES)
+                scale.append(self.backfill(SALES))
 
         self.report(gateway, main, ceiling, ceiling_files, delta_first, delta_idle, scale, peak)
         if main['profile']:
@@ -506,8 +510,7 @@ class Bench:
         print(line)
         print(f"{'backfill size':>14s} {'seconds':>8s} {'ms/msg':>8s} {'msg/s':>8s} {'req/1k':>8s} "
               f"{'queries/msg':>12s}")
-        for size in sorted(scale):
-            result = scale[size]
+        for result in sorted(scale, key=lambda result: result['done']):
             print(f"{result['done']:>14,} {result['seconds']:>8.1f} {1000 * result['seconds'] / result['done']:>8.2f} "
                   f"{result['done'] / result['seconds']:>8.0f} {1000 * result['requests'] / result['done']:>8.1f} "
                   f"{result['queries'] / result['done']:>12.1f}")
