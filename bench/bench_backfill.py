@@ -40,8 +40,7 @@ from datetime import timedelta
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ODOO_SRC = os.environ.get('ODOO_SRC', '/opt/odoo19')
-DATA_DIR = os.environ.get('ODOO_DATA_DIR', os.path.join(os.environ.get('EPILOT_MAIN', '/work/main'), 'var',
-                                                         'odoo-data'))
+DATA_DIR = os.environ.get('ODOO_DATA_DIR', os.path.join(ROOT, 'var', 'odoo-data'))   # where make test keeps it
 sys.path.insert(0, ROOT)
 sys.path.insert(0, ODOO_SRC)
 for _var in ('REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE'):      # let Session.verify reach the sandbox CA

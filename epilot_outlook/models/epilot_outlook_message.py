@@ -115,9 +115,11 @@ class EpilotOutlookMessage(models.Model):
             tracking_disable=True, mail_auto_subscribe_no_notify=True,
         ))
         mailbox = address.email
-        # Partners first: new conversations link to their correspondent's partner.
-        partners = self._outlook_partners(inbox, [message.from_ for message in new if message.from_])
-        conversations = env['epilot.shared.conversation']._outlook_for_messages(inbox, mailbox, new)
+        # Partners first (authors and correspondents, one search): new conversations link to theirs.
+        partners = self._outlook_partners(inbox, [
+            address for message in new for address in (message.from_, message.correspondent(mailbox)) if address
+        ])
+        conversations = env['epilot.shared.conversation']._outlook_for_messages(inbox, mailbox, new, partners)
         attachments = self._outlook_create_attachments(new, conversations)
 
         subtype_id = self.env['ir.model.data']._xmlid_to_res_id('mail.mt_comment')
