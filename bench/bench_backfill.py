@@ -364,23 +364,47 @@ class Bench:
 
     # --- 1c. the ORM's ceiling ------------------------------------------------------------------------------
 
-    def ceiling(self, inbox_id, with_attachments):
-        """``mail.message.create`` of the values the backfill created (read back), in batches of 50, rolled back.
+    def graph_bodies(self, address_id):
+        """The HTML bodies as Graph sends them, by immutable id (read again from the sandbox, not timed): the
+        ceiling must sanitize the same input as the import, not the already sanitized copy Odoo stored."""
+        from odoo.addons.epilot_outlook.outlook_core import mapping
+        from odoo.addons.epilot_outlook.outlook_core.mailbox import MailboxReader
+        bodies = {}
+        with self.env() as env:
+            address = env['epilot.outlook.email.address'].browse(address_id)
+
+            def read(reader):
+                for folder in mapping.FOLDERS:
+                    link = None
+                    while True:
+                        page = reader.backfill_page(folder, address.window_start, link)
+                        for message in mapping.map_messages(page.items, folder)[0]:
+                            bodies[message.graph_id] = message.body_html
+                        if not (link := page.next_link):
+                            break
+            address.connection_id._outlook_call_graph(lambda client: read(MailboxReader(client, address.email)))
+        return bodies
+
+    def ceiling(self, inbox_id, raw_bodies, with_attachments):
+        """``mail.message.create`` of the values the backfill created, in batches of 50, rolled back: the same
+        fields, with the body as Graph sent it (``raw_bodies``), so the sanitizer sees the same input.
 
         ``with_attachments``: also create each message's files (``ir.attachment``, same bytes, same context).
         """
+        from markupsafe import Markup
         from odoo.fields import Command
         fields_ = ['model', 'res_id', 'message_type', 'subtype_id', 'subject', 'body', 'author_id', 'email_from',
                    'incoming_email_to', 'incoming_email_cc', 'reply_to', 'message_id', 'date']
         with self.env() as env:
             records = env['epilot.outlook.message'].search([('inbox_id', '=', inbox_id)], order='id')
-            messages = records.mail_message_id
             values, files = [], []
-            for message in messages:
+            for record in records:
+                message = record.mail_message_id
                 vals = {}
                 for name in fields_:
                     value = message[name]
                     vals[name] = value.id if hasattr(value, '_name') else value
+                vals['body'] = Markup(raw_bodies.get(record.graph_id, ''))
                 values.append(vals)
                 files.append([{'name': att.name, 'raw': att.raw, 'mimetype': att.mimetype, 'res_model': att.res_model,
                                'res_id': att.res_id, 'access_token': att.access_token}
@@ -453,8 +477,9 @@ class Bench:
         print(f"generated {args.messages:,} messages in {SUPPORT} in {gen:.1f} s")
         gateway = self.gateway(SUPPORT, args.gateway_sample)
         main = self.backfill(SUPPORT, profile=args.profile)
-        ceiling = self.ceiling(main['inbox_id'], with_attachments=False)
-        ceiling_files = self.ceiling(main['inbox_id'], with_attachments=True)
+        raw_bodies = self.graph_bodies(main['address_id'])
+        ceiling = self.ceiling(main['inbox_id'], raw_bodies, with_attachments=False)
+        ceiling_files = self.ceiling(main['inbox_id'], raw_bodies, with_attachments=True)
         delta_first = self.delta_round(main['address_id'])
         delta_idle = self.delta_round(main['address_id'])
 
