@@ -24,6 +24,9 @@ BACKFILL_DAYS_DEFAULT = 30
 SYNC_MAX_WAIT_S = 2
 # Backoff of a sync step that failed for another reason (5xx after retries, an unexpected Graph answer).
 RETRY_BACKOFF_S = (5, 60)
+# Mail received this long before the backfill started is the backfill's to import, not delta's: Graph's clock and
+# Odoo's may differ by this much. Both importing it is harmless (the exactly-once key).
+CLOCK_MARGIN = timedelta(minutes=5)
 
 
 class EpilotOutlookEmailAddress(models.Model):
@@ -325,12 +328,13 @@ class EpilotOutlookEmailAddress(models.Model):
                 return
 
     def _outlook_backfill_covers(self, received_at):
-        """ Whether the running backfill will import a message received at ``received_at`` (so delta need not
-        fetch it): the backfill is not finished and the message arrived before it started. """
+        """ Whether mail received at ``received_at`` is the backfill's business, not delta's: it arrived
+        before the backfill started, and the backfill has not finished. A running backfill imports it; a
+        cancelled one was told not to, and delta must not import it behind the user's back. """
         self.ensure_one()
         backfill = self.backfill_id
-        return bool(received_at and backfill and backfill.state in ('pending', 'running', 'waiting')
-                    and received_at < backfill.started_date - timedelta(minutes=5))
+        return bool(received_at and backfill and backfill.state != 'done'
+                    and received_at < backfill.started_date - CLOCK_MARGIN)
 
     def _outlook_with_reader(self, operation, on_retry, raise_errors=False):
         """ Run ``operation(reader)`` with this address's :class:`MailboxReader`, as a sync step.

@@ -12,9 +12,6 @@ _logger = logging.getLogger(__name__)
 
 # Delta pages one cron run handles for a folder before it commits and lets the other folders have a turn.
 DELTA_PAGES_PER_RUN = 20
-# A message received this long before the backfill started is the backfill's to import, not delta's: Graph's
-# clock and Odoo's may differ by this much. Both importing it is harmless (the exactly-once key).
-CLOCK_MARGIN = timedelta(minutes=5)
 
 
 class EpilotOutlookFolderSync(models.Model):

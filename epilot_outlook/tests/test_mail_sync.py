@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 from odoo.exceptions import UserError
 from odoo.tests import tagged
 
@@ -126,9 +128,15 @@ class TestBackfill(OutlookMailSyncCase):
         done = backfill.done
         self.run_cron(self.backfill_cron)
         self.assertEqual(backfill.done, done, "a cancelled backfill imports nothing more")
+        before = self.env['epilot.outlook.message'].search([('address_id', '=', address.id)])
         self.deliver(subject="After cancel")
         self.run_delta(address)
         self.assertIn("After cancel", address.shared_inbox_id.conversation_ids.mapped('name'))
+        # Delta's first round lists the whole window: what the cancelled backfill left out stays out.
+        added = self.env['epilot.outlook.message'].search([('address_id', '=', address.id)]) - before
+        self.assertTrue(added)
+        self.assertFalse(added.filtered(lambda record: record.received_date < backfill.started_date
+                                        - timedelta(minutes=5)), "delta imported old mail behind the cancel")
 
     def test_throttled_page_reschedules_instead_of_sleeping(self):
         address = self.add_address(SUPPORT)
