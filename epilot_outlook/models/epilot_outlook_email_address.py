@@ -178,8 +178,11 @@ class EpilotOutlookEmailAddress(models.Model):
         for address in resumed:
             address.write({'sync_state': address.paused_from_state or 'pending', 'paused_from_state': False})
         if resumed:
-            resumed.folder_sync_ids.write({'retry_at': False})
-            resumed.backfill_ids.filtered(lambda backfill: backfill.state == 'waiting').write({'retry_at': False})
+            # The sync's own records: only the sync writes them (the editor reconnecting has no access).
+            resumed_sudo = resumed.sudo()
+            resumed_sudo.folder_sync_ids.write({'retry_at': False})
+            resumed_sudo.backfill_ids.filtered(lambda backfill: backfill.state == 'waiting').write(
+                {'retry_at': False})
             resumed._outlook_wake_crons()
 
     # === ACTION METHODS === #
