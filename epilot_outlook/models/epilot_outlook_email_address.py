@@ -23,6 +23,11 @@ BACKFILL_DAYS_DEFAULT = 30
 SYNC_MAX_WAIT_S = 2
 # Backoff of a sync step that failed for another reason (5xx after retries, an unexpected Graph answer).
 RETRY_BACKOFF_S = (5, 60)
+# Another worker imported the same messages at the same moment (the unique keys refused the second), or wrote the
+# same rows: the step is rolled back to its savepoint and retried soon, in a new transaction that sees the first.
+DB_CONFLICTS = (
+    psycopg2.errors.UniqueViolation, psycopg2.errors.SerializationFailure, psycopg2.errors.DeadlockDetected,
+)
 
 
 class EpilotOutlookEmailAddress(models.Model):
@@ -349,9 +354,9 @@ class EpilotOutlookEmailAddress(models.Model):
         """
         self.ensure_one()
         try:
-            return self.connection_id._outlook_call_graph(
+            return self._outlook_in_savepoint(lambda: self.connection_id._outlook_call_graph(
                 lambda client: operation(MailboxReader(client, self.email)), max_wait=SYNC_MAX_WAIT_S,
-                slot_wait=SYNC_MAX_WAIT_S)
+                slot_wait=SYNC_MAX_WAIT_S))
         except (Throttled, TransientError) as error:
             if isinstance(error, Throttled):
                 delay = error.retry_after or const.BACKOFF_MAX_S
@@ -371,7 +376,7 @@ class EpilotOutlookEmailAddress(models.Model):
             if raise_errors:
                 raise
             _logger.info("Microsoft Outlook: address %s: sync step stopped, the connection is not usable", self.id)
-        except (psycopg2.errors.UniqueViolation, psycopg2.errors.SerializationFailure):
+        except DB_CONFLICTS:
             _logger.info("Microsoft Outlook: address %s: another worker imported the same messages; retrying",
                          self.id)
             self._outlook_step_failed(on_retry, None, 1)
@@ -381,6 +386,22 @@ class EpilotOutlookEmailAddress(models.Model):
             if raise_errors:
                 raise UserError(self._outlook_error_text(error)) from None
         return None
+
+    def _outlook_in_savepoint(self, operation):
+        """ Run ``operation()`` in a savepoint that a database error rolls back, so that after a conflict with
+        another worker the transaction is still usable to schedule the retry. After any other error what the
+        step wrote is kept: each page is written together with its checkpoint. """
+        savepoint = self.env.cr.savepoint()
+        try:
+            result = operation()
+        except psycopg2.Error:
+            savepoint.close(rollback=True)
+            raise
+        except Exception:
+            savepoint.close(rollback=False)
+            raise
+        savepoint.close(rollback=False)   # flushes: a conflict may only show now (and is then rolled back)
+        return result
 
     def _outlook_step_failed(self, records, error, delay):
         retry_at = fields.Datetime.now() + timedelta(seconds=delay)

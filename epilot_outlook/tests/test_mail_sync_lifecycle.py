@@ -1,7 +1,15 @@
-from odoo.tests import tagged
+import threading
+
+from odoo import SUPERUSER_ID, api
+from odoo.modules.registry import DummyRLock, Registry
+from odoo.tests import TransactionCase, tagged
 from odoo.tools import mute_logger
 
-from .mail_sync_common import SUPPORT, OutlookMailSyncCase
+from .mail_sync_common import SUPPORT, OutlookMailSyncCase, SyncAssertions
+from .outlook_sandbox_common import create_signed_in_connection, sign_in_service_account
+from .sandbox_process import SandboxProcess
+
+REDIRECT_URI = 'http://127.0.0.1:8069/epilot_outlook/oauth/callback'
 
 
 class _LifecycleMixin:
@@ -201,3 +209,115 @@ class TestDisconnect(_LifecycleMixin, OutlookMailSyncCase):
         self.assertEqual(len(self.inbox_emails(inbox)), len(self.inbox_records(inbox)))
         self.assertInSync(third)
 
+
+@tagged('post_install', '-at_install')
+class TestTwoWorkers(_LifecycleMixin, SyncAssertions, TransactionCase):
+    """ A backfill page and a delta round of one address import the same messages at the same moment, in two
+    real transactions (as two cron workers would). ``TransactionCase`` does not put the registry in test mode,
+    so ``registry.cursor()`` opens real transactions; what they commit is deleted again in a cleanup. """
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.sandbox = SandboxProcess.get()
+
+    def setUp(self):
+        super().setUp()
+        # The runner holds the registry lock for the whole run; worker threads need it to build environments.
+        self.patch(Registry, '_lock', DummyRLock())
+        self.demo = self.sandbox.reset_and_seed([REDIRECT_URI])
+        tokens = sign_in_service_account(self.sandbox, self.demo, REDIRECT_URI)
+        self.graph_token = tokens.access_token
+        with self.registry.cursor() as cr:
+            cr.execute("SELECT COALESCE(MAX(id), 0) FROM ir_cron_trigger")
+            self.last_trigger_id = cr.fetchone()[0]
+        self.addCleanup(self._delete_committed_records)
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            connection = create_signed_in_connection(env, self.sandbox, self.demo, tokens, "Two Workers")
+            self.connection_id, self.company_id = connection.id, connection.company_id.id
+            address = env['epilot.outlook.email.address'].create({
+                'email': SUPPORT, 'connection_id': connection.id})
+            self.address_id = address.id
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            address = env['epilot.outlook.email.address'].browse(self.address_id)
+            address._outlook_start_sync()
+            self.inbox_id = address.shared_inbox_id.id
+            address.backfill_id._outlook_run_page()   # counts the window
+
+    def _delete_committed_records(self):
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            inbox = env['epilot.shared.inbox'].browse(getattr(self, 'inbox_id', None)).exists()
+            conversations = env['epilot.shared.conversation'].search([('inbox_id', 'in', inbox.ids)])
+            env['ir.attachment'].search([
+                ('res_model', '=', 'epilot.shared.conversation'), ('res_id', 'in', conversations.ids)]).unlink()
+            env['epilot.outlook.message'].search([('inbox_id', 'in', inbox.ids)]).unlink()
+            conversations.unlink()
+            env['epilot.outlook.connection'].browse(getattr(self, 'connection_id', None)).exists().unlink()
+            inbox.unlink()
+            env['res.company'].browse(getattr(self, 'company_id', None)).exists().unlink()
+            cr.execute("DELETE FROM ir_cron_trigger WHERE id > %s", [self.last_trigger_id])
+
+    def test_backfill_page_and_delta_round_at_once_import_each_message_once(self):
+        # Mail that arrived after the backfill started: the first backfill page and delta's first round
+        # both hold it.
+        delivered = [self.sandbox.control('POST', '/mail/deliver', {
+            'mailbox': SUPPORT, 'from': 'race%d@fabrikam.com' % index, 'subject': "Race %d" % index,
+            'body_html': '<p>Both workers see me</p>'}) for index in range(25)]
+
+        start, results, failures = threading.Barrier(2), {}, []
+
+        def worker(kind):
+            try:
+                with self.registry.cursor() as cr:
+                    env = api.Environment(cr, SUPERUSER_ID, {})
+                    address = env['epilot.outlook.email.address'].browse(self.address_id)
+                    if kind == 'backfill':
+                        step = address.backfill_id
+                    else:
+                        step = address.folder_sync_ids.filtered(lambda sync: sync.folder == 'inbox')
+                    # Both snapshots are taken before either worker commits (REPEATABLE READ).
+                    env['epilot.outlook.message'].search_count([('inbox_id', '=', self.inbox_id)])
+                    start.wait(timeout=30)
+                    if kind == 'backfill':
+                        results[kind] = step._outlook_run_page()
+                    else:
+                        results[kind] = step._outlook_run_round()
+                    results[kind + '_retry_at'] = step.retry_at
+            except Exception as error:  # noqa: BLE001 - reported by the assertion below
+                failures.append((kind, error))
+
+        threads = [threading.Thread(target=worker, args=(kind,)) for kind in ('backfill', 'delta')]
+        # The losing INSERT is logged by the cursor before the code handles it.
+        with mute_logger('odoo.sql_db'):
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=120)
+        self.assertFalse(failures, "a worker failed instead of retrying")
+        self.assertEqual(len([kind for kind in ('backfill', 'delta') if results.get(kind + '_retry_at')]), 1,
+                         "exactly one worker lost the race and scheduled its retry")
+
+        # The crons go on (the loser's retry is due again) until the backfill is done.
+        for _run in range(20):
+            with self.registry.cursor() as cr:
+                env = api.Environment(cr, SUPERUSER_ID, {})
+                address = env['epilot.outlook.email.address'].browse(self.address_id)
+                if address.backfill_id.state == 'done':
+                    break
+                address.backfill_id.retry_at = False
+                address.folder_sync_ids.write({'retry_at': False, 'last_round_date': False})
+                cr.commit()
+                env['epilot.outlook.backfill']._cron_outlook_backfill()
+                env['epilot.outlook.folder.sync']._cron_outlook_delta()
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            address = env['epilot.outlook.email.address'].browse(self.address_id)
+            self.assertEqual(address.backfill_id.state, 'done')
+            records = self.inbox_records(address.shared_inbox_id)
+            for message in delivered:
+                self.assertEqual(len(records.filtered(lambda record: record.graph_id == message['immutable_id'])), 1)
+            self.assertEqual(len(self.inbox_emails(address.shared_inbox_id)), len(records))
+            self.assertInSync(address)
