@@ -179,7 +179,7 @@ class EpilotSharedConversation(models.Model):
             return
         groups = self.env['epilot.outlook.message']._read_group(
             [('conversation_id', 'in', self.ids), ('mail_message_id', '!=', False)],
-            ['conversation_id'], ['date:min', 'date:max', '__count'],
+            ['conversation_id'], ['date:min', 'date:max', 'mail_message_id:count_distinct'],
         )
         stats = {conversation.id: (first, last, count) for conversation, first, last, count in groups}
         for conversation in self:

@@ -4,7 +4,7 @@ import os
 
 from odoo.tests import tagged
 
-from .mail_sync_common import SUPPORT, OutlookMailSyncCase
+from .mail_sync_common import BILLING, SUPPORT, OutlookMailSyncCase
 
 # A 1x1 PNG.
 PNG = base64.b64decode(
@@ -160,3 +160,72 @@ class TestHostileContent(OutlookMailSyncCase):
         self.assertEqual(big.res_id, self.imported(huge).conversation_id.id)
         self.assertInSync(self.address)
 
+
+@tagged('post_install', '-at_install')
+class TestMailboxesAndInboxes(OutlookMailSyncCase):
+    """ Shared mailboxes and shared inboxes need not be one to one. """
+
+    def deliver_to_both(self, subject):
+        """ A customer writes to support@ and billing@ at once: one e-mail, one Message-Id, in both. """
+        message_id = '<%s@fabrikam.com>' % subject.replace(' ', '-').lower()
+        delivered = [self.deliver(mailbox=mailbox, subject=subject, to=[SUPPORT, BILLING],
+                                  internet_message_id=message_id) for mailbox in (SUPPORT, BILLING)]
+        self.assertEqual({message['internetMessageId'] for message in delivered}, {message_id})
+        self.assertNotEqual(delivered[0]['immutable_id'], delivered[1]['immutable_id'])
+        return message_id, delivered
+
+    def emails_with(self, inbox, message_id):
+        return self.env['mail.message'].search([
+            ('model', '=', 'epilot.shared.conversation'), ('res_id', 'in', inbox.conversation_ids.ids),
+            ('message_id', '=', message_id)])
+
+    def test_two_mailboxes_into_one_inbox(self):
+        support = self.add_address(SUPPORT)
+        inbox = support.shared_inbox_id
+        billing = self.add_address(BILLING, inbox=inbox)
+        self.assertEqual(billing.shared_inbox_id, inbox)
+        self.run_backfill(support)
+        self.run_backfill(billing)
+        message_id, delivered = self.deliver_to_both("Both teams please")
+        self.run_delta()
+
+        emails = self.emails_with(inbox, message_id)
+        self.assertEqual(len(emails), 1, "the inbox shows the e-mail once")
+        records = self.env['epilot.outlook.message'].search([('internet_message_id', '=', message_id)])
+        self.assertEqual(set(records.mapped('graph_id')), {message['immutable_id'] for message in delivered},
+                         "each mailbox's copy has its sync record")
+        self.assertEqual(records.mail_message_id, emails)
+        self.assertEqual(set(records.mapped('mailbox_email')), {SUPPORT, BILLING})
+        self.assertEqual(emails.model, 'epilot.shared.conversation')
+        conversation = self.env['epilot.shared.conversation'].browse(emails.res_id)
+        self.assertEqual(conversation.email_count, 1)
+
+        # Read in one mailbox: the other copy's facts are its own.
+        self.graph('PATCH', '/users/%s/messages/%s' % (BILLING, delivered[1]['immutable_id']), {'isRead': True})
+        self.run_delta()
+        self.assertEqual({record.mailbox_email: record.is_read for record in records},
+                         {SUPPORT: False, BILLING: True})
+        self.assertEqual(len(self.emails_with(inbox, message_id)), 1)
+
+        # Delivered twice into one mailbox (a mail loop, a resend): both copies read in one round, shown once.
+        twice = [self.deliver(subject="Twice", internet_message_id='<twice@fabrikam.com>') for _copy in range(2)]
+        self.run_delta()
+        self.assertEqual(len(self.emails_with(inbox, '<twice@fabrikam.com>')), 1)
+        records = self.env['epilot.outlook.message'].search([('internet_message_id', '=', '<twice@fabrikam.com>')])
+        self.assertEqual(set(records.mapped('graph_id')), {message['immutable_id'] for message in twice})
+        self.assertEqual(len(records.mail_message_id), 1)
+        self.assertInSync(support)
+        self.assertInSync(billing)
+
+    def test_one_message_in_two_inboxes_once_each(self):
+        support = self.add_address(SUPPORT)
+        billing = self.add_address(BILLING)
+        self.assertNotEqual(support.shared_inbox_id, billing.shared_inbox_id)
+        self.run_backfill(support)
+        self.run_backfill(billing)
+        message_id, _delivered = self.deliver_to_both("Who handles this")
+        self.run_delta()
+        self.run_delta()   # a replay imports nothing
+        for address in (support, billing):
+            self.assertEqual(len(self.emails_with(address.shared_inbox_id, message_id)), 1)
+            self.assertInSync(address)
