@@ -88,6 +88,39 @@ class TestCrashAndRevocation(_LifecycleMixin, OutlookMailSyncCase):
                          "no empty conversation left by the crash")
         self.assertInSync(address)
 
+    def test_reconciliation_throttled_after_the_last_page_reads_no_page_again(self):
+        self.sandbox.control('POST', '/mail/generate', {
+            'mailbox': SUPPORT, 'count': 60, 'days': 20, 'seed': 12, 'folder': 'sentitems'})
+        address = self.add_address(SUPPORT)
+        backfill = address.backfill_id
+        # Microsoft throttles the mailbox just as the backfill's last step, the reconciliation, begins.
+        FolderSync = type(self.env['epilot.outlook.folder.sync'])
+        original_reconcile = FolderSync._outlook_reconcile
+        throttled = []
+
+        def reconcile_into_429(folder_sync, reader):
+            if not throttled:
+                throttled.append(folder_sync.folder)
+                self.sandbox.control('POST', '/faults', {'graph': {'429': 1, 'retry_after': 30}})
+            return original_reconcile(folder_sync, reader)
+
+        self.patch(FolderSync, '_outlook_reconcile', reconcile_into_429)
+        for _step in range(20):
+            if backfill.state not in ('pending', 'running'):
+                break
+            backfill._outlook_run_page()
+        self.assertEqual(throttled, ['inbox'])
+        self.assertEqual(backfill.state, 'waiting')
+        self.assertEqual(backfill.done, backfill.total, "every page was read once")
+        self.assertGreaterEqual(len(self.outlook_ids(SUPPORT, 'sentitems')), 60)
+        self.run_backfill(address)
+        self.assertEqual(backfill.state, 'done')
+        self.assertEqual(address.sync_state, 'live')
+        self.assertEqual(backfill.done, backfill.total, "no page was read again after the retry")
+        self.assertEqual(backfill.imported, backfill.total)
+        self.assertEqual(address.gap_count, 0)
+        self.assertInSync(address)
+
     def test_revocation_mid_backfill_pauses_at_checkpoint_and_resumes(self):
         address = self.add_address(SUPPORT)
         backfill = address.backfill_id
