@@ -44,7 +44,8 @@ class EpilotOutlookBackfill(models.Model):
         help="Mail received after this is delta's to import; before it, the backfill's.")
     finished_date = fields.Datetime(string="Finished")
     folder = fields.Selection(
-        string="Current Folder", selection=[('inbox', "Inbox"), ('sentitems', "Sent Items")], default='inbox')
+        string="Current Folder", selection=[('inbox', "Inbox"), ('sentitems', "Sent Items")], default='inbox',
+        help="Empty once every page is imported (only the reconciliation is left).")
     next_link = fields.Text(string="Checkpoint", help="Technical: Graph's nextLink, verbatim.", copy=False)
     total = fields.Integer(string="Total", help="Messages in the window in Outlook, when the backfill started.")
     done = fields.Integer(string="Done")
@@ -110,6 +111,9 @@ class EpilotOutlookBackfill(models.Model):
             return True
         if self.state == 'waiting':
             self.state = 'running'
+        if not self.folder:   # every page was imported; the reconciliation was interrupted: only it is left
+            self._outlook_finish(reader)
+            return False
         page = reader.backfill_page(self.folder, self.window_start, self.next_link)
         messages, skipped = mapping.map_messages(page.items, self.folder)
         if skipped:
@@ -122,7 +126,7 @@ class EpilotOutlookBackfill(models.Model):
             if following:
                 values['folder'] = following[0]
             else:
-                self.write(values)
+                self.write({**values, 'folder': False})
                 self._outlook_finish(reader)
                 return False
         self.write(values)

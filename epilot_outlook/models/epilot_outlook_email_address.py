@@ -27,6 +27,11 @@ RETRY_BACKOFF_S = (5, 60)
 # Mail received this long before the backfill started is the backfill's to import, not delta's: Graph's clock and
 # Odoo's may differ by this much. Both importing it is harmless (the exactly-once key).
 CLOCK_MARGIN = timedelta(minutes=5)
+# Another worker imported the same messages at the same moment (the unique keys refused the second), or wrote the
+# same rows: the step is rolled back to its savepoint and retried soon, in a new transaction that sees the first.
+DB_CONFLICTS = (
+    psycopg2.errors.UniqueViolation, psycopg2.errors.SerializationFailure, psycopg2.errors.DeadlockDetected,
+)
 
 
 class EpilotOutlookEmailAddress(models.Model):
@@ -182,8 +187,11 @@ class EpilotOutlookEmailAddress(models.Model):
         for address in resumed:
             address.write({'sync_state': address.paused_from_state or 'pending', 'paused_from_state': False})
         if resumed:
-            resumed.folder_sync_ids.write({'retry_at': False})
-            resumed.backfill_ids.filtered(lambda backfill: backfill.state == 'waiting').write({'retry_at': False})
+            # The sync's own records: only the sync writes them (the editor reconnecting has no access).
+            resumed_sudo = resumed.sudo()
+            resumed_sudo.folder_sync_ids.write({'retry_at': False})
+            resumed_sudo.backfill_ids.filtered(lambda backfill: backfill.state == 'waiting').write(
+                {'retry_at': False})
             resumed._outlook_wake_crons()
 
     # === ACTION METHODS === #
@@ -351,9 +359,9 @@ class EpilotOutlookEmailAddress(models.Model):
         """
         self.ensure_one()
         try:
-            return self.connection_id._outlook_call_graph(
+            return self._outlook_in_savepoint(lambda: self.connection_id._outlook_call_graph(
                 lambda client: operation(MailboxReader(client, self.email)), max_wait=SYNC_MAX_WAIT_S,
-                slot_wait=SYNC_MAX_WAIT_S)
+                slot_wait=SYNC_MAX_WAIT_S))
         except (Throttled, TransientError) as error:
             if isinstance(error, Throttled):
                 delay = error.retry_after or const.BACKOFF_MAX_S
@@ -373,7 +381,7 @@ class EpilotOutlookEmailAddress(models.Model):
             if raise_errors:
                 raise
             _logger.info("Microsoft Outlook: address %s: sync step stopped, the connection is not usable", self.id)
-        except (psycopg2.errors.UniqueViolation, psycopg2.errors.SerializationFailure):
+        except DB_CONFLICTS:
             _logger.info("Microsoft Outlook: address %s: another worker imported the same messages; retrying",
                          self.id)
             self._outlook_step_failed(on_retry, None, 1)
@@ -383,6 +391,22 @@ class EpilotOutlookEmailAddress(models.Model):
             if raise_errors:
                 raise UserError(explain(self.env, error)) from None
         return None
+
+    def _outlook_in_savepoint(self, operation):
+        """ Run ``operation()`` in a savepoint that a database error rolls back, so that after a conflict with
+        another worker the transaction is still usable to schedule the retry. After any other error what the
+        step wrote is kept: each page is written together with its checkpoint. """
+        savepoint = self.env.cr.savepoint()
+        try:
+            result = operation()
+        except psycopg2.Error:
+            savepoint.close(rollback=True)
+            raise
+        except Exception:
+            savepoint.close(rollback=False)
+            raise
+        savepoint.close(rollback=False)   # flushes: a conflict may only show now (and is then rolled back)
+        return result
 
     def _outlook_step_failed(self, records, error, delay):
         retry_at = fields.Datetime.now() + timedelta(seconds=delay)

@@ -82,23 +82,19 @@ class EpilotOutlookMessage(models.Model):
 
     @api.model
     def _outlook_import(self, address, messages):
-        """ Import a page of messages (see :meth:`_outlook_import_page`) in a savepoint: when another worker
-        imported the same messages at the same time, the unique key refuses ours, and the savepoint lets the
-        caller record a retry in a transaction that is still usable. """
-        with self.env.cr.savepoint():
-            return self._outlook_import_page(address, messages)
-
-    @api.model
-    def _outlook_import_page(self, address, messages):
         """ Import a page of mapped Graph messages of one address into its shared inbox, exactly once.
 
         Known messages get their Outlook facts updated (read flag, change key, subject; back in a synced
         folder); the others become ``mail.message`` records of type e-mail on their conversations, created
         in batches with their attachments, without notifying anyone, following anyone or tracking anything.
 
+        An item whose Message-Id the inbox already shows (the same e-mail in another of its mailboxes, or in
+        both folders) gets its own sync record pointing at that e-mail: the inbox shows every e-mail once.
+
         :param address: The ``epilot.outlook.email.address`` the page was read from (its inbox receives it).
         :param list messages: :class:`outlook_core.mapping.Message` items.
-        :return: How many messages were new.
+
+        :return: How many messages were new (sync records created).
         :rtype: int
         """
         inbox = address.shared_inbox_id
@@ -109,6 +105,17 @@ class EpilotOutlookMessage(models.Model):
         new = [message for graph_id, message in by_id.items() if graph_id not in known]
         if not new:
             return 0
+        # Items the inbox already shows, or shows twice in this page, by Message-Id: copies.
+        shown = self._outlook_shown(inbox, new)
+        fresh, copies, seen = [], [], set()
+        for message in new:
+            if message.internet_message_id in shown or message.internet_message_id in seen:
+                copies.append(message)
+            else:
+                fresh.append(message)
+                if message.internet_message_id:
+                    seen.add(message.internet_message_id)
+        new = fresh
 
         env = self.env(context=dict(
             self.env.context, mail_create_nolog=True, mail_create_nosubscribe=True, mail_notrack=True,
@@ -146,13 +153,20 @@ class EpilotOutlookMessage(models.Model):
                 'attachment_ids': [Command.set([attachment.id for _file, attachment in files])],
             })
         mail_messages = env['mail.message'].create(message_values)
+        shown_by_id = {}   # graph id -> the conversation and e-mail that show it
+        for message, mail_message in zip(new, mail_messages, strict=True):
+            shown_by_id[message.graph_id] = {
+                'conversation_id': conversations[message.graph_id].id, 'mail_message_id': mail_message.id}
+            if message.internet_message_id:
+                shown[message.internet_message_id] = shown_by_id[message.graph_id]
+        for message in copies:
+            shown_by_id[message.graph_id] = shown[message.internet_message_id]
 
         self._outlook_insert([{
             'inbox_id': inbox.id,
             'address_id': address.id,
             'mailbox_email': mailbox,
-            'conversation_id': conversations[message.graph_id].id,
-            'mail_message_id': mail_message.id,
+            **shown_by_id[message.graph_id],
             'graph_id': message.graph_id,
             'folder': message.folder,
             'internet_message_id': message.internet_message_id or None,
@@ -167,10 +181,27 @@ class EpilotOutlookMessage(models.Model):
             'sender_email': message.sender.address if message.sender and message.from_
             and message.sender.address != message.from_.address else None,
             'removed_in_outlook': False,
-        } for message, mail_message in zip(new, mail_messages, strict=True)])
+        } for message in new + copies])
         self.env['epilot.shared.conversation'].browse(
-            {conversation.id for conversation in conversations.values()})._outlook_refresh_stats()
-        return len(new)
+            {values['conversation_id'] for values in shown_by_id.values()})._outlook_refresh_stats()
+        return len(new) + len(copies)
+
+    @api.model
+    def _outlook_shown(self, inbox, messages):
+        """ The e-mails ``inbox`` shows already for the Message-Ids of ``messages`` (one query).
+
+        :return: ``{internet_message_id: {'conversation_id': id, 'mail_message_id': id}}``.
+        :rtype: dict
+        """
+        message_ids = {message.internet_message_id for message in messages if message.internet_message_id}
+        if not message_ids:
+            return {}
+        shown = {}
+        for record in self.search([('inbox_id', '=', inbox.id), ('internet_message_id', 'in', list(message_ids)),
+                                   ('mail_message_id', '!=', False), ('conversation_id', '!=', False)], order='id'):
+            shown.setdefault(record.internet_message_id, {
+                'conversation_id': record.conversation_id.id, 'mail_message_id': record.mail_message_id.id})
+        return shown
 
     @api.model
     def _outlook_insert(self, rows):

@@ -177,7 +177,7 @@ class EpilotSharedConversation(models.Model):
                   SET first_message_date = stats.first, last_message_date = stats.last, email_count = stats.count,
                       write_date = %(now)s, write_uid = %(uid)s
                  FROM (SELECT conversation.id, MIN(message.date) AS first, MAX(message.date) AS last,
-                              COUNT(message.id) AS count
+                              COUNT(DISTINCT message.mail_message_id) AS count
                          FROM %(table)s AS conversation
                     LEFT JOIN %(messages)s AS message
                            ON message.conversation_id = conversation.id AND message.mail_message_id IS NOT NULL

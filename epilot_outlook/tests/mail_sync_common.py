@@ -9,7 +9,61 @@ BILLING = 'billing@contoso.onmicrosoft.com'
 HR = 'hr@contoso.onmicrosoft.com'
 
 
-class OutlookMailSyncCase(OutlookSandboxCase):
+class SyncAssertions:
+    """ Both sides of a sync, compared: needs ``self.sandbox`` and ``self.graph_token`` (the service account's
+    access token). The Odoo side is read through the address's own environment, so a test working with real
+    cursors of its own reads what they committed. """
+
+    def graph(self, method, path, payload=None, prefer_immutable=True):
+        """ Call the sandbox's Graph as the service account (what a person does in Outlook). """
+        headers = {'Authorization': 'Bearer %s' % self.graph_token}
+        if prefer_immutable:
+            headers['Prefer'] = 'IdType="ImmutableId"'
+        response = self.sandbox.http.request(method, self.sandbox.info['graph_base_url'] + path, json=payload,
+                                             headers=headers, timeout=30)
+        self.assertLess(response.status_code, 300, response.text[:300])
+        return response.json() if response.content else None
+
+    # --- reading ----------------------------------------------------------------------------------------
+
+    def outlook_ids(self, mailbox, folder, days=30):
+        """ The immutable ids Outlook holds in ``folder`` for the window. """
+        since = fields.Datetime.now() - timedelta(days=days)
+        ids, url = [], '/users/%s/mailFolders/%s/messages' % (mailbox, folder)
+        params = '?$select=id&$top=1000&$filter=receivedDateTime ge %s' % (since.replace(microsecond=0)
+                                                                          .isoformat() + 'Z')
+        body = self.graph('GET', url + params)
+        while True:
+            ids += [item['id'] for item in body['value']]
+            if not body.get('@odata.nextLink'):
+                return ids
+            response = self.sandbox.http.get(body['@odata.nextLink'], timeout=30, headers={
+                'Authorization': 'Bearer %s' % self.graph_token, 'Prefer': 'IdType="ImmutableId"'})
+            body = response.json()
+
+    def odoo_records(self, address, folder):
+        return address.env['epilot.outlook.message'].search([
+            ('inbox_id', '=', address.shared_inbox_id.id), ('mailbox_email', '=', address.email),
+            ('folder', '=', folder), ('removed_in_outlook', '=', False),
+        ])
+
+    def assertInSync(self, address, days=30):
+        """ Odoo holds exactly Outlook's messages of the window, each once, each with its mail.message. """
+        for folder in ('inbox', 'sentitems'):
+            outlook = self.outlook_ids(address.email, folder, days)
+            records = self.odoo_records(address, folder)
+            odoo = records.mapped('graph_id')
+            self.assertEqual(len(outlook), len(set(outlook)))
+            self.assertEqual(len(odoo), len(set(odoo)), "a message was imported twice")
+            self.assertEqual(set(odoo), set(outlook), "Odoo and Outlook differ in %s" % folder)
+            self.assertTrue(all(records.mapped('mail_message_id')), "a sync record has no message")
+            messages = records.mail_message_id
+            # One e-mail per Message-Id: copies of one e-mail (delivered twice) share it.
+            self.assertEqual(len(messages), len({record.internet_message_id or record.id for record in records}))
+            self.assertEqual(set(messages.mapped('message_type')), {'email'} if messages else set())
+
+
+class OutlookMailSyncCase(SyncAssertions, OutlookSandboxCase):
     """ A connected connection on a seeded sandbox, and the tools to sync mailboxes and compare both sides.
 
     Every sync test ends with :meth:`assertInSync`: the messages Odoo holds for a mailbox's window are exactly
@@ -58,52 +112,5 @@ class OutlookMailSyncCase(OutlookSandboxCase):
                    'body_html': values.pop('body_html', '<p>Hello</p>'), **values}
         return self.sandbox.control('POST', '/mail/deliver', payload)
 
-    def graph(self, method, path, payload=None, prefer_immutable=True):
-        """ Call the sandbox's Graph as the service account (what a person does in Outlook). """
-        headers = {'Authorization': 'Bearer %s' % self.graph_token}
-        if prefer_immutable:
-            headers['Prefer'] = 'IdType="ImmutableId"'
-        response = self.sandbox.http.request(method, self.sandbox.info['graph_base_url'] + path, json=payload,
-                                             headers=headers, timeout=30)
-        self.assertLess(response.status_code, 300, response.text[:300])
-        return response.json() if response.content else None
-
     def sandbox_token(self):
         return self.connection.sudo()._outlook_decrypt_secrets('access_token')['access_token']
-
-    # --- reading ----------------------------------------------------------------------------------------
-
-    def outlook_ids(self, mailbox, folder, days=30):
-        """ The immutable ids Outlook holds in ``folder`` for the window. """
-        since = fields.Datetime.now() - timedelta(days=days)
-        ids, url = [], '/users/%s/mailFolders/%s/messages' % (mailbox, folder)
-        params = '?$select=id&$top=1000&$filter=receivedDateTime ge %s' % (since.replace(microsecond=0)
-                                                                          .isoformat() + 'Z')
-        body = self.graph('GET', url + params)
-        while True:
-            ids += [item['id'] for item in body['value']]
-            if not body.get('@odata.nextLink'):
-                return ids
-            response = self.sandbox.http.get(body['@odata.nextLink'], timeout=30, headers={
-                'Authorization': 'Bearer %s' % self.graph_token, 'Prefer': 'IdType="ImmutableId"'})
-            body = response.json()
-
-    def odoo_records(self, address, folder):
-        return self.env['epilot.outlook.message'].search([
-            ('inbox_id', '=', address.shared_inbox_id.id), ('mailbox_email', '=', address.email),
-            ('folder', '=', folder), ('removed_in_outlook', '=', False),
-        ])
-
-    def assertInSync(self, address, days=30):
-        """ Odoo holds exactly Outlook's messages of the window, each once, each with its mail.message. """
-        for folder in ('inbox', 'sentitems'):
-            outlook = self.outlook_ids(address.email, folder, days)
-            records = self.odoo_records(address, folder)
-            odoo = records.mapped('graph_id')
-            self.assertEqual(len(outlook), len(set(outlook)))
-            self.assertEqual(len(odoo), len(set(odoo)), "a message was imported twice")
-            self.assertEqual(set(odoo), set(outlook), "Odoo and Outlook differ in %s" % folder)
-            self.assertTrue(all(records.mapped('mail_message_id')), "a sync record has no message")
-            messages = records.mail_message_id
-            self.assertEqual(len(messages), len(records))
-            self.assertEqual(set(messages.mapped('message_type')), {'email'} if messages else set())

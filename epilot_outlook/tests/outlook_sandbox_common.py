@@ -1,5 +1,6 @@
 import sys
 import unittest
+import uuid
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
@@ -34,6 +35,26 @@ def sign_in_service_account(sandbox, demo, redirect_uri):
         flow = client.start_sign_in(redirect_uri, 'sign-in-state')
         _location, params = sign_in(browser, flow['auth_uri'], service['username'], service['password'])
     return client.finish_sign_in(flow, params)
+
+
+def create_signed_in_connection(env, sandbox, demo, tokens, company_name):
+    """ A new company and its connection to the sandbox's tenant, holding ``tokens`` (for tests that commit
+    real transactions of their own, and delete what they made afterwards).
+
+    :return: The ``epilot.outlook.connection``.
+    """
+    company = env['res.company'].create({'name': "%s %s" % (company_name, uuid.uuid4().hex[:8])})
+    connection = env['epilot.outlook.connection'].create({
+        'company_id': company.id,
+        'client_id': demo['client_id'],
+        'client_secret': demo['client_secret'],
+        'authority_host': sandbox.info['authority_base_url'],
+        'graph_endpoint': sandbox.info['graph_base_url'],
+        'ca_bundle': sandbox.info['ca_bundle'],
+    })
+    connection._outlook_encrypt_and_store({'tenant_id': demo['tenant_id']})
+    connection._outlook_store_token_set(tokens)
+    return connection
 
 
 class OutlookSandboxCase(HttpCase):

@@ -35,7 +35,14 @@ class TestGraphSlots(TransactionCase):
         """ Hold slot ``slot`` of ``key`` from a session outside this process's pool; rollback releases it. """
         _dbname, info = sql_db.connection_info_for(self.env.cr.dbname)
         cnx = psycopg2.connect(**info)
-        self.addCleanup(cnx.close)
+
+        def release():
+            # A rollback frees the slot before it returns; closing alone frees it only once the server's
+            # backend has gone, which the next test may beat.
+            cnx.rollback()
+            cnx.close()
+
+        self.addCleanup(release)
         with cnx.cursor() as cr:
             cr.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (slot_lock_key(key), slot))
             self.assertTrue(cr.fetchone()[0])

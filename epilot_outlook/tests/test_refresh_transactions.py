@@ -7,7 +7,7 @@ from odoo.modules.registry import DummyRLock, Registry
 from odoo.tests import TransactionCase, tagged
 
 from ..outlook_core.oauth import OAuthClient
-from .outlook_sandbox_common import sign_in_service_account
+from .outlook_sandbox_common import create_signed_in_connection, sign_in_service_account
 from .sandbox_process import SandboxProcess
 
 REDIRECT_URI = 'http://127.0.0.1:8069/epilot_outlook/oauth/callback'
@@ -33,20 +33,10 @@ class TestRefreshTransactions(TransactionCase):
         self.tokens = sign_in_service_account(self.sandbox, self.demo, REDIRECT_URI)
         with self.registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
-            company = env['res.company'].create({'name': "Refresh Co %s" % uuid.uuid4().hex[:8]})
-            connection = env['epilot.outlook.connection'].create({
-                'company_id': company.id,
-                'client_id': self.demo['client_id'],
-                'client_secret': self.demo['client_secret'],
-                'authority_host': self.sandbox.info['authority_base_url'],
-                'graph_endpoint': self.sandbox.info['graph_base_url'],
-                'ca_bundle': self.sandbox.info['ca_bundle'],
-            })
-            connection._outlook_encrypt_and_store({'tenant_id': self.demo['tenant_id']})
-            connection._outlook_store_token_set(self.tokens)
+            connection = create_signed_in_connection(env, self.sandbox, self.demo, self.tokens, "Refresh Co")
             # The access token expires within the 5-minute margin: the next use refreshes.
             connection.access_token_expiry = fields.Datetime.now() + timedelta(minutes=1)
-            self.connection_id, self.company_id = connection.id, company.id
+            self.connection_id, self.company_id = connection.id, connection.company_id.id
         self.addCleanup(self._delete_committed_records)
 
     def _delete_committed_records(self):
