@@ -1,6 +1,7 @@
 import hashlib
 import json
 import logging
+import re
 import time
 from datetime import timedelta, timezone
 from urllib.parse import urlsplit
@@ -42,6 +43,12 @@ REFRESH_SERIALIZATION_RETRIES = 3
 # commits in a transaction of its own, and the caller's older REPEATABLE READ snapshot still shows the previous
 # token: without this, a retry after a 401 would send Microsoft the very token it just refused.
 _tokens_refreshed_here = {}
+# System parameter (``ir.config_parameter``: only system administrators read or write it) listing the hosts,
+# other than Microsoft's own sign-in and Graph hosts, a connection may point at: ``host:port`` (that port only)
+# or ``host`` (any port), separated by commas or spaces. Empty in production; the sandbox's for the demo and tests.
+ALLOWED_HOSTS_PARAM = 'epilot_outlook.allowed_hosts'
+# The secrets were issued by, and are sent to, these: changing one unbinds them (see ``write``).
+ENDPOINT_FIELDS = ('authority_host', 'graph_endpoint', 'ca_bundle')
 # Transient identity-platform failures are retried this often, with exponential backoff, before giving up.
 REFRESH_TRANSIENT_RETRIES = 3
 
@@ -113,6 +120,7 @@ class EpilotOutlookConnection(models.Model):
         string="Application (Client) ID",
         help="The Application (client) ID of the Entra app registration.",
         copy=False,
+        tracking=True,
     )
     client_secret = fields.Char(
         string="Client Secret",
@@ -126,18 +134,23 @@ class EpilotOutlookConnection(models.Model):
         string="Authority Host",
         required=True,
         default=const.DEFAULT_AUTHORITY_HOST,
-        help="The Microsoft identity platform. Change it only to point at a sandbox.",
+        help="The Microsoft identity platform (login.microsoftonline.com, or a national cloud's). Another host "
+             "only when a system administrator allowed it. Changing it discards the client secret.",
+        tracking=True,
     )
     graph_endpoint = fields.Char(
         string="Graph Endpoint",
         required=True,
         default=const.GRAPH_BASE_URL,
-        help="Microsoft Graph v1.0. Change it only to point at a sandbox.",
+        help="Microsoft Graph v1.0 (graph.microsoft.com, or a national cloud's). Another host only when a system "
+             "administrator allowed it. Changing it discards the client secret.",
+        tracking=True,
     )
     ca_bundle = fields.Char(
         string="CA Bundle",
         help="Path, on the Odoo server, of a PEM file of certificate authorities to trust instead of the "
-             "system's (for a sandbox).",
+             "system's (for a sandbox). Changing it discards the client secret.",
+        tracking=True,
     )
     consent_tenant = fields.Char(
         string="Tenant Domain",
@@ -192,6 +205,8 @@ class EpilotOutlookConnection(models.Model):
                 connection._outlook_store_secrets({
                     'client_secret': connection._outlook_vault().encrypt(connection.client_secret.strip()),
                 })
+                # Tracked like the other settings of the app, without the value (never shown, never logged).
+                connection._message_log(body=self.env._("Client secret changed (the value is never shown)."))
 
     @api.depends_context('uid')
     def _compute_public_urls(self):
@@ -219,6 +234,82 @@ class EpilotOutlookConnection(models.Model):
                         "%(url)s is not an https:// address. Microsoft's endpoints, and MSAL, accept only https.",
                         url=url,
                     ))
+            connection._outlook_check_endpoints(ValidationError)
+
+    # === CRUD METHODS === #
+
+    def write(self, vals):
+        """ Override of `base` to unbind the secrets from endpoints they were not issued for.
+
+        The client secret and the tokens are sent to the authority host and the Graph endpoint, over TLS
+        checked against the CA bundle. Changing one of them on a connection that holds tokens (connected, or
+        needing a reconnect) is refused until Disconnect: discarding the tokens of a live connection would
+        stop every mailbox's sync as a side effect of editing a field. On any other connection the change
+        discards the client secret (to be typed again, possibly in the same save) and the tenant id (recorded
+        by the old authority's consent). Either way no secret ever travels to a host it was not typed for.
+        """
+        if changed_endpoints := [name for name in ENDPOINT_FIELDS if name in vals]:
+            for connection in self:
+                if any((connection[name] or False) != (vals[name] or False) for name in changed_endpoints):
+                    connection._outlook_unbind_secrets()
+        return super().write(vals)
+
+    def _outlook_unbind_secrets(self):
+        """ Discard the secrets bound to the current endpoints, or refuse while tokens are held. """
+        self.ensure_one()
+        holds_tokens = self._outlook_ids_with_secret('refresh_token') or self._outlook_ids_with_secret('access_token')
+        if holds_tokens or self.state in ('connected', 'needs_reconnect'):
+            raise UserError(self.env._(
+                "The authority host, Graph endpoint and CA bundle of %(connection)s cannot change while it holds "
+                "Microsoft 365 tokens: they were issued there. Click Disconnect first, then change them.",
+                connection=self.display_name,
+            ))
+        held = self._outlook_load_secrets('client_secret', 'tenant_id')
+        if held['client_secret'] or held['tenant_id']:
+            self._outlook_store_secrets({'client_secret': None, 'tenant_id': None})
+            self._message_log(body=self.env._(
+                "The endpoints changed: the client secret and the recorded tenant were discarded, as they were "
+                "issued for the previous ones. Type the client secret again; Connect asks for admin consent."))
+        if self.state == 'consent_granted':
+            super(EpilotOutlookConnection, self).write({'state': 'not_connected'})
+
+    # === BUSINESS METHODS - ENDPOINTS === #
+
+    @api.model
+    def _outlook_allowed_extra_hosts(self):
+        """ The hosts beyond Microsoft's that a system administrator allowed (:data:`ALLOWED_HOSTS_PARAM`). """
+        value = self.env['ir.config_parameter'].sudo().get_param(ALLOWED_HOSTS_PARAM) or ''
+        return {host.lower() for host in re.split(r'[\s,]+', value) if host}
+
+    @api.model
+    def _outlook_host_allowed(self, url, microsoft_hosts):
+        """ Whether ``url`` is https on one of ``microsoft_hosts`` (default port) or an allowed extra host. """
+        parts = urlsplit(url or '')
+        try:
+            port = parts.port or 443
+        except ValueError:
+            return False
+        host = (parts.hostname or '').lower()
+        if parts.scheme != 'https' or not host or '@' in parts.netloc or '\\' in parts.netloc:
+            return False
+        if host in microsoft_hosts and port == 443:
+            return True
+        extra = self._outlook_allowed_extra_hosts()
+        return host in extra or '%s:%s' % (host, port) in extra
+
+    def _outlook_check_endpoints(self, error_class=UserError):
+        """ Refuse an authority host or Graph endpoint that is neither Microsoft's nor allowed by a system
+        administrator; checked when they are written and again before any secret is sent. """
+        self.ensure_one()
+        for url, hosts in ((self.authority_host, const.MICROSOFT_AUTHORITY_HOSTS),
+                           (self.graph_endpoint, const.MICROSOFT_GRAPH_HOSTS)):
+            if not self._outlook_host_allowed(url, hosts):
+                raise error_class(self.env._(
+                    "%(url)s is not one of Microsoft's sign-in or Graph addresses (%(hosts)s). A system "
+                    "administrator can allow another host, such as a sandbox's, in the system parameter "
+                    "%(parameter)s.",
+                    url=url, hosts=', '.join(hosts), parameter=ALLOWED_HOSTS_PARAM,
+                ))
 
     # === BUSINESS METHODS - SECRET STORAGE === #
 
@@ -241,6 +332,7 @@ class EpilotOutlookConnection(models.Model):
         A new one per operation: MSAL replays a failed answer for 60 s inside one instance.
         """
         self.ensure_one()
+        self._outlook_check_endpoints()
         if not self.client_id:
             raise UserError(self.env._("Enter the Application (client) ID of your Entra app first."))
         vault = self._outlook_vault()
@@ -265,10 +357,11 @@ class EpilotOutlookConnection(models.Model):
             shares).
         """
         self.ensure_one()
+        self._outlook_check_endpoints()
         from .outlook_graph_slots import OutlookGraphSlots
         # Outlook's 4 requests per mailbox hold across every worker and server on the database, not per process.
         client_options.setdefault('slots', OutlookGraphSlots(self.env.cr.dbname))
-        # The configured endpoint is trusted (only email settings editors set it); nextLinks must stay on it.
+        # The configured endpoint was checked just above; nextLinks must stay on it.
         return GraphClient(
             self.graph_endpoint, token_provider or self._outlook_get_access_token, ca_bundle=self.ca_bundle or None,
             allowed_hosts=(*const.DEFAULT_GRAPH_HOSTS, urlsplit(self.graph_endpoint).netloc), **client_options,

@@ -51,6 +51,7 @@ class OutlookSandboxCase(HttpCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.sandbox = SandboxProcess.get()
+        cls.sandbox.allow_in(cls.env)  # Only Microsoft's hosts are accepted unless a system admin allows others.
         cls.odoo_admin = new_test_user(
             cls.env, 'eo_flow_admin', password='eo_flow_admin_pw', groups='epilot_outlook.group_email_setting_edit',
             email='eo_flow_admin@example.com',

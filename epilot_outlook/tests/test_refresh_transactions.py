@@ -33,6 +33,8 @@ class TestRefreshTransactions(TransactionCase):
         self.tokens = sign_in_service_account(self.sandbox, self.demo, REDIRECT_URI)
         with self.registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
+            self.allowed_hosts_before = env['ir.config_parameter'].get_param('epilot_outlook.allowed_hosts')
+            self.sandbox.allow_in(env)  # Committed: the refreshes read it in transactions of their own.
             company = env['res.company'].create({'name': "Refresh Co %s" % uuid.uuid4().hex[:8]})
             connection = env['epilot.outlook.connection'].create({
                 'company_id': company.id,
@@ -54,6 +56,7 @@ class TestRefreshTransactions(TransactionCase):
             env = api.Environment(cr, SUPERUSER_ID, {})
             env['epilot.outlook.connection'].browse(self.connection_id).unlink()
             env['res.company'].browse(self.company_id).unlink()
+            env['ir.config_parameter'].set_param('epilot_outlook.allowed_hosts', self.allowed_hosts_before)
 
     def _refresh_tokens_issued(self):
         return self.sandbox.control('GET', '/state')['counts']['refresh_tokens']
