@@ -39,9 +39,12 @@ RECONNECT_ERRORS = (GrantRevoked, ConsentRequired, InteractionRequired, ClientCr
 REFRESH_LOCK_TIMEOUT_MS = 20000
 # How often a refresh looks again after the worker it queued behind committed (REPEATABLE READ).
 REFRESH_SERIALIZATION_RETRIES = 3
-# Access tokens this worker obtained itself, by (database, connection id) -> (token, naive UTC expiry). A refresh
-# commits in a transaction of its own, and the caller's older REPEATABLE READ snapshot still shows the previous
-# token: without this, a retry after a 401 would send Microsoft the very token it just refused.
+# Access tokens this worker obtained itself, by (database, connection id) -> (token, naive UTC expiry, mark of
+# the stored token set it came with). A refresh commits in a transaction of its own, and the caller's older
+# REPEATABLE READ snapshot still shows the previous token: without this, a retry after a 401 would send
+# Microsoft the very token it just refused. An entry is used only while the token set it came with is still the
+# stored one, as the database says now (not this snapshot): a Disconnect, a reconnect or another worker's
+# refresh, in any process, retires it.
 _tokens_refreshed_here = {}
 # System parameter (``ir.config_parameter``: only system administrators read or write it) listing the hosts,
 # other than Microsoft's own sign-in and Graph hosts, a connection may point at: ``host:port`` (that port only)
@@ -399,7 +402,8 @@ class EpilotOutlookConnection(models.Model):
         """
         self.ensure_one()
         self.check_access('write')
-        self._outlook_refresh_tokens(force=True)
+        # Always Microsoft's answer of now: never a token another worker (or this one) refreshed before.
+        self._outlook_refresh_tokens(force=True, ask_microsoft=True)
         self._outlook_call_graph(lambda graph: graph.get('me', params={'$select': 'id'}))
         return {
             'type': 'ir.actions.client',
@@ -422,6 +426,7 @@ class EpilotOutlookConnection(models.Model):
         # Removing an address ends its sync; its shared inbox and the inbox's mail are kept.
         addresses.unlink()
         self._outlook_store_secrets({'access_token': None, 'refresh_token': None, 'identity': None})
+        _tokens_refreshed_here.pop((self.env.cr.dbname, self.id), None)  # Other workers see the tokens gone.
         self.write({
             'state': 'disconnected',
             'access_token_expiry': False,
@@ -581,13 +586,27 @@ class EpilotOutlookConnection(models.Model):
 
         A token this worker refreshed itself comes first: its transaction may predate that refresh.
         """
-        token, expiry = _tokens_refreshed_here.get((self.env.cr.dbname, self.id), (None, None))
+        key = (self.env.cr.dbname, self.id)
+        token, expiry, mark = _tokens_refreshed_here.get(key, (None, None, None))
         if token and not self._outlook_expires_soon(expiry):
-            return token
+            if mark in (self._outlook_token_set_mark(), self._outlook_stored_token_set_mark()):
+                return token
+            _tokens_refreshed_here.pop(key, None)  # Retired: the stored token set is another one now.
         connection_sudo = self.sudo()
         if connection_sudo._outlook_token_expires_soon():
             return None
         return connection_sudo._outlook_decrypt_secrets('access_token')['access_token']
+
+    def _outlook_token_set_mark(self):
+        """ What identifies the stored token set in this transaction's snapshot: a digest of the refresh token's
+        ciphertext, new at every store (Fernet's random IV), ``None`` when no token is stored. """
+        ciphertext = self.sudo()._outlook_load_secrets('refresh_token')['refresh_token']
+        return ciphertext and hashlib.sha256(ciphertext).hexdigest()
+
+    def _outlook_stored_token_set_mark(self):
+        """ :meth:`_outlook_token_set_mark` as committed now, read in a transaction of its own. """
+        with self.env.registry.cursor() as cr:
+            return self.with_env(self.env(cr=cr))._outlook_token_set_mark()
 
     def _outlook_token_expires_soon(self):
         return self._outlook_expires_soon(self.access_token_expiry)
@@ -596,7 +615,7 @@ class EpilotOutlookConnection(models.Model):
     def _outlook_expires_soon(self, expiry):
         return not expiry or expiry - fields.Datetime.now() < timedelta(seconds=const.TOKEN_REFRESH_MARGIN_S)
 
-    def _outlook_refresh_tokens(self, force=False):
+    def _outlook_refresh_tokens(self, force=False, ask_microsoft=False):
         """ Refresh the tokens in a transaction of their own, once across workers.
 
         The rotated refresh token is committed before this returns, so it survives a rollback of the work
@@ -604,6 +623,8 @@ class EpilotOutlookConnection(models.Model):
         behind the first find a fresh token and return it without calling Microsoft again.
 
         :param bool force: Refresh even if the stored access token looks valid (Graph just refused it).
+        :param bool ask_microsoft: Redeem the refresh token even if another worker just did (Check Connection:
+            the answer must be Microsoft's of now).
         :return: The new access token.
         :rtype: str
         :raise UserError: When the connection needs a reconnect (revoked, consent withdrawn, ...), the
@@ -616,8 +637,9 @@ class EpilotOutlookConnection(models.Model):
         try:
             for attempt in range(REFRESH_SERIALIZATION_RETRIES + 1):
                 try:
-                    access_token, expiry = self._outlook_refresh_tokens_once(force, refused_token)
-                    _tokens_refreshed_here[self.env.cr.dbname, self.id] = (access_token, expiry)
+                    access_token, expiry, mark = self._outlook_refresh_tokens_once(
+                        force, refused_token, ask_microsoft)
+                    _tokens_refreshed_here[self.env.cr.dbname, self.id] = (access_token, expiry, mark)
                     return access_token
                 except psycopg2.errors.SerializationFailure:
                     # Odoo's transactions are REPEATABLE READ: when the worker we queued behind commits its
@@ -633,8 +655,11 @@ class EpilotOutlookConnection(models.Model):
             # this one cached of them.
             self.env.invalidate_all()
 
-    def _outlook_refresh_tokens_once(self, force, refused_token):
-        """ One locked transaction of :meth:`_outlook_refresh_tokens`; commits on success. """
+    def _outlook_refresh_tokens_once(self, force, refused_token, ask_microsoft=False):
+        """ One locked transaction of :meth:`_outlook_refresh_tokens`; commits on success.
+
+        :return: The access token, its expiry and the mark of the stored token set it belongs to.
+        """
         with self.env.registry.cursor() as cr:
             connection = self.with_env(self.env(cr=cr)).sudo()
             cr.execute(SQL("SET LOCAL lock_timeout = %s", REFRESH_LOCK_TIMEOUT_MS))
@@ -645,9 +670,9 @@ class EpilotOutlookConnection(models.Model):
                 raise UserError(self.env._("The Outlook connection needs to be reconnected."))
             stored_token = connection._outlook_decrypt_secrets('access_token')['access_token']
             # Another worker may have refreshed while we waited for the lock: its token is a new one.
-            refreshed_meanwhile = force and stored_token != refused_token
+            refreshed_meanwhile = force and stored_token != refused_token and not ask_microsoft
             if (refreshed_meanwhile or not force) and not connection._outlook_token_expires_soon():
-                return stored_token, connection.access_token_expiry
+                return stored_token, connection.access_token_expiry, connection._outlook_token_set_mark()
             try:
                 tokens = connection._outlook_refresh_with_retries()
             except RECONNECT_ERRORS as error:
@@ -659,7 +684,7 @@ class EpilotOutlookConnection(models.Model):
                 cr.commit()
                 raise UserError(explain(self.env, error)) from None
             connection._outlook_store_token_set(tokens)
-            return tokens.access_token, connection.access_token_expiry
+            return tokens.access_token, connection.access_token_expiry, connection._outlook_token_set_mark()
 
     def _outlook_refresh_with_retries(self):
         """ Redeem the refresh token, retrying transient failures (5xx, timeouts, 429) with backoff. """

@@ -192,6 +192,35 @@ class TestRevocationAndDisconnect(OutlookSandboxCase):
         self.connection.invalidate_recordset()
         self.assertEqual(self.connection.state, 'needs_reconnect')
 
+    def test_tokens_this_worker_refreshed_retire_at_reconnect(self):
+        """ A token this worker refreshed itself is not used once the stored token set changed: after Disconnect
+        and Connect the worker sends the new token, and Check Connection asks Microsoft, which refuses. """
+        self.connection._outlook_refresh_tokens(force=True)  # This worker now holds its own copy of a token.
+        old_token = self.connection._outlook_current_access_token()
+        self.connection.with_user(self.odoo_admin).action_outlook_disconnect()
+        self.odoo_callback(self.microsoft_pages(self.click_connect(), 'service_account'))
+        self.connection.invalidate_recordset()
+        self.assertEqual(self.connection.state, 'connected')
+        new_token = self.secrets()['access_token']
+        self.assertNotEqual(new_token, old_token)
+        self.assertEqual(self.connection._outlook_current_access_token(), new_token)
+
+        # The stored set changes behind this worker's back (another worker reconnected): its copy retires too.
+        self.connection._outlook_refresh_tokens(force=True)
+        self.connection.sudo()._outlook_encrypt_and_store({'refresh_token': 'another set', 'access_token': 'other'})
+        self.assertEqual(self.connection._outlook_current_access_token(), 'other')
+
+    def test_check_connection_asks_microsoft_after_a_reconnect(self):
+        self.connection._outlook_refresh_tokens(force=True)
+        self.odoo_callback(self.microsoft_pages(self.click_connect(), 'service_account'))  # Reconnect.
+        self.sandbox.control('POST', '/tenants/%s/consent/revoke' % self.demo['tenant_id'])
+        token_requests = sum(self.sandbox_state()['counts']['token_requests'].values())
+        with self.assertRaisesKeepingCommits(UserError):
+            self.connection.with_user(self.odoo_admin).action_outlook_check_connection()
+        self.assertGreater(sum(self.sandbox_state()['counts']['token_requests'].values()), token_requests)
+        self.connection.invalidate_recordset()
+        self.assertEqual(self.connection.state, 'needs_reconnect')
+
     def test_lost_key_reconnects_through_consent(self):
         # The key that encrypted everything is gone; a new one is configured.
         new_key = Vault.generate_key()
