@@ -386,10 +386,17 @@ class EpilotOutlookConnection(models.Model):
         # A tenant id encrypted with a key that is gone is as good as none: consent again records it anew.
         tenant_id = tenant_ciphertext and vault.can_decrypt(tenant_ciphertext) and vault.decrypt(
             tenant_ciphertext).decode()
-        if tenant_id and not self.needs_admin_consent:
-            url = self._outlook_start_sign_in(tenant_id)
-        else:
-            url = self._outlook_start_admin_consent()
+        try:
+            url = None
+            if tenant_id and not self.needs_admin_consent:
+                try:
+                    url = self._outlook_start_sign_in(tenant_id)
+                except TenantNotFound:
+                    # The recorded tenant is unknown to Microsoft (forged, deleted): forget it, consent again.
+                    self._outlook_store_secrets({'tenant_id': None})
+            url = url or self._outlook_start_admin_consent()
+        except OutlookError as error:
+            raise UserError(explain(self.env, error)) from None
         return {'type': 'ir.actions.act_url', 'url': url, 'target': 'self'}
 
     def action_outlook_check_connection(self):
@@ -493,9 +500,16 @@ class EpilotOutlookConnection(models.Model):
             except TokenError as error:
                 connection._outlook_record_error(error)
                 raise
+            # The ``tenant`` parameter can be forged: the sign-in starts (and Microsoft's discovery of the tenant
+            # answers) before anything is stored, so an unknown tenant leaves the connection as it was.
+            try:
+                sign_in_url = connection._outlook_start_sign_in(tenant_id)
+            except TokenError as error:
+                connection._outlook_record_error(error)
+                raise
             connection._outlook_encrypt_and_store({'tenant_id': tenant_id})
             connection.write({'state': 'consent_granted', 'needs_admin_consent': False})
-            return connection, connection._outlook_start_sign_in(tenant_id)
+            return connection, sign_in_url
 
         tenant_id = connection._outlook_decrypt_secrets('tenant_id')['tenant_id']
         try:

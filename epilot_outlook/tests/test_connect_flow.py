@@ -1,4 +1,5 @@
 import time
+import uuid
 
 from odoo.tests import new_test_user, tagged
 from odoo.tools import SQL
@@ -127,3 +128,27 @@ class TestConnectFlow(OutlookSandboxCase):
         self.assert_error_page(self.odoo_callback(consent_return), 'started by another user')
         self.assert_nothing_stored()
 
+
+    # --- the tenant of the admin-consent redirect ------------------------------------------------------
+
+    def test_forged_tenant_is_refused_and_nothing_is_stored(self):
+        consent_return = self.microsoft_pages(self.click_connect(), 'admin')
+        forged = consent_return.replace(self.demo['tenant_id'], str(uuid.uuid4()))
+        self.assertNotEqual(forged, consent_return)
+        response = self.odoo_callback(forged)
+        self.assert_error_page(response, 'Microsoft does not know this tenant')
+        self.assert_nothing_stored()
+        # Connect still works: admin consent again, then the service account.
+        self.connect()
+        self.assertEqual(self.connection.state, 'connected')
+
+    def test_disconnect_then_connect_recovers_from_an_unknown_stored_tenant(self):
+        # What the flow stored before it checked the tenant: a forged one, consent granted.
+        self.connection.sudo()._outlook_encrypt_and_store({'tenant_id': str(uuid.uuid4())})
+        self.connection.state = 'consent_granted'
+        self.connection.with_user(self.odoo_admin).action_outlook_disconnect()
+        url = self.click_connect()
+        self.assertIn('/v2.0/adminconsent', url, "the unknown tenant is forgotten: consent again")
+        self.connect_from(url)
+        self.assertEqual(self.connection.state, 'connected')
+        self.assertEqual(self.secrets()['tenant_id'], self.demo['tenant_id'])
