@@ -1,5 +1,6 @@
 import logging
 import re
+from urllib.parse import unquote
 
 from odoo import http
 from odoo.http import request
@@ -10,18 +11,34 @@ from ..tools.explain import explain
 
 _logger = logging.getLogger(__name__)
 
-_CALLBACK_QUERY_RE = re.compile(r'(%s)\?[^\s"]*' % re.escape(OAUTH_CALLBACK_PATH))
+_QUERY_RE = re.compile(r'\?[^\s"]*')
+
+
+def _names_the_callback(text):
+    """ Whether ``text`` holds the callback's path with a query, as such or URL-encoded (once or more, as in
+    ``/web/login?redirect=%2Fepilot_outlook%2Foauth%2Fcallback%3Fcode%3D...``). """
+    for _depth in range(4):
+        if OAUTH_CALLBACK_PATH + '?' in text:
+            return True
+        decoded = unquote(text)
+        if decoded == text:
+            return False
+        text = decoded
+    return False
 
 
 class _HideCallbackQuery(logging.Filter):
     """ Keep the callback's query out of the HTTP access log (logger ``werkzeug``, INFO): Microsoft puts the
-    tenant id (admin consent), the authorization code and the state in it. """
+    tenant id (admin consent), the authorization code and the state in it. That includes the request that
+    carries the callback URL-encoded in its own query: opened without an Odoo session, the callback redirects
+    to ``/web/login?redirect=<the callback>``, and the login form posts it back. """
 
     def filter(self, record):
         if isinstance(record.args, tuple) and any(
-                isinstance(arg, str) and OAUTH_CALLBACK_PATH + '?' in arg for arg in record.args):
+                isinstance(arg, str) and _names_the_callback(arg) for arg in record.args):
             record.args = tuple(
-                _CALLBACK_QUERY_RE.sub(r'\1?[hidden]', arg) if isinstance(arg, str) else arg for arg in record.args)
+                _QUERY_RE.sub('?[hidden]', arg) if isinstance(arg, str) and _names_the_callback(arg) else arg
+                for arg in record.args)
         return True
 
 

@@ -13,3 +13,4 @@ from . import test_revocation_disconnect
 from . import test_mail_sync
 from . import test_graph_slots
 from . import test_connect_endpoints
+from . import test_connect_logs
