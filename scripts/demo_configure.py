@@ -31,7 +31,7 @@ def say(message):
 with open(os.environ["EPILOT_SANDBOX_JSON"], encoding="utf-8") as ready_line:
     sandbox = json.load(ready_line)
 missing = [key for key in ("authority_base_url", "graph_base_url", "ca_bundle", "client_id", "client_secret",
-                           "tenant_id", "tenant_domain") if not sandbox.get(key)]
+                           "tenant_id", "tenant_domain", "service_account") if not sandbox.get(key)]
 if missing:
     say("the sandbox's ready line lacks %s (was it started with --seed demo?); nothing written" % ", ".join(missing))
     sys.exit(2)
@@ -71,6 +71,7 @@ values = {
     "graph_endpoint": sandbox["graph_base_url"],
     "ca_bundle": sandbox["ca_bundle"],
     "consent_tenant": sandbox["tenant_domain"],
+    "service_account": sandbox["service_account"]["username"],
 }
 
 

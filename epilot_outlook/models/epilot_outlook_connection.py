@@ -155,6 +155,21 @@ class EpilotOutlookConnection(models.Model):
              "system's (for a sandbox). Changing it discards the client secret.",
         tracking=True,
     )
+    service_account = fields.Char(
+        string="Service Account",
+        help="The address of the dedicated Microsoft 365 account Odoo signs in as (not a person's, not the admin's), "
+             "with Full Access and Send As on the shared mailboxes. Microsoft's sign-in page is offered to it, and "
+             "a sign-in by any other account is refused.",
+        tracking=True,
+    )
+    connected_account = fields.Char(
+        string="Connected Account",
+        help="The account whose tokens Odoo holds, as Microsoft named it at sign-in.",
+        compute='_compute_connected_account',
+        # Decrypted for the email settings editors' form only: never exported, never in a list or a log.
+        groups='epilot_outlook.group_email_setting_edit',
+        exportable=False,
+    )
     consent_tenant = fields.Char(
         string="Tenant Domain",
         help="Optional: your tenant's domain (contoso.onmicrosoft.com) or id, to send the Microsoft 365 admin "
@@ -192,6 +207,28 @@ class EpilotOutlookConnection(models.Model):
         stored_ids = self._outlook_ids_with_secret('refresh_token')
         for connection in self:
             connection.has_refresh_token = connection.id in stored_ids
+
+    def _compute_connected_account(self):
+        for connection in self:
+            connection.connected_account = connection._origin.id and connection._origin._outlook_connected_account()
+
+    def _outlook_connected_account(self):
+        """ ``Name <address>`` of the account that signed in, from the encrypted identity; ``False`` when none is
+        stored or it cannot be decrypted (a key that is gone). """
+        self.ensure_one()
+        ciphertext = self.sudo()._outlook_load_secrets('identity')['identity']
+        try:
+            vault = self._outlook_vault()
+        except UserError:
+            return False
+        if not ciphertext or not vault.can_decrypt(ciphertext):
+            return False
+        try:
+            identity = json.loads(vault.decrypt(ciphertext))
+        except (VaultError, ValueError):
+            return False
+        name, address = identity.get('name'), identity.get('upn')
+        return '%s <%s>' % (name, address) if name and address else (address or name or False)
 
     def _compute_has_client_secret(self):
         stored_ids = self._outlook_ids_with_secret('client_secret')
@@ -256,6 +293,12 @@ class EpilotOutlookConnection(models.Model):
                 if any((connection[name] or False) != (vals[name] or False) for name in changed_endpoints):
                     connection._outlook_unbind_secrets()
         return super().write(vals)
+
+    def export_data(self, fields_to_export):
+        """ Override of `base`: the connected account is shown on the form only, never exported. """
+        if any(path.split('/')[0] == 'connected_account' for path in fields_to_export):
+            raise UserError(self.env._("The connected account is shown on the connection's form only."))
+        return super().export_data(fields_to_export)
 
     def _outlook_unbind_secrets(self):
         """ Discard the secrets bound to the current endpoints, or refuse while tokens are held. """
@@ -381,6 +424,10 @@ class EpilotOutlookConnection(models.Model):
         """
         self.ensure_one()
         self.check_access('write')
+        if not (self.service_account or '').strip():
+            raise UserError(self.env._(
+                "Enter the Service Account first: the address of the dedicated Microsoft 365 account Odoo signs in "
+                "as. Only that account may sign in."))
         vault = self._outlook_vault()  # No key, no connect: say how to set one before anyone signs in.
         tenant_ciphertext = self._outlook_load_secrets('tenant_id')['tenant_id']
         # A tenant id encrypted with a key that is gone is as good as none: consent again records it anew.
@@ -472,7 +519,9 @@ class EpilotOutlookConnection(models.Model):
     def _outlook_start_sign_in(self, tenant_id):
         """ Return the service account's sign-in URL (auth code + PKCE) against the tenant's authority. """
         nonce, state = self._outlook_new_state('sign_in')
-        flow = self._outlook_oauth_client(tenant_id).start_sign_in(self.redirect_uri, state)
+        # Microsoft's page is offered to the service account (the admin who just consented is still signed in).
+        flow = self._outlook_oauth_client(tenant_id).start_sign_in(
+            self.redirect_uri, state, login_hint=(self.service_account or '').strip() or None)
         flow_ciphertext = self._outlook_vault().encrypt(json.dumps(flow))
         self.env['epilot.outlook.oauth.attempt']._outlook_new(self, 'sign_in', nonce, flow_ciphertext)
         return flow['auth_uri']
@@ -530,6 +579,17 @@ class EpilotOutlookConnection(models.Model):
             error = TokenError(str(error), reason='sign_in_unanswered')
             connection._outlook_record_error(error)
             raise error from None
+        expected = (connection.service_account or '').strip()
+        # Nothing is stored unless the service account signed in: another account's tokens are dropped here.
+        error = None
+        if not expected:
+            error = TokenError("No service account is set on the connection.", reason='no_service_account')
+        elif (tokens.identity.username or '').strip().lower() != expected.lower():
+            error = TokenError("Another account than the service account signed in.", reason='wrong_account',
+                               params={'expected': expected})
+        if error:
+            connection._outlook_record_error(error)
+            raise error
         if tokens.tenant_id != tenant_id:
             raise TokenError("The account that signed in belongs to another Microsoft 365 tenant.",
                              reason='tenant_mismatch')
@@ -538,7 +598,9 @@ class EpilotOutlookConnection(models.Model):
                                   params={'scopes': ' '.join(missing)})
         connection._outlook_store_token_set(tokens)
         connection.email_address_ids._outlook_resume()
-        connection.message_post(body=self.env._("Connected to Microsoft 365; the service account signed in."))
+        connection.message_post(body=self.env._(
+            "Connected to Microsoft 365; the service account %(account)s signed in.",
+            account=connection._outlook_connected_account() or expected))
         return connection, None
 
     @api.model

@@ -69,6 +69,7 @@ class OutlookSandboxCase(HttpCase):
             'authority_host': info['authority_base_url'],
             'graph_endpoint': info['graph_base_url'],
             'ca_bundle': info['ca_bundle'],
+            'service_account': self.demo['service_account']['username'],
         }
         if self.connection:
             self.connection.write(values)
