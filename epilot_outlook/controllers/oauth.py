@@ -6,7 +6,7 @@ from odoo import http
 from odoo.http import request
 
 from ..outlook_core.const import OAUTH_CALLBACK_PATH
-from ..outlook_core.errors import OutlookError
+from ..outlook_core.errors import OutlookError, TransientError
 from ..tools.explain import explain
 
 _logger = logging.getLogger(__name__)
@@ -69,11 +69,16 @@ class OutlookOAuthController(http.Controller):
             connection, next_url = Connection._outlook_handle_oauth_callback(state, dict(params, state=state))
         except OutlookError as error:
             _logger.info("Microsoft Outlook: connect flow stopped: %s", error.__class__.__name__)
+            # Back to the form of the connection being connected: the one of the user's company (one per company).
+            back_connection = Connection.search([('company_id', '=', request.env.company.id)], limit=1)
+            back_url = '/odoo/action-epilot_outlook.epilot_outlook_connection_action'
+            if back_connection:
+                back_url += '/%s' % back_connection.id
             return request.render('epilot_outlook.oauth_error_page', {
                 'title': request.env._("Outlook could not be connected"),
                 'explanation': explain(request.env, error),
-                'back_url': '/odoo/action-epilot_outlook.epilot_outlook_connection_action',
-            })
+                'back_url': back_url,
+            }, status=503 if isinstance(error, TransientError) else 400)
         # Through the action, so the form keeps its "Outlook Connections" breadcrumb.
         return request.redirect(
             next_url or f'/odoo/action-epilot_outlook.epilot_outlook_connection_action/{connection.id}', local=False)

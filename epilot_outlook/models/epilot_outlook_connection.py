@@ -191,6 +191,17 @@ class EpilotOutlookConnection(models.Model):
         copy=False,
     )
     encryption_key_status = fields.Char(string="Encryption Key", compute='_compute_encryption_key_status')
+    has_secrets_to_reencrypt = fields.Boolean(
+        string="Secrets to Re-encrypt",
+        help="Some stored secret is encrypted with an older configured key: Re-encrypt Secrets moves it to the "
+             "newest.",
+        compute='_compute_has_secrets_to_reencrypt',
+    )
+    public_url_warning = fields.Char(
+        string="Public Address Warning",
+        compute='_compute_public_urls',
+        help="Why Microsoft will refuse the Redirect URI or the Webhook Base URL, if it will.",
+    )
 
     _company_uniq = models.Constraint(
         'UNIQUE (company_id)',
@@ -254,6 +265,35 @@ class EpilotOutlookConnection(models.Model):
             base_url = connection.get_base_url()
             connection.redirect_uri = base_url + const.OAUTH_CALLBACK_PATH
             connection.webhook_base_url = base_url + const.WEBHOOK_BASE_PATH
+            connection.public_url_warning = connection._outlook_public_url_warning(base_url)
+
+    def _outlook_public_url_warning(self, base_url):
+        """ Why Microsoft will refuse addresses built on ``base_url``, or ``False``: Entra accepts a Redirect URI
+        in http only on a loopback address, never 0.0.0.0 (a listening address, not one a browser opens), and
+        Graph posts notifications to https only (loopback excepted for a local test). """
+        parts = urlsplit(base_url or '')
+        host = (parts.hostname or '').lower()
+        if host in ('0.0.0.0', '::'):
+            return self.env._(
+                "Odoo's address (web.base.url) is %(url)s: 0.0.0.0 is where Odoo listens, not an address a browser "
+                "or Microsoft can reach, and Microsoft refuses it. Open Odoo at its real address as an administrator "
+                "(or set web.base.url), then register the Redirect URI shown here.", url=base_url)
+        if parts.scheme != 'https' and host not in ('localhost', '127.0.0.1', '::1'):
+            return self.env._(
+                "Odoo's address (web.base.url) is %(url)s: Microsoft accepts a Redirect URI and a Webhook Base URL "
+                "only in https (http only on localhost). Serve Odoo over https (with proxy mode behind a proxy) and "
+                "open it at its https address.", url=base_url)
+        return False
+
+    def _compute_has_secrets_to_reencrypt(self):
+        try:
+            vault = self._outlook_vault()
+        except UserError:
+            vault = None
+        for connection in self:
+            ciphertexts = connection._origin.id and vault and connection._origin.sudo()._outlook_load_secrets()
+            connection.has_secrets_to_reencrypt = bool(ciphertexts) and any(
+                value and vault.can_decrypt(value) and not vault.is_current(value) for value in ciphertexts.values())
 
     def _compute_encryption_key_status(self):
         try:
@@ -456,16 +496,28 @@ class EpilotOutlookConnection(models.Model):
         """
         self.ensure_one()
         self.check_access('write')
-        # Always Microsoft's answer of now: never a token another worker (or this one) refreshed before.
-        self._outlook_refresh_tokens(force=True, ask_microsoft=True)
-        self._outlook_call_graph(lambda graph: graph.get('me', params={'$select': 'id'}))
+        try:
+            # Always Microsoft's answer of now: never a token another worker (or this one) refreshed before.
+            self._outlook_refresh_tokens(force=True, ask_microsoft=True)
+            self._outlook_call_graph(lambda graph: graph.get('me', params={'$select': 'id'}))
+        except UserError as error:
+            # Not raised: the refusal was recorded (state, last error) in a transaction of its own, and the form
+            # must show it now, not the state it loaded before the click.
+            return self._outlook_notify_and_reload('danger', explain(self.env, error), sticky=True)
+        return self._outlook_notify_and_reload(
+            'success', self.env._("Microsoft 365 accepted the connection: tokens refreshed, Graph answered."))
+
+    @api.model
+    def _outlook_notify_and_reload(self, kind, message, sticky=False):
+        """ A notification, then a reload of the form, so it shows the state stored. """
         return {
             'type': 'ir.actions.client',
             'tag': 'display_notification',
             'params': {
-                'type': 'success',
-                'message': self.env._("Microsoft 365 accepted the connection: tokens refreshed, Graph answered."),
-                'next': {'type': 'ir.actions.act_window_close'},
+                'type': kind,
+                'message': message,
+                'sticky': sticky,
+                'next': {'type': 'ir.actions.client', 'tag': 'soft_reload'},
             },
         }
 
@@ -802,12 +854,19 @@ class EpilotOutlookConnection(models.Model):
             editors = self.env.ref('epilot_outlook.group_email_setting_edit').all_user_ids.filtered(
                 lambda user: user.active and not user.share and self.company_id in user.company_ids
             )
-            self.message_post(
-                body=self.env._(
+            # The button the form shows now: Grant Admin Consent when consent is needed, Connect otherwise.
+            if self.needs_admin_consent:
+                body = self.env._(
+                    "Outlook sync is paused: the connection needs to be reconnected. %(explanation)s Open the "
+                    "connection and click Grant Admin Consent; sync resumes where it stopped.",
+                    explanation=explain(self.env, error))
+            else:
+                body = self.env._(
                     "Outlook sync is paused: the connection needs to be reconnected. %(explanation)s Open the "
                     "connection and click Connect; sync resumes where it stopped.",
-                    explanation=explain(self.env, error),
-                ),
+                    explanation=explain(self.env, error))
+            self.message_post(
+                body=body,
                 partner_ids=editors.partner_id.ids,
                 subtype_xmlid='mail.mt_comment',
             )

@@ -100,7 +100,7 @@ class TestConnectEndpoints(OutlookSandboxCase):
         self.connect()
         token_requests = self.sandbox_state()['counts']['token_requests']
         self.env['ir.config_parameter'].sudo().set_param('epilot_outlook.allowed_hosts', False)
-        with self.assertRaisesKeepingCommits(Exception) as caught:
-            self.connection.with_user(self.odoo_admin).action_outlook_check_connection()
-        self.assertIn('system parameter epilot_outlook.allowed_hosts', str(caught.exception))
+        refusal = self.connection.with_user(self.odoo_admin).action_outlook_check_connection()
+        self.assertEqual(refusal['params']['type'], 'danger')
+        self.assertIn('system parameter epilot_outlook.allowed_hosts', refusal['params']['message'])
         self.assertEqual(self.sandbox_state()['counts']['token_requests'], token_requests, "nothing reached the sandbox")

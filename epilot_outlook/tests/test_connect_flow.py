@@ -83,9 +83,12 @@ class TestConnectFlow(OutlookSandboxCase):
     # --- the signed, single-use state -------------------------------------------------------------------
 
     def assert_error_page(self, response, text):
-        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.status_code, 400)
         self.assertIn('Outlook could not be connected', response.text)
         self.assertIn(text, response.text)
+        # Back to this connection's form, not the list.
+        self.assertIn('href="/odoo/action-epilot_outlook.epilot_outlook_connection_action/%s"' % self.connection.id,
+                      response.text)
 
     def assert_nothing_stored(self):
         self.connection.invalidate_recordset()
