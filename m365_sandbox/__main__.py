@@ -21,8 +21,11 @@ SAVE_EVERY_S = 30
 # ------------------------------------------------------------------------------------------------------
 
 def save_state(state, path: str) -> None:
+    """Write the state (refresh tokens, passwords, secrets in clear) to ``path``, readable by its owner only."""
     tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # A leftover temporary file keeps its old mode through O_CREAT.
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(state.to_json())
     os.replace(tmp, path)
 

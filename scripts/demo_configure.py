@@ -31,7 +31,7 @@ def say(message):
 with open(os.environ["EPILOT_SANDBOX_JSON"], encoding="utf-8") as ready_line:
     sandbox = json.load(ready_line)
 missing = [key for key in ("authority_base_url", "graph_base_url", "ca_bundle", "client_id", "client_secret",
-                           "tenant_id", "tenant_domain") if not sandbox.get(key)]
+                           "tenant_id", "tenant_domain", "service_account") if not sandbox.get(key)]
 if missing:
     say("the sandbox's ready line lacks %s (was it started with --seed demo?); nothing written" % ", ".join(missing))
     sys.exit(2)
@@ -54,6 +54,16 @@ if Parameters.get_param("web.base.url") != base_url:
     Parameters.set_param("web.base.url", base_url)
     say("web.base.url = %s" % base_url)
 
+# ------------------------------------------------------------------------------------------- allowed hosts
+# A connection accepts only Microsoft's sign-in and Graph hosts, unless a system administrator allows others in
+# this system parameter (editors cannot): the demo allows exactly the sandbox's two, host:port.
+from urllib.parse import urlsplit  # noqa: E402
+
+allowed_hosts = " ".join(urlsplit(sandbox[key]).netloc for key in ("authority_base_url", "graph_base_url"))
+if Parameters.get_param("epilot_outlook.allowed_hosts") != allowed_hosts:
+    Parameters.set_param("epilot_outlook.allowed_hosts", allowed_hosts)
+    say("epilot_outlook.allowed_hosts = %s (the sandbox's sign-in and Graph hosts)" % allowed_hosts)
+
 # ------------------------------------------------------------------------------------------- connection
 values = {
     "client_id": sandbox["client_id"],
@@ -61,6 +71,7 @@ values = {
     "graph_endpoint": sandbox["graph_base_url"],
     "ca_bundle": sandbox["ca_bundle"],
     "consent_tenant": sandbox["tenant_domain"],
+    "service_account": sandbox["service_account"]["username"],
 }
 
 
@@ -93,7 +104,12 @@ if not connection:
 else:
     changed = [name for name, value in values.items() if connection[name] != value]
     if changed:
-        connection.write(values)
+        try:
+            connection.write(values)
+        except UserError as error:  # New sandbox ports on a connection holding tokens: Disconnect first.
+            say("the Outlook connection of %s was left alone: %s" % (company.name, error.args[0]))
+            env.cr.commit()  # web.base.url and the allowed hosts (the refused write changed nothing)
+            sys.exit(3)
     # Write-only: compared decrypted, and stored (encrypted) only when it differs.
     if stored_secret("client_secret") != sandbox["client_secret"]:
         connection.client_secret = sandbox["client_secret"]

@@ -23,6 +23,8 @@ warn() { printf '!!! %s\n' "$*" >&2; }
 die()  { printf '!!! %s\n' "$*" >&2; exit 1; }
 
 sha() { sha1sum | cut -c1-40; }
+# An empty file only its owner can read (0600), created or truncated: for files that hold credentials.
+private_file() { (umask 077 && : > "$1") && chmod 600 "$1"; }
 
 # Run as root, or through sudo when there is one.
 as_root() {

@@ -73,7 +73,9 @@ DEMO_EXTRA_MESSAGES=400
 start_sandbox() {
     local out="$LOGS/sandbox.out" i fresh=""
     [ -f "$VAR/sandbox-state.json" ] || fresh=1
-    : > "$out"
+    # Its stdout repeats the ready line (the demo's passwords and client secret), its stderr may quote
+    # requests: both private, like var/sandbox.json. Truncated here, so the redirections below keep the mode.
+    private_file "$out"; private_file "$LOGS/sandbox.log"
     rm -f "$VAR/sandbox.json"
     "$VENV/bin/python" -m m365_sandbox serve --seed demo --state-file "$VAR/sandbox-state.json" \
         --workdir "$VAR/sandbox" --login-port "$SANDBOX_LOGIN_PORT" --graph-port "$SANDBOX_GRAPH_PORT" \

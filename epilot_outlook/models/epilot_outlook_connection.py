@@ -1,6 +1,7 @@
 import hashlib
 import json
 import logging
+import re
 import time
 from datetime import timedelta, timezone
 from urllib.parse import urlsplit
@@ -38,10 +39,19 @@ RECONNECT_ERRORS = (GrantRevoked, ConsentRequired, InteractionRequired, ClientCr
 REFRESH_LOCK_TIMEOUT_MS = 20000
 # How often a refresh looks again after the worker it queued behind committed (REPEATABLE READ).
 REFRESH_SERIALIZATION_RETRIES = 3
-# Access tokens this worker obtained itself, by (database, connection id) -> (token, naive UTC expiry). A refresh
-# commits in a transaction of its own, and the caller's older REPEATABLE READ snapshot still shows the previous
-# token: without this, a retry after a 401 would send Microsoft the very token it just refused.
+# Access tokens this worker obtained itself, by (database, connection id) -> (token, naive UTC expiry, mark of
+# the stored token set it came with). A refresh commits in a transaction of its own, and the caller's older
+# REPEATABLE READ snapshot still shows the previous token: without this, a retry after a 401 would send
+# Microsoft the very token it just refused. An entry is used only while the token set it came with is still the
+# stored one, as the database says now (not this snapshot): a Disconnect, a reconnect or another worker's
+# refresh, in any process, retires it.
 _tokens_refreshed_here = {}
+# System parameter (``ir.config_parameter``: only system administrators read or write it) listing the hosts,
+# other than Microsoft's own sign-in and Graph hosts, a connection may point at: ``host:port`` (that port only)
+# or ``host`` (any port), separated by commas or spaces. Empty in production; the sandbox's for the demo and tests.
+ALLOWED_HOSTS_PARAM = 'epilot_outlook.allowed_hosts'
+# The secrets were issued by, and are sent to, these: changing one unbinds them (see ``write``).
+ENDPOINT_FIELDS = ('authority_host', 'graph_endpoint', 'ca_bundle')
 # Transient identity-platform failures are retried this often, with exponential backoff, before giving up.
 REFRESH_TRANSIENT_RETRIES = 3
 
@@ -113,6 +123,7 @@ class EpilotOutlookConnection(models.Model):
         string="Application (Client) ID",
         help="The Application (client) ID of the Entra app registration.",
         copy=False,
+        tracking=True,
     )
     client_secret = fields.Char(
         string="Client Secret",
@@ -126,18 +137,38 @@ class EpilotOutlookConnection(models.Model):
         string="Authority Host",
         required=True,
         default=const.DEFAULT_AUTHORITY_HOST,
-        help="The Microsoft identity platform. Change it only to point at a sandbox.",
+        help="The Microsoft identity platform (login.microsoftonline.com, or a national cloud's). Another host "
+             "only when a system administrator allowed it. Changing it discards the client secret.",
+        tracking=True,
     )
     graph_endpoint = fields.Char(
         string="Graph Endpoint",
         required=True,
         default=const.GRAPH_BASE_URL,
-        help="Microsoft Graph v1.0. Change it only to point at a sandbox.",
+        help="Microsoft Graph v1.0 (graph.microsoft.com, or a national cloud's). Another host only when a system "
+             "administrator allowed it. Changing it discards the client secret.",
+        tracking=True,
     )
     ca_bundle = fields.Char(
         string="CA Bundle",
         help="Path, on the Odoo server, of a PEM file of certificate authorities to trust instead of the "
-             "system's (for a sandbox).",
+             "system's (for a sandbox). Changing it discards the client secret.",
+        tracking=True,
+    )
+    service_account = fields.Char(
+        string="Service Account",
+        help="The address of the dedicated Microsoft 365 account Odoo signs in as (not a person's, not the admin's), "
+             "with Full Access and Send As on the shared mailboxes. Microsoft's sign-in page is offered to it, and "
+             "a sign-in by any other account is refused.",
+        tracking=True,
+    )
+    connected_account = fields.Char(
+        string="Connected Account",
+        help="The account whose tokens Odoo holds, as Microsoft named it at sign-in.",
+        compute='_compute_connected_account',
+        # Decrypted for the email settings editors' form only: never exported, never in a list or a log.
+        groups='epilot_outlook.group_email_setting_edit',
+        exportable=False,
     )
     consent_tenant = fields.Char(
         string="Tenant Domain",
@@ -160,6 +191,17 @@ class EpilotOutlookConnection(models.Model):
         copy=False,
     )
     encryption_key_status = fields.Char(string="Encryption Key", compute='_compute_encryption_key_status')
+    has_secrets_to_reencrypt = fields.Boolean(
+        string="Secrets to Re-encrypt",
+        help="Some stored secret is encrypted with an older configured key: Re-encrypt Secrets moves it to the "
+             "newest.",
+        compute='_compute_has_secrets_to_reencrypt',
+    )
+    public_url_warning = fields.Char(
+        string="Public Address Warning",
+        compute='_compute_public_urls',
+        help="Why Microsoft will refuse the Redirect URI or the Webhook Base URL, if it will.",
+    )
 
     _company_uniq = models.Constraint(
         'UNIQUE (company_id)',
@@ -177,6 +219,28 @@ class EpilotOutlookConnection(models.Model):
         for connection in self:
             connection.has_refresh_token = connection.id in stored_ids
 
+    def _compute_connected_account(self):
+        for connection in self:
+            connection.connected_account = connection._origin.id and connection._origin._outlook_connected_account()
+
+    def _outlook_connected_account(self):
+        """ ``Name <address>`` of the account that signed in, from the encrypted identity; ``False`` when none is
+        stored or it cannot be decrypted (a key that is gone). """
+        self.ensure_one()
+        ciphertext = self.sudo()._outlook_load_secrets('identity')['identity']
+        try:
+            vault = self._outlook_vault()
+        except UserError:
+            return False
+        if not ciphertext or not vault.can_decrypt(ciphertext):
+            return False
+        try:
+            identity = json.loads(vault.decrypt(ciphertext))
+        except (VaultError, ValueError):
+            return False
+        name, address = identity.get('name'), identity.get('upn')
+        return '%s <%s>' % (name, address) if name and address else (address or name or False)
+
     def _compute_has_client_secret(self):
         stored_ids = self._outlook_ids_with_secret('client_secret')
         for connection in self:
@@ -192,6 +256,8 @@ class EpilotOutlookConnection(models.Model):
                 connection._outlook_store_secrets({
                     'client_secret': connection._outlook_vault().encrypt(connection.client_secret.strip()),
                 })
+                # Tracked like the other settings of the app, without the value (never shown, never logged).
+                connection._message_log(body=self.env._("Client secret changed (the value is never shown)."))
 
     @api.depends_context('uid')
     def _compute_public_urls(self):
@@ -199,6 +265,35 @@ class EpilotOutlookConnection(models.Model):
             base_url = connection.get_base_url()
             connection.redirect_uri = base_url + const.OAUTH_CALLBACK_PATH
             connection.webhook_base_url = base_url + const.WEBHOOK_BASE_PATH
+            connection.public_url_warning = connection._outlook_public_url_warning(base_url)
+
+    def _outlook_public_url_warning(self, base_url):
+        """ Why Microsoft will refuse addresses built on ``base_url``, or ``False``: Entra accepts a Redirect URI
+        in http only on a loopback address, never 0.0.0.0 (a listening address, not one a browser opens), and
+        Graph posts notifications to https only (loopback excepted for a local test). """
+        parts = urlsplit(base_url or '')
+        host = (parts.hostname or '').lower()
+        if host in ('0.0.0.0', '::'):
+            return self.env._(
+                "Odoo's address (web.base.url) is %(url)s: 0.0.0.0 is where Odoo listens, not an address a browser "
+                "or Microsoft can reach, and Microsoft refuses it. Open Odoo at its real address as an administrator "
+                "(or set web.base.url), then register the Redirect URI shown here.", url=base_url)
+        if parts.scheme != 'https' and host not in ('localhost', '127.0.0.1', '::1'):
+            return self.env._(
+                "Odoo's address (web.base.url) is %(url)s: Microsoft accepts a Redirect URI and a Webhook Base URL "
+                "only in https (http only on localhost). Serve Odoo over https (with proxy mode behind a proxy) and "
+                "open it at its https address.", url=base_url)
+        return False
+
+    def _compute_has_secrets_to_reencrypt(self):
+        try:
+            vault = self._outlook_vault()
+        except UserError:
+            vault = None
+        for connection in self:
+            ciphertexts = connection._origin.id and vault and connection._origin.sudo()._outlook_load_secrets()
+            connection.has_secrets_to_reencrypt = bool(ciphertexts) and any(
+                value and vault.can_decrypt(value) and not vault.is_current(value) for value in ciphertexts.values())
 
     def _compute_encryption_key_status(self):
         try:
@@ -219,6 +314,88 @@ class EpilotOutlookConnection(models.Model):
                         "%(url)s is not an https:// address. Microsoft's endpoints, and MSAL, accept only https.",
                         url=url,
                     ))
+            connection._outlook_check_endpoints(ValidationError)
+
+    # === CRUD METHODS === #
+
+    def write(self, vals):
+        """ Override of `base` to unbind the secrets from endpoints they were not issued for.
+
+        The client secret and the tokens are sent to the authority host and the Graph endpoint, over TLS
+        checked against the CA bundle. Changing one of them on a connection that holds tokens (connected, or
+        needing a reconnect) is refused until Disconnect: discarding the tokens of a live connection would
+        stop every mailbox's sync as a side effect of editing a field. On any other connection the change
+        discards the client secret (to be typed again, possibly in the same save) and the tenant id (recorded
+        by the old authority's consent). Either way no secret ever travels to a host it was not typed for.
+        """
+        if changed_endpoints := [name for name in ENDPOINT_FIELDS if name in vals]:
+            for connection in self:
+                if any((connection[name] or False) != (vals[name] or False) for name in changed_endpoints):
+                    connection._outlook_unbind_secrets()
+        return super().write(vals)
+
+    def export_data(self, fields_to_export):
+        """ Override of `base`: the connected account is shown on the form only, never exported. """
+        if any(path.split('/')[0] == 'connected_account' for path in fields_to_export):
+            raise UserError(self.env._("The connected account is shown on the connection's form only."))
+        return super().export_data(fields_to_export)
+
+    def _outlook_unbind_secrets(self):
+        """ Discard the secrets bound to the current endpoints, or refuse while tokens are held. """
+        self.ensure_one()
+        holds_tokens = self._outlook_ids_with_secret('refresh_token') or self._outlook_ids_with_secret('access_token')
+        if holds_tokens or self.state in ('connected', 'needs_reconnect'):
+            raise UserError(self.env._(
+                "The authority host, Graph endpoint and CA bundle of %(connection)s cannot change while it holds "
+                "Microsoft 365 tokens: they were issued there. Click Disconnect first, then change them.",
+                connection=self.display_name,
+            ))
+        held = self._outlook_load_secrets('client_secret', 'tenant_id')
+        if held['client_secret'] or held['tenant_id']:
+            self._outlook_store_secrets({'client_secret': None, 'tenant_id': None})
+            self._message_log(body=self.env._(
+                "The endpoints changed: the client secret and the recorded tenant were discarded, as they were "
+                "issued for the previous ones. Type the client secret again; Connect asks for admin consent."))
+        if self.state == 'consent_granted':
+            super(EpilotOutlookConnection, self).write({'state': 'not_connected'})
+
+    # === BUSINESS METHODS - ENDPOINTS === #
+
+    @api.model
+    def _outlook_allowed_extra_hosts(self):
+        """ The hosts beyond Microsoft's that a system administrator allowed (:data:`ALLOWED_HOSTS_PARAM`). """
+        value = self.env['ir.config_parameter'].sudo().get_param(ALLOWED_HOSTS_PARAM) or ''
+        return {host.lower() for host in re.split(r'[\s,]+', value) if host}
+
+    @api.model
+    def _outlook_host_allowed(self, url, microsoft_hosts):
+        """ Whether ``url`` is https on one of ``microsoft_hosts`` (default port) or an allowed extra host. """
+        parts = urlsplit(url or '')
+        try:
+            port = parts.port or 443
+        except ValueError:
+            return False
+        host = (parts.hostname or '').lower()
+        if parts.scheme != 'https' or not host or '@' in parts.netloc or '\\' in parts.netloc:
+            return False
+        if host in microsoft_hosts and port == 443:
+            return True
+        extra = self._outlook_allowed_extra_hosts()
+        return host in extra or '%s:%s' % (host, port) in extra
+
+    def _outlook_check_endpoints(self, error_class=UserError):
+        """ Refuse an authority host or Graph endpoint that is neither Microsoft's nor allowed by a system
+        administrator; checked when they are written and again before any secret is sent. """
+        self.ensure_one()
+        for url, hosts in ((self.authority_host, const.MICROSOFT_AUTHORITY_HOSTS),
+                           (self.graph_endpoint, const.MICROSOFT_GRAPH_HOSTS)):
+            if not self._outlook_host_allowed(url, hosts):
+                raise error_class(self.env._(
+                    "%(url)s is not one of Microsoft's sign-in or Graph addresses (%(hosts)s). A system "
+                    "administrator can allow another host, such as a sandbox's, in the system parameter "
+                    "%(parameter)s.",
+                    url=url, hosts=', '.join(hosts), parameter=ALLOWED_HOSTS_PARAM,
+                ))
 
     # === BUSINESS METHODS - SECRET STORAGE === #
 
@@ -241,6 +418,7 @@ class EpilotOutlookConnection(models.Model):
         A new one per operation: MSAL replays a failed answer for 60 s inside one instance.
         """
         self.ensure_one()
+        self._outlook_check_endpoints()
         if not self.client_id:
             raise UserError(self.env._("Enter the Application (client) ID of your Entra app first."))
         vault = self._outlook_vault()
@@ -265,10 +443,11 @@ class EpilotOutlookConnection(models.Model):
             shares).
         """
         self.ensure_one()
+        self._outlook_check_endpoints()
         from .outlook_graph_slots import OutlookGraphSlots
         # Outlook's 4 requests per mailbox hold across every worker and server on the database, not per process.
         client_options.setdefault('slots', OutlookGraphSlots(self.env.cr.dbname))
-        # The configured endpoint is trusted (only email settings editors set it); nextLinks must stay on it.
+        # The configured endpoint was checked just above; nextLinks must stay on it.
         return GraphClient(
             self.graph_endpoint, token_provider or self._outlook_get_access_token, ca_bundle=self.ca_bundle or None,
             allowed_hosts=(*const.DEFAULT_GRAPH_HOSTS, urlsplit(self.graph_endpoint).netloc), **client_options,
@@ -285,15 +464,26 @@ class EpilotOutlookConnection(models.Model):
         """
         self.ensure_one()
         self.check_access('write')
+        if not (self.service_account or '').strip():
+            raise UserError(self.env._(
+                "Enter the Service Account first: the address of the dedicated Microsoft 365 account Odoo signs in "
+                "as. Only that account may sign in."))
         vault = self._outlook_vault()  # No key, no connect: say how to set one before anyone signs in.
         tenant_ciphertext = self._outlook_load_secrets('tenant_id')['tenant_id']
         # A tenant id encrypted with a key that is gone is as good as none: consent again records it anew.
         tenant_id = tenant_ciphertext and vault.can_decrypt(tenant_ciphertext) and vault.decrypt(
             tenant_ciphertext).decode()
-        if tenant_id and not self.needs_admin_consent:
-            url = self._outlook_start_sign_in(tenant_id)
-        else:
-            url = self._outlook_start_admin_consent()
+        try:
+            url = None
+            if tenant_id and not self.needs_admin_consent:
+                try:
+                    url = self._outlook_start_sign_in(tenant_id)
+                except TenantNotFound:
+                    # The recorded tenant is unknown to Microsoft (forged, deleted): forget it, consent again.
+                    self._outlook_store_secrets({'tenant_id': None})
+            url = url or self._outlook_start_admin_consent()
+        except OutlookError as error:
+            raise UserError(explain(self.env, error)) from None
         return {'type': 'ir.actions.act_url', 'url': url, 'target': 'self'}
 
     def action_outlook_check_connection(self):
@@ -306,15 +496,28 @@ class EpilotOutlookConnection(models.Model):
         """
         self.ensure_one()
         self.check_access('write')
-        self._outlook_refresh_tokens(force=True)
-        self._outlook_call_graph(lambda graph: graph.get('me', params={'$select': 'id'}))
+        try:
+            # Always Microsoft's answer of now: never a token another worker (or this one) refreshed before.
+            self._outlook_refresh_tokens(force=True, ask_microsoft=True)
+            self._outlook_call_graph(lambda graph: graph.get('me', params={'$select': 'id'}))
+        except UserError as error:
+            # Not raised: the refusal was recorded (state, last error) in a transaction of its own, and the form
+            # must show it now, not the state it loaded before the click.
+            return self._outlook_notify_and_reload('danger', explain(self.env, error), sticky=True)
+        return self._outlook_notify_and_reload(
+            'success', self.env._("Microsoft 365 accepted the connection: tokens refreshed, Graph answered."))
+
+    @api.model
+    def _outlook_notify_and_reload(self, kind, message, sticky=False):
+        """ A notification, then a reload of the form, so it shows the state stored. """
         return {
             'type': 'ir.actions.client',
             'tag': 'display_notification',
             'params': {
-                'type': 'success',
-                'message': self.env._("Microsoft 365 accepted the connection: tokens refreshed, Graph answered."),
-                'next': {'type': 'ir.actions.act_window_close'},
+                'type': kind,
+                'message': message,
+                'sticky': sticky,
+                'next': {'type': 'ir.actions.client', 'tag': 'soft_reload'},
             },
         }
 
@@ -329,6 +532,7 @@ class EpilotOutlookConnection(models.Model):
         # Removing an address ends its sync; its shared inbox and the inbox's mail are kept.
         addresses.unlink()
         self._outlook_store_secrets({'access_token': None, 'refresh_token': None, 'identity': None})
+        _tokens_refreshed_here.pop((self.env.cr.dbname, self.id), None)  # Other workers see the tokens gone.
         self.write({
             'state': 'disconnected',
             'access_token_expiry': False,
@@ -367,7 +571,9 @@ class EpilotOutlookConnection(models.Model):
     def _outlook_start_sign_in(self, tenant_id):
         """ Return the service account's sign-in URL (auth code + PKCE) against the tenant's authority. """
         nonce, state = self._outlook_new_state('sign_in')
-        flow = self._outlook_oauth_client(tenant_id).start_sign_in(self.redirect_uri, state)
+        # Microsoft's page is offered to the service account (the admin who just consented is still signed in).
+        flow = self._outlook_oauth_client(tenant_id).start_sign_in(
+            self.redirect_uri, state, login_hint=(self.service_account or '').strip() or None)
         flow_ciphertext = self._outlook_vault().encrypt(json.dumps(flow))
         self.env['epilot.outlook.oauth.attempt']._outlook_new(self, 'sign_in', nonce, flow_ciphertext)
         return flow['auth_uri']
@@ -395,9 +601,16 @@ class EpilotOutlookConnection(models.Model):
             except TokenError as error:
                 connection._outlook_record_error(error)
                 raise
+            # The ``tenant`` parameter can be forged: the sign-in starts (and Microsoft's discovery of the tenant
+            # answers) before anything is stored, so an unknown tenant leaves the connection as it was.
+            try:
+                sign_in_url = connection._outlook_start_sign_in(tenant_id)
+            except TokenError as error:
+                connection._outlook_record_error(error)
+                raise
             connection._outlook_encrypt_and_store({'tenant_id': tenant_id})
             connection.write({'state': 'consent_granted', 'needs_admin_consent': False})
-            return connection, connection._outlook_start_sign_in(tenant_id)
+            return connection, sign_in_url
 
         tenant_id = connection._outlook_decrypt_secrets('tenant_id')['tenant_id']
         try:
@@ -418,6 +631,17 @@ class EpilotOutlookConnection(models.Model):
             error = TokenError(str(error), reason='sign_in_unanswered')
             connection._outlook_record_error(error)
             raise error from None
+        expected = (connection.service_account or '').strip()
+        # Nothing is stored unless the service account signed in: another account's tokens are dropped here.
+        error = None
+        if not expected:
+            error = TokenError("No service account is set on the connection.", reason='no_service_account')
+        elif (tokens.identity.username or '').strip().lower() != expected.lower():
+            error = TokenError("Another account than the service account signed in.", reason='wrong_account',
+                               params={'expected': expected})
+        if error:
+            connection._outlook_record_error(error)
+            raise error
         if tokens.tenant_id != tenant_id:
             raise TokenError("The account that signed in belongs to another Microsoft 365 tenant.",
                              reason='tenant_mismatch')
@@ -426,7 +650,9 @@ class EpilotOutlookConnection(models.Model):
                                   params={'scopes': ' '.join(missing)})
         connection._outlook_store_token_set(tokens)
         connection.email_address_ids._outlook_resume()
-        connection.message_post(body=self.env._("Connected to Microsoft 365; the service account signed in."))
+        connection.message_post(body=self.env._(
+            "Connected to Microsoft 365; the service account %(account)s signed in.",
+            account=connection._outlook_connected_account() or expected))
         return connection, None
 
     @api.model
@@ -488,13 +714,27 @@ class EpilotOutlookConnection(models.Model):
 
         A token this worker refreshed itself comes first: its transaction may predate that refresh.
         """
-        token, expiry = _tokens_refreshed_here.get((self.env.cr.dbname, self.id), (None, None))
+        key = (self.env.cr.dbname, self.id)
+        token, expiry, mark = _tokens_refreshed_here.get(key, (None, None, None))
         if token and not self._outlook_expires_soon(expiry):
-            return token
+            if mark in (self._outlook_token_set_mark(), self._outlook_stored_token_set_mark()):
+                return token
+            _tokens_refreshed_here.pop(key, None)  # Retired: the stored token set is another one now.
         connection_sudo = self.sudo()
         if connection_sudo._outlook_token_expires_soon():
             return None
         return connection_sudo._outlook_decrypt_secrets('access_token')['access_token']
+
+    def _outlook_token_set_mark(self):
+        """ What identifies the stored token set in this transaction's snapshot: a digest of the refresh token's
+        ciphertext, new at every store (Fernet's random IV), ``None`` when no token is stored. """
+        ciphertext = self.sudo()._outlook_load_secrets('refresh_token')['refresh_token']
+        return ciphertext and hashlib.sha256(ciphertext).hexdigest()
+
+    def _outlook_stored_token_set_mark(self):
+        """ :meth:`_outlook_token_set_mark` as committed now, read in a transaction of its own. """
+        with self.env.registry.cursor() as cr:
+            return self.with_env(self.env(cr=cr))._outlook_token_set_mark()
 
     def _outlook_token_expires_soon(self):
         return self._outlook_expires_soon(self.access_token_expiry)
@@ -503,7 +743,7 @@ class EpilotOutlookConnection(models.Model):
     def _outlook_expires_soon(self, expiry):
         return not expiry or expiry - fields.Datetime.now() < timedelta(seconds=const.TOKEN_REFRESH_MARGIN_S)
 
-    def _outlook_refresh_tokens(self, force=False):
+    def _outlook_refresh_tokens(self, force=False, ask_microsoft=False):
         """ Refresh the tokens in a transaction of their own, once across workers.
 
         The rotated refresh token is committed before this returns, so it survives a rollback of the work
@@ -511,6 +751,8 @@ class EpilotOutlookConnection(models.Model):
         behind the first find a fresh token and return it without calling Microsoft again.
 
         :param bool force: Refresh even if the stored access token looks valid (Graph just refused it).
+        :param bool ask_microsoft: Redeem the refresh token even if another worker just did (Check Connection:
+            the answer must be Microsoft's of now).
         :return: The new access token.
         :rtype: str
         :raise UserError: When the connection needs a reconnect (revoked, consent withdrawn, ...), the
@@ -523,8 +765,9 @@ class EpilotOutlookConnection(models.Model):
         try:
             for attempt in range(REFRESH_SERIALIZATION_RETRIES + 1):
                 try:
-                    access_token, expiry = self._outlook_refresh_tokens_once(force, refused_token)
-                    _tokens_refreshed_here[self.env.cr.dbname, self.id] = (access_token, expiry)
+                    access_token, expiry, mark = self._outlook_refresh_tokens_once(
+                        force, refused_token, ask_microsoft)
+                    _tokens_refreshed_here[self.env.cr.dbname, self.id] = (access_token, expiry, mark)
                     return access_token
                 except psycopg2.errors.SerializationFailure:
                     # Odoo's transactions are REPEATABLE READ: when the worker we queued behind commits its
@@ -540,8 +783,11 @@ class EpilotOutlookConnection(models.Model):
             # this one cached of them.
             self.env.invalidate_all()
 
-    def _outlook_refresh_tokens_once(self, force, refused_token):
-        """ One locked transaction of :meth:`_outlook_refresh_tokens`; commits on success. """
+    def _outlook_refresh_tokens_once(self, force, refused_token, ask_microsoft=False):
+        """ One locked transaction of :meth:`_outlook_refresh_tokens`; commits on success.
+
+        :return: The access token, its expiry and the mark of the stored token set it belongs to.
+        """
         with self.env.registry.cursor() as cr:
             connection = self.with_env(self.env(cr=cr)).sudo()
             cr.execute(SQL("SET LOCAL lock_timeout = %s", REFRESH_LOCK_TIMEOUT_MS))
@@ -552,9 +798,9 @@ class EpilotOutlookConnection(models.Model):
                 raise UserError(self.env._("The Outlook connection needs to be reconnected."))
             stored_token = connection._outlook_decrypt_secrets('access_token')['access_token']
             # Another worker may have refreshed while we waited for the lock: its token is a new one.
-            refreshed_meanwhile = force and stored_token != refused_token
+            refreshed_meanwhile = force and stored_token != refused_token and not ask_microsoft
             if (refreshed_meanwhile or not force) and not connection._outlook_token_expires_soon():
-                return stored_token, connection.access_token_expiry
+                return stored_token, connection.access_token_expiry, connection._outlook_token_set_mark()
             try:
                 tokens = connection._outlook_refresh_with_retries()
             except RECONNECT_ERRORS as error:
@@ -566,7 +812,7 @@ class EpilotOutlookConnection(models.Model):
                 cr.commit()
                 raise UserError(explain(self.env, error)) from None
             connection._outlook_store_token_set(tokens)
-            return tokens.access_token, connection.access_token_expiry
+            return tokens.access_token, connection.access_token_expiry, connection._outlook_token_set_mark()
 
     def _outlook_refresh_with_retries(self):
         """ Redeem the refresh token, retrying transient failures (5xx, timeouts, 429) with backoff. """
@@ -608,12 +854,19 @@ class EpilotOutlookConnection(models.Model):
             editors = self.env.ref('epilot_outlook.group_email_setting_edit').all_user_ids.filtered(
                 lambda user: user.active and not user.share and self.company_id in user.company_ids
             )
-            self.message_post(
-                body=self.env._(
+            # The button the form shows now: Grant Admin Consent when consent is needed, Connect otherwise.
+            if self.needs_admin_consent:
+                body = self.env._(
+                    "Outlook sync is paused: the connection needs to be reconnected. %(explanation)s Open the "
+                    "connection and click Grant Admin Consent; sync resumes where it stopped.",
+                    explanation=explain(self.env, error))
+            else:
+                body = self.env._(
                     "Outlook sync is paused: the connection needs to be reconnected. %(explanation)s Open the "
                     "connection and click Connect; sync resumes where it stopped.",
-                    explanation=explain(self.env, error),
-                ),
+                    explanation=explain(self.env, error))
+            self.message_post(
+                body=body,
                 partner_ids=editors.partner_id.ids,
                 subtype_xmlid='mail.mt_comment',
             )

@@ -28,13 +28,28 @@ GRAPH_RESOURCE = 'https://graph.microsoft.com'
 # === ENDPOINTS === #
 
 DEFAULT_AUTHORITY_HOST = 'https://login.microsoftonline.com'
+# Microsoft's own sign-in (authority) hosts: the global cloud, US Government (GCC High and DoD) and China
+# (21Vianet). MSAL's ``AZURE_PUBLIC``/``AZURE_US_GOVERNMENT``/``AZURE_CHINA`` authority hosts. A connection may
+# use another host (a sandbox) only when a system administrator allows it (Odoo layer).
+MICROSOFT_AUTHORITY_HOSTS = (
+    'login.microsoftonline.com',
+    'login.microsoftonline.us',
+    'login.partner.microsoftonline.cn',
+)
+# Microsoft Graph in the same clouds: global, US Government L4 (GCC High), US Government L5 (DoD), China.
+MICROSOFT_GRAPH_HOSTS = (
+    'graph.microsoft.com',
+    'graph.microsoft.us',
+    'dod-graph.microsoft.us',
+    'microsoftgraph.chinacloudapi.cn',
+)
 # ``organizations`` lets any work account's admin consent; ``common`` is refused by the admin-consent
 # endpoint (contract §1.2).
 DEFAULT_CONSENT_TENANT = 'organizations'
 GRAPH_BASE_URL = 'https://graph.microsoft.com/v1.0'
 # Hosts the Graph client may call, including every ``@odata.nextLink``/``@odata.deltaLink`` it follows.
 # Entries are ``host`` (default https port) or ``host:port``; the sandbox's address is added by config.
-DEFAULT_GRAPH_HOSTS = ('graph.microsoft.com',)
+DEFAULT_GRAPH_HOSTS = MICROSOFT_GRAPH_HOSTS
 
 
 # === ODOO ROUTES === #

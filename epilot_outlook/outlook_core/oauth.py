@@ -44,8 +44,11 @@ from .const import (
     DEFAULT_AUTHORITY_HOST, DEFAULT_CONSENT_TENANT, DELEGATED_SCOPES, GRAPH_RESOURCE, MSAL_RESERVED_SCOPES,
     MSAL_SCOPES, TOKEN_HTTP_TIMEOUT, TOKEN_REFRESH_MARGIN_S,
 )
+from .logsafe import install_log_filters, loggable
 
 _logger = logging.getLogger(__name__)
+# urllib3 logs the token endpoint's URL (tenant id in its path) and MSAL its authority: masked in their records.
+install_log_filters()
 
 
 # === TOKEN SET === #
@@ -343,8 +346,9 @@ class OAuthClient:
         if not result or 'error' in result or not result.get('access_token'):
             exc = errors.token_error_from_aad(result or {'error': 'no_response'})
             # The tenant id and the user's identity are secrets too (stored encrypted): log neither.
+            # The description is Microsoft's text, or a forger's (a redirect's error_description): bounded, escaped.
             _logger.warning("Microsoft 365: %s failed for client %s at %s: %s", operation, self.client_id,
-                            self.authority_host, exc)
+                            self.authority_host, loggable(exc))
             raise exc
         claims = result.get('id_token_claims') or {}
         client_info = _decode_client_info(result.get('client_info'))

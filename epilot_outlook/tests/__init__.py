@@ -14,3 +14,5 @@ from . import test_mail_sync
 from . import test_graph_slots
 from . import test_mail_sync_lifecycle
 from . import test_mail_content
+from . import test_connect_endpoints
+from . import test_connect_logs

@@ -43,6 +43,7 @@ def create_signed_in_connection(env, sandbox, demo, tokens, company_name):
 
     :return: The ``epilot.outlook.connection``.
     """
+    sandbox.allow_in(env)   # In the same transaction: code running in transactions of their own reads it.
     company = env['res.company'].create({'name': "%s %s" % (company_name, uuid.uuid4().hex[:8])})
     connection = env['epilot.outlook.connection'].create({
         'company_id': company.id,
@@ -72,6 +73,7 @@ class OutlookSandboxCase(HttpCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.sandbox = SandboxProcess.get()
+        cls.sandbox.allow_in(cls.env)  # Only Microsoft's hosts are accepted unless a system admin allows others.
         cls.odoo_admin = new_test_user(
             cls.env, 'eo_flow_admin', password='eo_flow_admin_pw', groups='epilot_outlook.group_email_setting_edit',
             email='eo_flow_admin@example.com',
@@ -89,6 +91,7 @@ class OutlookSandboxCase(HttpCase):
             'authority_host': info['authority_base_url'],
             'graph_endpoint': info['graph_base_url'],
             'ca_bundle': info['ca_bundle'],
+            'service_account': self.demo['service_account']['username'],
         }
         if self.connection:
             self.connection.write(values)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from urllib.parse import urlsplit
 
 import requests
 
@@ -62,6 +63,15 @@ class SandboxProcess:
                 self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+    def allowed_hosts(self):
+        """The sandbox's sign-in and Graph hosts (``host:port``), as the system parameter
+        ``epilot_outlook.allowed_hosts`` lists them: a connection may point only at Microsoft's hosts and those."""
+        return ' '.join(urlsplit(self.info[key]).netloc for key in ('authority_base_url', 'graph_base_url'))
+
+    def allow_in(self, env):
+        """Allow the sandbox's hosts in ``env``'s database (as a system administrator would)."""
+        env['ir.config_parameter'].sudo().set_param('epilot_outlook.allowed_hosts', self.allowed_hosts())
 
     # --- control API ----------------------------------------------------------------------------------
 

@@ -1,5 +1,7 @@
 import time
+import uuid
 
+from odoo.exceptions import UserError
 from odoo.tests import new_test_user, tagged
 from odoo.tools import SQL
 
@@ -81,9 +83,12 @@ class TestConnectFlow(OutlookSandboxCase):
     # --- the signed, single-use state -------------------------------------------------------------------
 
     def assert_error_page(self, response, text):
-        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.status_code, 400)
         self.assertIn('Outlook could not be connected', response.text)
         self.assertIn(text, response.text)
+        # Back to this connection's form, not the list.
+        self.assertIn('href="/odoo/action-epilot_outlook.epilot_outlook_connection_action/%s"' % self.connection.id,
+                      response.text)
 
     def assert_nothing_stored(self):
         self.connection.invalidate_recordset()
@@ -127,3 +132,70 @@ class TestConnectFlow(OutlookSandboxCase):
         self.assert_error_page(self.odoo_callback(consent_return), 'started by another user')
         self.assert_nothing_stored()
 
+
+    # --- the tenant of the admin-consent redirect ------------------------------------------------------
+
+    def test_forged_tenant_is_refused_and_nothing_is_stored(self):
+        consent_return = self.microsoft_pages(self.click_connect(), 'admin')
+        forged = consent_return.replace(self.demo['tenant_id'], str(uuid.uuid4()))
+        self.assertNotEqual(forged, consent_return)
+        response = self.odoo_callback(forged)
+        self.assert_error_page(response, 'Microsoft does not know this tenant')
+        self.assert_nothing_stored()
+        # Connect still works: admin consent again, then the service account.
+        self.connect()
+        self.assertEqual(self.connection.state, 'connected')
+
+    def test_disconnect_then_connect_recovers_from_an_unknown_stored_tenant(self):
+        # What the flow stored before it checked the tenant: a forged one, consent granted.
+        self.connection.sudo()._outlook_encrypt_and_store({'tenant_id': str(uuid.uuid4())})
+        self.connection.state = 'consent_granted'
+        self.connection.with_user(self.odoo_admin).action_outlook_disconnect()
+        url = self.click_connect()
+        self.assertIn('/v2.0/adminconsent', url, "the unknown tenant is forgotten: consent again")
+        self.connect_from(url)
+        self.assertEqual(self.connection.state, 'connected')
+        self.assertEqual(self.secrets()['tenant_id'], self.demo['tenant_id'])
+
+    # --- the service account, named and enforced -------------------------------------------------------
+
+    def test_sign_in_by_another_account_is_refused_and_nothing_is_stored(self):
+        response = self.odoo_callback(self.microsoft_pages(self.click_connect(), 'admin'))
+        sign_in_url = response.headers['Location']
+        self.assertEqual(self.query(sign_in_url)['login_hint'], self.demo['service_account']['username'])
+        # The tenant admin, still signed in at Microsoft, signs in again on the second page.
+        response = self.odoo_callback(self.microsoft_pages(sign_in_url, 'admin'))
+        self.assertIn('Outlook could not be connected', response.text)
+        self.assertIn('Only the service account %s may sign in' % self.demo['service_account']['username'],
+                      response.text)
+        self.connection.invalidate_recordset()
+        self.assertEqual(self.connection.state, 'consent_granted')
+        self.assertEqual(self.connection.sudo()._outlook_load_secrets('access_token', 'refresh_token', 'identity'),
+                         {'access_token': None, 'refresh_token': None, 'identity': None})
+        self.assertFalse(self.connection.with_user(self.odoo_admin).connected_account)
+
+    def test_connect_needs_a_service_account(self):
+        self.connection.service_account = False
+        with self.assertRaisesRegex(UserError, 'Service Account'):
+            self.click_connect()
+
+    def test_connected_account_shown_to_editors_only_and_named_in_the_chatter(self):
+        self.connect()
+        service = self.demo['service_account']
+        account = self.connection.with_user(self.odoo_admin).connected_account
+        self.assertIn(service['username'], account)
+        connected = self.connection.message_ids.filtered(lambda message: 'Connected to' in (message.body or ''))
+        self.assertIn(service['username'], connected.body)
+        # Reconnect: named again.
+        self.odoo_callback(self.microsoft_pages(self.click_connect(), 'service_account'))
+        self.connection.invalidate_recordset()
+        self.assertEqual(len(self.connection.message_ids.filtered(
+            lambda message: service['username'] in (message.body or ''))), 2)
+        # Never in a list or an export.
+        Connection = self.env['epilot.outlook.connection'].with_user(self.odoo_admin)
+        views = Connection.get_views([(False, 'list'), (False, 'form')])['views']
+        self.assertNotIn('connected_account', views['list']['arch'])
+        self.assertIn('connected_account', views['form']['arch'])
+        self.assertFalse(Connection.fields_get(['connected_account'])['connected_account']['exportable'])
+        with self.assertRaises(UserError):
+            self.connection.with_user(self.odoo_admin).export_data(['connected_account'])

@@ -139,6 +139,7 @@ class TestGraphSlotsSandbox(TransactionCase):
         self.sandbox = SandboxProcess.get()
         demo = self.sandbox.reset_and_seed([REDIRECT_URI])
         self.access_token = sign_in_service_account(self.sandbox, demo, REDIRECT_URI).access_token
+        self.sandbox.allow_in(self.env)
         company = self.env['res.company'].create({'name': "Slots Co"})
         self.connection = self.env['epilot.outlook.connection'].create({
             'company_id': company.id,

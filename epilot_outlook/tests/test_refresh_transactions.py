@@ -33,6 +33,7 @@ class TestRefreshTransactions(TransactionCase):
         self.tokens = sign_in_service_account(self.sandbox, self.demo, REDIRECT_URI)
         with self.registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
+            self.allowed_hosts_before = env['ir.config_parameter'].get_param('epilot_outlook.allowed_hosts')
             connection = create_signed_in_connection(env, self.sandbox, self.demo, self.tokens, "Refresh Co")
             # The access token expires within the 5-minute margin: the next use refreshes.
             connection.access_token_expiry = fields.Datetime.now() + timedelta(minutes=1)
@@ -44,6 +45,7 @@ class TestRefreshTransactions(TransactionCase):
             env = api.Environment(cr, SUPERUSER_ID, {})
             env['epilot.outlook.connection'].browse(self.connection_id).unlink()
             env['res.company'].browse(self.company_id).unlink()
+            env['ir.config_parameter'].set_param('epilot_outlook.allowed_hosts', self.allowed_hosts_before)
 
     def _refresh_tokens_issued(self):
         return self.sandbox.control('GET', '/state')['counts']['refresh_tokens']

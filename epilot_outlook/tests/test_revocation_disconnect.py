@@ -66,6 +66,7 @@ class TestRevocationAndDisconnect(OutlookSandboxCase):
         notice = self.connection.message_ids.filtered(lambda message: 'paused' in (message.body or ''))
         self.assertEqual(len(notice), 1)
         self.assertIn(self.odoo_admin.partner_id, notice.partner_ids)
+        self.assertIn('click Grant Admin Consent', notice.body, "the button the form shows")
 
         # No retry storm: nothing asks Microsoft again until an admin reconnects.
         token_requests = self.sandbox_state()['counts']['token_requests']
@@ -96,6 +97,8 @@ class TestRevocationAndDisconnect(OutlookSandboxCase):
         self.connection.invalidate_recordset()
         self.assertEqual(self.connection.state, 'needs_reconnect')
         self.assertFalse(self.connection.needs_admin_consent, "consent still stands: only a sign-in is needed")
+        notice = self.connection.message_ids.filtered(lambda message: 'paused' in (message.body or ''))
+        self.assertIn('click Connect;', notice.body, "the button the form shows")
         url = self.click_connect()
         self.assertIn('/oauth2/v2.0/authorize', url)
         self.odoo_callback(self.microsoft_pages(url, 'service_account'))
@@ -185,10 +188,44 @@ class TestRevocationAndDisconnect(OutlookSandboxCase):
     def test_check_connection_reports_success_then_the_refusal(self):
         action = self.connection.with_user(self.odoo_admin).action_outlook_check_connection()
         self.assertEqual(action['params']['type'], 'success')
+        self.assertEqual(action['params']['next'], {'type': 'ir.actions.client', 'tag': 'soft_reload'})
         self.sandbox.control('POST', '/tenants/%s/consent/revoke' % self.demo['tenant_id'])
-        with self.assertRaisesKeepingCommits(UserError) as refusal:
-            self.connection.with_user(self.odoo_admin).action_outlook_check_connection()
-        self.assertIn('consent', str(refusal.exception).lower())
+        # Not an error dialog over a form that still says Connected: the refusal, then the form reloaded, so it
+        # shows the state stored and the last error.
+        refusal = self.connection.with_user(self.odoo_admin).action_outlook_check_connection()
+        self.assertEqual(refusal['params']['type'], 'danger')
+        self.assertIn('consent', refusal['params']['message'].lower())
+        self.assertEqual(refusal['params']['next'], {'type': 'ir.actions.client', 'tag': 'soft_reload'})
+        self.connection.invalidate_recordset()
+        self.assertEqual(self.connection.state, 'needs_reconnect')
+        self.assertEqual(self.connection.last_error, refusal['params']['message'])
+
+    def test_tokens_this_worker_refreshed_retire_at_reconnect(self):
+        """ A token this worker refreshed itself is not used once the stored token set changed: after Disconnect
+        and Connect the worker sends the new token, and Check Connection asks Microsoft, which refuses. """
+        self.connection._outlook_refresh_tokens(force=True)  # This worker now holds its own copy of a token.
+        old_token = self.connection._outlook_current_access_token()
+        self.connection.with_user(self.odoo_admin).action_outlook_disconnect()
+        self.odoo_callback(self.microsoft_pages(self.click_connect(), 'service_account'))
+        self.connection.invalidate_recordset()
+        self.assertEqual(self.connection.state, 'connected')
+        new_token = self.secrets()['access_token']
+        self.assertNotEqual(new_token, old_token)
+        self.assertEqual(self.connection._outlook_current_access_token(), new_token)
+
+        # The stored set changes behind this worker's back (another worker reconnected): its copy retires too.
+        self.connection._outlook_refresh_tokens(force=True)
+        self.connection.sudo()._outlook_encrypt_and_store({'refresh_token': 'another set', 'access_token': 'other'})
+        self.assertEqual(self.connection._outlook_current_access_token(), 'other')
+
+    def test_check_connection_asks_microsoft_after_a_reconnect(self):
+        self.connection._outlook_refresh_tokens(force=True)
+        self.odoo_callback(self.microsoft_pages(self.click_connect(), 'service_account'))  # Reconnect.
+        self.sandbox.control('POST', '/tenants/%s/consent/revoke' % self.demo['tenant_id'])
+        token_requests = sum(self.sandbox_state()['counts']['token_requests'].values())
+        refusal = self.connection.with_user(self.odoo_admin).action_outlook_check_connection()
+        self.assertEqual(refusal['params']['type'], 'danger')
+        self.assertGreater(sum(self.sandbox_state()['counts']['token_requests'].values()), token_requests)
         self.connection.invalidate_recordset()
         self.assertEqual(self.connection.state, 'needs_reconnect')
 

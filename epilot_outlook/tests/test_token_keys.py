@@ -58,9 +58,15 @@ class TestTokenKeys(OutlookSandboxCase):
         ciphertexts = self.connection.sudo()._outlook_load_secrets()
         self.assertTrue(all(plaintexts.values()))
 
+        self.connection.invalidate_recordset()
+        self.assertFalse(self.connection.has_secrets_to_reencrypt, "all on the newest key: the button is hidden")
         self.use_keys('%s,%s' % (key_b, key_a))  # Step 1: new key first, old one kept.
         self.assertEqual(self.secrets(), plaintexts, "the old key still decrypts")
+        self.connection.invalidate_recordset()
+        self.assertTrue(self.connection.has_secrets_to_reencrypt, "on the old key: the button shows")
         self.connection.with_user(self.odoo_admin).action_outlook_reencrypt_secrets()  # Step 2.
+        self.connection.invalidate_recordset()
+        self.assertFalse(self.connection.has_secrets_to_reencrypt)
         rotated = self.connection.sudo()._outlook_load_secrets()
         for name, ciphertext in rotated.items():
             self.assertNotEqual(ciphertext, ciphertexts[name], "%s was re-encrypted" % name)
@@ -265,9 +271,9 @@ class TestTokenKeys(OutlookSandboxCase):
             '%s in a record of %s (thread %s): %s' % (what, logger, thread, text[:300])
             for thread, logger, text in records.lines
             for what, value in identifiers.items()
-            # urllib3's DEBUG request lines are the one exception: the identity platform's URLs carry the
-            # tenant in their path (the authority), and the test's own browser and control calls log there.
-            if value in text and logger != 'urllib3.connectionpool'
+            # urllib3's DEBUG request lines too: the identity platform's URLs carry the tenant in their path,
+            # and the addon redacts them.
+            if value in text
         ]
         self.assertFalse(leaks, '\n'.join(leaks))
         # Odoo's access log shows that the callback was called, not Microsoft's query (code, tenant, state).
@@ -289,7 +295,8 @@ class TestTokenKeys(OutlookSandboxCase):
             'fields_get': repr(admin_connection.fields_get()),
             'read': repr(admin_connection.read(field_names)),
             'export_data': repr(admin_connection.export_data(
-                [name for name in field_names if name not in ('message_ids', 'website_message_ids')])),
+                [name for name, field in admin_connection.fields_get().items() if field.get('exportable', True)
+                 and name not in ('message_ids', 'website_message_ids')])),
             'web_read (RPC)': repr(self.make_jsonrpc_request(
                 '/web/dataset/call_kw/epilot.outlook.connection/web_read', {
                     'model': 'epilot.outlook.connection', 'method': 'web_read', 'args': [[self.connection.id]],

@@ -59,3 +59,32 @@ class TestViews(EpilotOutlookCommon):
             ('field_id.name', '=', 'state'),
         ])
         self.assertEqual((tracking.old_value_char, tracking.new_value_char), ("Not Connected", "Connected"))
+
+    def test_connection_form_tells_the_truth(self):
+        """ The client id on a full-width line; Re-encrypt Secrets only with something to re-encrypt. """
+        from lxml import etree
+        arch = etree.fromstring(self.env['epilot.outlook.connection'].with_user(self.editor).get_views(
+            [(False, 'form')])['views']['form']['arch'])
+        client_id_group = arch.xpath("//field[@name='client_id']/parent::group")[0]
+        self.assertEqual(client_id_group.get('colspan'), '2')
+        self.assertEqual(len(client_id_group.xpath('field')), 1)
+        button = arch.xpath("//button[@name='action_outlook_reencrypt_secrets']")[0]
+        self.assertEqual(button.get('invisible'), 'not has_secrets_to_reencrypt')
+        self.assertFalse(self.connection.has_secrets_to_reencrypt, "nothing stored, nothing to re-encrypt")
+
+    def test_addresses_microsoft_refuses_are_flagged(self):
+        Parameters = self.env['ir.config_parameter'].sudo()
+        for base_url, flagged in (('http://0.0.0.0:8069', '0.0.0.0'), ('http://odoo.example.com', 'only in https'),
+                                  ('https://odoo.example.com', False), ('http://127.0.0.1:8069', False),
+                                  ('http://localhost:8069', False)):
+            with self.subTest(base_url=base_url):
+                Parameters.set_param('web.base.url', base_url)
+                self.connection.invalidate_recordset()
+                warning = self.connection.with_user(self.editor).public_url_warning
+                if flagged:
+                    self.assertIn(flagged, warning)
+                else:
+                    self.assertFalse(warning)
+        form_arch = self.env['epilot.outlook.connection'].with_user(self.editor).get_views(
+            [(False, 'form')])['views']['form']['arch']
+        self.assertIn('invisible="not public_url_warning"', form_arch)

@@ -50,6 +50,15 @@ REASON_WORDING = {
         "The account that signed in belongs to another Microsoft 365 tenant than the one that granted consent. "
         "Sign in with the service account of your own tenant."
     ),
+    'wrong_account': _lt(
+        "Another account than the connection's service account signed in, so Odoo stored nothing. Only the "
+        "service account %(expected)s may sign in (not the Microsoft 365 admin, nor a person): click Connect "
+        "again and sign in as %(expected)s, signing out of any other account on Microsoft's page."
+    ),
+    'no_service_account': _lt(
+        "The connection has no Service Account, so Odoo cannot tell whether the right account signed in; nothing "
+        "was stored. Enter the service account's address on the connection, then click Connect."
+    ),
     'missing_scopes': _lt(
         "Microsoft granted only part of the permissions the connection needs (missing: %(scopes)s). Ask your "
         "Microsoft 365 admin to grant admin consent again, then connect."

@@ -103,3 +103,29 @@ def test_serve_without_seed_and_fixed_ports(tmp_path):
         assert code == 0 and seeded["client_id"]
     finally:
         stop(proc)
+
+
+def test_private_files_are_created_0600(tmp_path):
+    """The state file (refresh tokens in clear) and make run's copy of the sandbox's stdout (the credentials)."""
+    from m365_sandbox.__main__ import save_state
+    from m365_sandbox.state import SandboxState
+
+    old_umask = os.umask(0o022)
+    try:
+        state_file = tmp_path / "state.json"
+        save_state(SandboxState(), str(state_file))
+        assert state_file.stat().st_mode & 0o777 == 0o600
+        state_file.chmod(0o644)  # Left by an older sandbox: saving again makes it private.
+        (tmp_path / "state.json.tmp").write_text("")
+        (tmp_path / "state.json.tmp").chmod(0o644)
+        save_state(SandboxState(), str(state_file))
+        assert state_file.stat().st_mode & 0o777 == 0o600
+
+        out = tmp_path / "sandbox.out"
+        out.write_text("old")
+        out.chmod(0o644)
+        subprocess.run(["bash", "-c", 'source scripts/lib.sh; private_file "$1"; echo secret > "$1"', "-",
+                        str(out)], cwd=ROOT, check=True, env=dict(os.environ, VENV=sys.prefix))
+        assert out.stat().st_mode & 0o777 == 0o600 and out.read_text() == "secret\n"
+    finally:
+        os.umask(old_umask)

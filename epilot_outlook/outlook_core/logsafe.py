@@ -1,0 +1,91 @@
+"""What may reach a log line: text from outside bounded and escaped, and the connection's identifiers masked.
+
+No log line, at any level, may hold an authorization code, a state, a token, a secret, a tenant id or the
+service account's address. The plain layer's own lines never name them; two kinds of line still could:
+
+* text Microsoft (or whoever forged a redirect) wrote, such as an ``error_description``: :func:`loggable` gives
+  a bounded form with control characters and markup escaped, and the identifiers masked;
+* the lines of the libraries the plain layer calls: ``urllib3`` logs every request's URL at DEBUG (the token
+  endpoint's path holds the tenant id; a redirect's query holds the code and state), MSAL logs its authority.
+  :func:`install_log_filters` masks those in their records, whatever the level configured.
+"""
+import html
+import logging
+import re
+
+from .const import MASK, SENSITIVE_KEYS
+
+# Longest text from outside a log line carries (an ``error_description`` is a line, not a page).
+LOG_TEXT_LIMIT = 300
+
+_GUID_RE = re.compile(r'(?i)\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b')
+# An address, plain or URL-encoded (``%40``) as in a ``login_hint``.
+_ADDRESS_RE = re.compile(r'(?i)[\w.+-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+')
+# Query or form parameters whose value is a secret, or says who signs in where.
+_PARAM_NAMES = sorted(SENSITIVE_KEYS | {'session_state', 'client_info', 'tenant', 'login_hint', 'tid'})
+# A name starts the query or follows a separator, plain or URL-encoded (a redirect's query inside another's);
+# an encoded value runs on to the end (masking what follows it too).
+_PARAM_RE = re.compile(r'(?i)(?:(?<=[?&;\s"\'])|(?<=%%3F)|(?<=%%26)|^)(%s)(=|%%3D)[^&\s"\']*'
+                       % '|'.join(map(re.escape, _PARAM_NAMES)))
+_CONTROL_RE = re.compile(r'[\x00-\x1f\x7f-\x9f\u2028\u2029]')
+
+# The libraries' loggers whose records carry URLs of the identity platform or Graph.
+LIBRARY_LOGGERS = (
+    'urllib3.connectionpool',
+    'msal.application',
+    'msal.authority',
+    'msal.token_cache',
+    'msal.telemetry',
+    'msal.oauth2cli.oauth2',
+    'msal.oauth2cli.oidc',
+)
+
+
+def redact(text):
+    """Return ``text`` with secret parameters, tenant and object ids (GUIDs) and addresses masked.
+
+    :param str text: A log message.
+    :rtype: str
+    """
+    text = _PARAM_RE.sub(lambda match: match.group(1) + match.group(2) + MASK, text)
+    text = _GUID_RE.sub('[id]', text)
+    return _ADDRESS_RE.sub('[address]', text)
+
+
+def loggable(text, limit=LOG_TEXT_LIMIT):
+    """Return a form of outside ``text`` fit for one log line: identifiers masked (:func:`redact`), control
+    characters written as ``\\xNN``, markup escaped, and at most ``limit`` characters (plus a note of how many
+    were cut).
+
+    :param text: Anything; ``str()`` of it is used.
+    :rtype: str
+    """
+    text = redact(str(text))
+    text = _CONTROL_RE.sub(lambda match: '\\x%02x' % ord(match.group()) if ord(match.group()) < 256
+                           else '\\u%04x' % ord(match.group()), text)
+    text = html.escape(text, quote=False)
+    if len(text) > limit:
+        text = '%s...[%d more characters]' % (text[:limit], len(text) - limit)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Masks what :func:`redact` masks in every record of the logger it is added to."""
+
+    def filter(self, record):
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record is the logging module's business, not ours.
+            return True
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+def install_log_filters(names=LIBRARY_LOGGERS):
+    """Add a :class:`RedactingFilter` to each named logger, once (importing twice adds nothing)."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(type(existing).__name__ == 'RedactingFilter' for existing in logger.filters):
+            logger.addFilter(RedactingFilter())
