@@ -240,11 +240,12 @@ class Bench:
         self.sandbox.control('POST', '/permissions', {'mailbox': SALES, 'user': SERVICE, 'full_access': True,
                                                       'send_as': True, 'send_on_behalf': False})
         with self.env() as env:
+            self.sandbox.allow_in(env)   # a system administrator allows the sandbox's hosts
             connection = env['epilot.outlook.connection'].browse(connection.id)
             connection.write({
                 'client_id': self.demo['client_id'], 'client_secret': self.demo['client_secret'],
                 'authority_host': info['authority_base_url'], 'graph_endpoint': info['graph_base_url'],
-                'ca_bundle': info['ca_bundle'],
+                'ca_bundle': info['ca_bundle'], 'service_account': self.demo['service_account']['username'],
             })
             self.connection_id, self.admin_id = connection.id, admin.id
         browser = requests.Session()

@@ -12,6 +12,7 @@ _logger = logging.getLogger(__name__)
 
 # Delta pages one cron run handles for a folder before it commits and lets the other folders have a turn.
 DELTA_PAGES_PER_RUN = 20
+POLL_SLACK = timedelta(seconds=20)
 
 
 class EpilotOutlookFolderSync(models.Model):
@@ -71,8 +72,11 @@ class EpilotOutlookFolderSync(models.Model):
             ('address_id.connection_id.state', '=', 'connected'),
             '|', ('retry_at', '=', False), ('retry_at', '<=', now),
         ], order='last_round_date asc nulls first, id')
+        # The cron itself ticks every minute, a few seconds late or early: a round that is due within the next
+        # tick's slack runs now, else a 1-minute interval would often wait two ticks.
+        soon = now + POLL_SLACK
         return candidates.filtered(lambda sync: sync.delta_next_link or not sync.last_round_date or (
-            sync.last_round_date + timedelta(minutes=sync.address_id.connection_id.poll_interval_minutes) <= now))
+            sync.last_round_date + timedelta(minutes=sync.address_id.connection_id.poll_interval_minutes) <= soon))
 
     # === BUSINESS METHODS - DELTA === #
 

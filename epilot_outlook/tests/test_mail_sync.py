@@ -1,5 +1,6 @@
 from datetime import timedelta
 
+from odoo import fields
 from odoo.exceptions import UserError
 from odoo.tests import tagged
 
@@ -253,6 +254,20 @@ class TestDelta(OutlookMailSyncCase):
             self.assertEqual(len(self.record(delivered['immutable_id'])), 1)
             self.assertInSync(self.address)
         self.assertEqual(set(self.address.folder_sync_ids.mapped('resync_count')), {2})
+
+    def test_polling_interval_decides_which_folders_are_due(self):
+        syncs = self.address.folder_sync_ids
+        FolderSync = self.env['epilot.outlook.folder.sync']
+        now = fields.Datetime.now()
+        syncs.write({'last_round_date': now - timedelta(seconds=50), 'retry_at': False, 'delta_next_link': False})
+        self.assertEqual(FolderSync._outlook_due() & syncs, syncs, "due at this minute's tick, not the next one")
+        syncs.write({'last_round_date': now - timedelta(seconds=10)})
+        self.assertFalse(FolderSync._outlook_due() & syncs)
+        self.connection.poll_interval_minutes = 5
+        syncs.write({'last_round_date': now - timedelta(minutes=3)})
+        self.assertFalse(FolderSync._outlook_due() & syncs)
+        syncs[0].delta_next_link = syncs[0].delta_link or 'https://127.0.0.1/v1.0/round-in-progress'
+        self.assertEqual(FolderSync._outlook_due() & syncs, syncs[0], "a round in progress goes on at once")
 
     def test_nothing_new_costs_one_request_per_folder(self):
         before = self.sandbox.control('GET', '/mail/counts')['mailboxes'].get(SUPPORT, 0)
