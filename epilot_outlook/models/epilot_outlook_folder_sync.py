@@ -151,19 +151,16 @@ class EpilotOutlookFolderSync(models.Model):
         """
         self.ensure_one()
         address = self.address_id
-        Message = self.env['epilot.outlook.message']
         outlook_ids = reader.list_ids(self.folder, address.window_start)
-        known = Message._outlook_known(address.shared_inbox_id, outlook_ids)
+        known = self.env['epilot.outlook.message']._outlook_known(address.shared_inbox_id, outlook_ids)
         missing = sorted(outlook_ids - set(known))
         gone = []
         if missing:
             _logger.info("Microsoft Outlook: address %s, %s: reconciliation imports %d missing messages",
                          address.id, self.folder, len(missing))
             gone = self._outlook_import_ids(reader, missing)
-            # A gap is a repair: the conversations it filled are recounted, not only added to.
-            filled = Message._outlook_known(address.shared_inbox_id, set(missing) - set(gone))
-            Message.browse([record.id for record in filled.values()]).conversation_id._outlook_refresh_stats()
         # Odoo messages of the window that Outlook no longer lists were removed there: say so (they stay).
+        Message = self.env['epilot.outlook.message']
         stale = Message.search(Message._outlook_window_domain(address, self.folder, address.window_start)
                                & Domain('graph_id', 'not in', list(outlook_ids)))
         stale.write({'removed_in_outlook': True, 'removed_date': fields.Datetime.now()})

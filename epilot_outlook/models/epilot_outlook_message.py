@@ -183,16 +183,8 @@ class EpilotOutlookMessage(models.Model):
             and message.sender.address != message.from_.address else None,
             'removed_in_outlook': False,
         } for message in new + copies])
-        # Each conversation's dates and e-mail count move by what this page added (a copy adds no e-mail).
-        stats, copy_ids = {}, {message.graph_id for message in copies}
-        for message in new + copies:
-            conversation_id = shown_by_id[message.graph_id]['conversation_id']
-            first, last, count = stats.get(conversation_id, (None, None, 0))
-            if message.date:
-                first = min(first or message.date, message.date)
-                last = max(last or message.date, message.date)
-            stats[conversation_id] = (first, last, count + (message.graph_id not in copy_ids))
-        self.env['epilot.shared.conversation']._outlook_add_stats(stats)
+        self.env['epilot.shared.conversation'].browse(
+            {values['conversation_id'] for values in shown_by_id.values()})._outlook_refresh_stats()
         return len(new) + len(copies)
 
     @api.model

@@ -159,48 +159,13 @@ class EpilotSharedConversation(models.Model):
             result[message.graph_id] = replied[refs[0]] if refs else by_key[message.thread_key(mailbox)]
         return result
 
-    @api.model
-    def _outlook_add_stats(self, stats):
-        """ Move the first/last e-mail dates and the e-mail count of conversations by what an import added,
-        in one UPDATE.
+    def _outlook_refresh_stats(self):
+        """ Recompute first/last e-mail dates and the e-mail count from the sync records, in one UPDATE.
 
         A page touches about one conversation per message: one ORM write each cost more than the import of
-        the message itself (bench/bench_backfill.py), and recounting each conversation's sync records made the
-        statement grow with the inbox. The three fields are plain stored fields that nothing computes from, so
-        their cache is invalidated instead of going through ``write``; ``write_date`` and ``write_uid`` are set
-        as ``write`` would. Adding is safe between workers: the row lock orders them, and an import that loses
-        the race on the sync records' unique key is rolled back whole, its addition with it.
-
-        :param dict stats: ``{conversation_id: (first date or None, last date or None, e-mails added)}``.
-        """
-        if not stats:
-            return
-        fnames = ['first_message_date', 'last_message_date', 'email_count']
-        self.browse(stats).flush_recordset(fnames)
-        self.env.cr.execute(SQL(
-            """UPDATE %(table)s AS conversation
-                  SET first_message_date = LEAST(conversation.first_message_date, added.first),
-                      last_message_date = GREATEST(conversation.last_message_date, added.last),
-                      email_count = COALESCE(conversation.email_count, 0) + added.count,
-                      write_date = %(now)s, write_uid = %(uid)s
-                 FROM (VALUES %(rows)s) AS added(id, first, last, count)
-                WHERE conversation.id = added.id""",
-            table=SQL.identifier(self._table), now=self.env.cr.now(), uid=self.env.uid,
-            rows=SQL(', ').join(
-                SQL('(%s, %s::timestamp, %s::timestamp, %s)', conversation_id, first, last, count)
-                for conversation_id, (first, last, count) in sorted(stats.items())),
-        ))
-        self.browse(stats).invalidate_recordset([*fnames, 'write_date', 'write_uid'])
-
-    def _outlook_refresh_stats(self):
-        """ Recount first/last e-mail dates and the e-mail count from the sync records, in one UPDATE: the
-        repair after mail was imported or removed other than page by page (reconciliation, erasure).
-
-        Each conversation is counted through the index on the sync records' conversation (a lateral subquery
-        per conversation), whatever the table's statistics say: the join over the whole table that the import
-        used to run after every page took 1 s for a 10,000-message backfill in one run of
-        bench/bench_backfill.py and 65 s in another. Written as :meth:`_outlook_add_stats` is, for the same
-        reasons.
+        the message itself (bench/bench_backfill.py). The three fields are plain stored fields that nothing
+        computes from, so their cache is invalidated instead of going through ``write``; ``write_date`` and
+        ``write_uid`` are set as ``write`` would.
         """
         if not self:
             return
@@ -209,16 +174,17 @@ class EpilotSharedConversation(models.Model):
         self.flush_recordset(stats)
         self.env.cr.execute(SQL(
             """UPDATE %(table)s AS conversation
-                  SET first_message_date = stats.first, last_message_date = stats.last,
-                      email_count = COALESCE(stats.count, 0), write_date = %(now)s, write_uid = %(uid)s
-                 FROM unnest(%(ids)s) AS target(id)
-            LEFT JOIN LATERAL (SELECT MIN(message.date) AS first, MAX(message.date) AS last,
-                                      COUNT(DISTINCT message.mail_message_id) AS count
-                                 FROM %(messages)s AS message
-                                WHERE message.conversation_id = target.id
-                                  AND message.mail_message_id IS NOT NULL) AS stats ON TRUE
-                WHERE conversation.id = target.id""",
+                  SET first_message_date = stats.first, last_message_date = stats.last, email_count = stats.count,
+                      write_date = %(now)s, write_uid = %(uid)s
+                 FROM (SELECT conversation.id, MIN(message.date) AS first, MAX(message.date) AS last,
+                              COUNT(DISTINCT message.mail_message_id) AS count
+                         FROM %(table)s AS conversation
+                    LEFT JOIN %(messages)s AS message
+                           ON message.conversation_id = conversation.id AND message.mail_message_id IS NOT NULL
+                        WHERE conversation.id IN %(ids)s
+                     GROUP BY conversation.id) AS stats
+                WHERE conversation.id = stats.id""",
             table=SQL.identifier(self._table), messages=SQL.identifier(self.env['epilot.outlook.message']._table),
-            now=self.env.cr.now(), uid=self.env.uid, ids=list(self.ids),
+            now=self.env.cr.now(), uid=self.env.uid, ids=tuple(self.ids),
         ))
         self.invalidate_recordset([*stats, 'write_date', 'write_uid'])
