@@ -61,6 +61,16 @@ class SyncAssertions:
             # One e-mail per Message-Id: copies of one e-mail (delivered twice) share it.
             self.assertEqual(len(messages), len({record.internet_message_id or record.id for record in records}))
             self.assertEqual(set(messages.mapped('message_type')), {'email'} if messages else set())
+        # Each conversation's figures, kept up by additions page after page, equal a recount of its records.
+        self.env.invalidate_all()
+        for conversation in address.shared_inbox_id.conversation_ids:
+            records = self.env['epilot.outlook.message'].search([
+                ('conversation_id', '=', conversation.id), ('mail_message_id', '!=', False)])
+            dates = [date for date in records.mapped('date') if date]
+            self.assertEqual(
+                (conversation.email_count, conversation.first_message_date, conversation.last_message_date),
+                (len(records.mail_message_id), min(dates, default=False), max(dates, default=False)),
+                "the figures of conversation %r" % conversation.name)
 
 
 class OutlookMailSyncCase(SyncAssertions, OutlookSandboxCase):
