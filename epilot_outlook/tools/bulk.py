@@ -20,7 +20,9 @@ It bypasses the model's ``create()`` override, so it is only for models whose ov
 caller needs, or whose needs the caller meets itself. ``mail.message.create`` adds a Message-Id and a reply-to
 when they are missing (the import gives both), turns base64 images of the body into attachments (the import
 creates bodies with ``data:image`` URLs through ``create()``) and checks access to attachments of other
-documents (the import links only the files it created on the same conversation).
+documents (the import links only the files it created on the same conversation). The conversations
+(``mail.thread``) are created with tracking, following and the creation note all off, where ``create()`` of
+``mail.thread`` does nothing beyond the ORM's.
 
 A field given in some rows and not in others is written empty (not its default) in the others.
 """
