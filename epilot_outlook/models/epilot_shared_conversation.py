@@ -141,6 +141,7 @@ class EpilotSharedConversation(models.Model):
                 correspondent = message.correspondent(mailbox)
                 values.append({
                     'inbox_id': inbox.id,
+                    'company_id': inbox.company_id.id,   # its related value, given: no UPDATE after the INSERT
                     'name': message.subject or self.env._("(no subject)"),
                     'graph_conversation_id': key if kind == 'graph' else False,
                     'thread_key': key if kind == 'key' else False,
