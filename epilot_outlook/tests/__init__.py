@@ -18,3 +18,4 @@ from . import test_connect_endpoints
 from . import test_connect_logs
 from . import test_inbox_agents
 from . import test_inbox_read_state
+from . import test_inbox_access

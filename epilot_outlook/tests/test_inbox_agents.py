@@ -95,6 +95,16 @@ class TestConversationState(InboxImportMixin, EpilotOutlookCommon):
         Message._outlook_apply_delta(self.address, [mapping.DeltaChange(graph_id=record.graph_id, is_read=False)])
         self.assertFalse(conversation.is_unread, "a stale delta does not undo a read Outlook was not told of yet")
 
+    def test_quoted_history_folds(self):
+        # What Outlook puts under a reply: the separator div, then the earlier e-mail.
+        body = ('<div>Thanks, that works.</div><hr style="display:inline-block;width:98%%">'
+                '<div id="divRplyFwdMsg"><b>From:</b> Contoso Billing<br><b>Sent:</b> Monday</div>'
+                '<div>Earlier e-mail text</div>')
+        message = self.import_mail(body=body).mail_message_id
+        self.assertIn('data-o-mail-quote', str(message.body), "the chatter folds what Odoo tags as a quote")
+        self.assertIn('Thanks, that works.', str(message.body))
+        self.assertNotIn('data-o-mail-quote', str(message.body).split('Thanks, that works.')[0])
+
     def test_taking_a_new_conversation_opens_it(self):
         conversation = self.import_mail().conversation_id
         conversation.with_user(self.agent_member).user_id = self.agent_member
