@@ -29,6 +29,9 @@
         'web.assets_backend': [
             'epilot_outlook/static/src/**/*',
         ],
+        'web.assets_tests': [
+            'epilot_outlook/static/tests/tours/**/*',
+        ],
     },
     'application': True,
     'installable': True,

@@ -108,3 +108,12 @@ class TestInboxAccessOverHttp(InboxImportMixin, HttpCase, EpilotOutlookCommon):
         self.assertEqual(self.conversation.with_user(self.agent_outsider).read(['name'])[0]['name'],
                          "Private matter")
         self.assertTrue(self.message.with_user(self.agent_outsider).read(['body']))
+
+    def test_agent_reads_in_the_browser(self):
+        """ The web client: the inbox's menu entry with its unread count, the list, the conversation's chatter;
+        opening it marks it read (and queues the flag for Outlook). """
+        self.message.body = '<p>Where is my refund?</p>'
+        self.start_tour('/odoo/action-epilot_outlook.epilot_shared_conversation_action', 'epilot_outlook_agent_reads',
+                        login=self.agent_member.login)
+        self.assertFalse(self.conversation.is_unread)
+        self.assertTrue(self.record.read_push_pending)
