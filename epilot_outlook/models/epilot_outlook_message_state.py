@@ -83,12 +83,11 @@ class EpilotOutlookMessage(models.Model):
         retry = False
         by_address = pending.grouped('address_id')
         for done, (address, records) in enumerate(by_address.items(), start=1):
-            if not address or address.connection_id.state != 'connected':
-                if not address:
-                    records.write({'read_push_pending': False})   # the mailbox is no longer synced
-                else:
-                    retry = True
+            if not address:
+                records.write({'read_push_pending': False})   # the mailbox is no longer synced: nobody to tell
                 continue
+            if address.connection_id.state != 'connected':
+                continue   # kept for the hourly run after the connection is back
             flags = {record.graph_id: record.is_read for record in records}
             try:
                 outcome = address.connection_id._outlook_call_graph(

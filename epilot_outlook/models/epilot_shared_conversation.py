@@ -60,6 +60,7 @@ class EpilotSharedConversation(models.Model):
         required=True,
         default='new',
         tracking=True,
+        group_expand=True,   # the kanban shows every status as a column
     )
     first_message_date = fields.Datetime(string="First Message", readonly=True)
     last_message_date = fields.Datetime(string="Last Message", readonly=True, index=True)
@@ -104,13 +105,17 @@ class EpilotSharedConversation(models.Model):
         self.body_search = False
 
     def _search_body_search(self, operator, value):
-        """ The conversations with an e-mail whose body contains ``value``: one sub-query on ``mail_message``,
-        served by the partial trigram index of :meth:`init` (bench/bench_inbox.py measures it). """
+        """ The conversations with an e-mail whose body contains ``value``: one query on ``mail_message``, served
+        by the partial trigram index of :meth:`init` (bench/bench_inbox.py measures it). Which of them the user
+        may see is the outer search's business (record rules). """
         if operator != 'ilike' or not isinstance(value, str):
             return NotImplemented   # the ORM turns 'not ilike' into the negation of this one
         pattern = '%%%s%%' % value.replace('\\', '\\\\').replace('%', '\\%').replace('_', '\\_')
-        ids = SQL("(SELECT res_id FROM mail_message WHERE model = %s AND body ILIKE %s)", self._name, pattern)
-        return [('id', 'in', ids)]
+        # Run apart, in the one shape the index serves: inside the list's query (its order, limit and record
+        # rules) PostgreSQL may prefer walking the conversations and scanning every body (bench: 2 ms vs 0.6 s).
+        rows = self.env.execute_query(SQL(
+            "SELECT DISTINCT res_id FROM mail_message WHERE model = %s AND body ILIKE %s", self._name, pattern))
+        return [('id', 'in', [res_id for (res_id,) in rows])]
 
     # === CRUD METHODS === #
 
