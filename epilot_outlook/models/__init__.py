@@ -11,3 +11,4 @@ from . import epilot_outlook_message
 from . import epilot_outlook_oauth_attempt
 from . import epilot_outlook_message_state
 from . import ir_ui_menu
+from . import res_partner

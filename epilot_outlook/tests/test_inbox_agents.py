@@ -154,6 +154,14 @@ class TestConversationState(InboxImportMixin, EpilotOutlookCommon):
         self.inbox_member.unlink()
         self.assertFalse(menu.exists())
 
+    def test_a_contact_made_later_is_linked_by_address(self):
+        conversation = self.import_mail().conversation_id
+        self.assertFalse(conversation.partner_id, "this inbox creates no contacts")
+        partner = self.env['res.partner'].create({'name': "Carla", 'email': 'CARLA@fabrikam.com'})
+        self.assertEqual(conversation.partner_id, partner)
+        self.env['res.partner'].create({'name': "Carla again", 'email': 'carla@fabrikam.com'})
+        self.assertEqual(conversation.partner_id, partner, "a linked conversation keeps its contact")
+
     def test_inbox_form_has_the_agent_settings(self):
         form = Form(self.inbox.with_user(self.editor))
         form.create_partners = True
