@@ -144,10 +144,12 @@ class EpilotSharedInbox(models.Model):
                 'name': inbox.name, 'res_model': values['res_model'], 'view_mode': values['view_mode'],
                 'domain': str(values['domain']), 'context': str(values['context']),
             }
+            made = []
             if inbox.menu_action_id:
                 inbox.menu_action_id.write(action_values)
             else:
                 inbox.menu_action_id = self.env['ir.actions.act_window'].sudo().create(action_values)
+                made.append(('epilot_outlook.shared_inbox_%d_action' % inbox.id, inbox.menu_action_id))
             menu_values = {'name': inbox.name, 'active': inbox.active}
             if inbox.menu_id:
                 inbox.menu_id.write(menu_values)
@@ -156,6 +158,10 @@ class EpilotSharedInbox(models.Model):
                     **menu_values, 'parent_id': parent.id, 'sequence': 10,
                     'action': 'ir.actions.act_window,%d' % inbox.menu_action_id.id,
                 })
+                made.append(('epilot_outlook.shared_inbox_%d_menu' % inbox.id, inbox.menu_id))
+            # Owned by the module (noupdate: an upgrade keeps them), so that uninstalling it removes them.
+            self.env['ir.model.data'].sudo()._update_xmlids([
+                {'xml_id': xml_id, 'record': record, 'noupdate': True} for xml_id, record in made])
         self.env.registry.clear_cache()   # load_menus is cached per user
 
     @api.model

@@ -150,6 +150,8 @@ class TestConversationState(InboxImportMixin, EpilotOutlookCommon):
         self.inbox.name = "Accounts"
         self.assertEqual(self.inbox.menu_id.name, "Accounts")
         self.assertEqual(self.inbox.menu_id.action.domain, "[('inbox_id', '=', %d)]" % self.inbox.id)
+        self.assertEqual(self.inbox.menu_id.get_external_id()[self.inbox.menu_id.id],
+                         'epilot_outlook.shared_inbox_%d_menu' % self.inbox.id, "uninstalling the module removes it")
         menu = self.inbox_member.menu_id
         self.inbox_member.unlink()
         self.assertFalse(menu.exists())
