@@ -91,6 +91,28 @@ class TestInboxAccessOverHttp(InboxImportMixin, HttpCase, EpilotOutlookCommon):
                     self.assertIn(response.status_code, (200, 403, 404) if '/web/image' in url else (403, 404), url)
                     self.assertNotIn(b'secret', response.content)
 
+    @mute_logger('odoo.http', 'odoo.addons.base.models.ir_rule', 'odoo.models')
+    def test_json2_api_keys(self):
+        """ An integration's API key acts as its user: the member's reads the e-mail, the outsider's does not. """
+        def json2(user, model, method, payload):
+            key = self.env['res.users.apikeys'].with_user(user).sudo()._generate(None, 'integration', None)
+            return self.url_open('/json/2/%s/%s' % (model, method), json=payload,
+                                 headers={'Authorization': 'bearer %s' % key})
+
+        response = json2(self.agent_member, 'mail.message', 'read', {'ids': self.message.ids, 'fields': ['body']})
+        self.assertEqual(response.status_code, 200, response.text[:300])
+        self.assertIn('DE00 1234', response.json()[0]['body'])
+        for user in (self.agent_outsider, self.internal):
+            with self.subTest(user=user.login):
+                response = json2(user, 'mail.message', 'read', {'ids': self.message.ids, 'fields': ['body']})
+                self.assertEqual(response.status_code, 403, response.text[:300])
+                self.assertNotIn('DE00', response.text)
+                response = json2(user, 'ir.attachment', 'read', {'ids': self.attachment.ids, 'fields': ['datas']})
+                self.assertEqual(response.status_code, 403, response.text[:300])
+                response = json2(user, 'mail.message', 'search_read', {
+                    'domain': [('model', '=', self.conversation._name)], 'fields': ['body']})
+                self.assertEqual((response.status_code, response.json()), (200, []))
+
     def test_sync_records_are_for_editors(self):
         Message = self.env['epilot.outlook.message']
         with self.assertRaises(AccessError):
