@@ -143,6 +143,11 @@ class EpilotSharedConversation(models.Model):
         records_sudo._outlook_set_read(True)
         return True
 
+    def action_outlook_assign_to_me(self):
+        """ Take the conversations: assigned to the current user (a new one opens). """
+        self.write({'user_id': self.env.uid})
+        return True
+
     def action_outlook_mark_unread(self):
         """ Mark the last received e-mail of each conversation unread, in Odoo and in Outlook. """
         self.check_access('read')

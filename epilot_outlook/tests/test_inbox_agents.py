@@ -107,8 +107,22 @@ class TestConversationState(InboxImportMixin, EpilotOutlookCommon):
 
     def test_taking_a_new_conversation_opens_it(self):
         conversation = self.import_mail().conversation_id
-        conversation.with_user(self.agent_member).user_id = self.agent_member
-        self.assertEqual(conversation.state, 'open')
+        conversation.with_user(self.agent_member).action_outlook_assign_to_me()
+        self.assertEqual((conversation.user_id, conversation.state), (self.agent_member, 'open'))
+        conversation.state = 'waiting'
+        conversation.with_user(self.agent_member).user_id = self.agent_outsider
+        self.assertEqual(conversation.state, 'waiting', "only a new conversation opens when taken")
+
+    def test_list_actions_on_several_conversations(self):
+        conversations = self.import_mail(conversation='a').conversation_id | self.import_mail(
+            conversation='b').conversation_id
+        action = self.env.ref('epilot_outlook.epilot_shared_conversation_action_mark_read')
+        action.with_user(self.agent_member).with_context(
+            active_model=conversations._name, active_ids=conversations.ids).run()
+        self.assertEqual(conversations.mapped('is_unread'), [False, False])
+        with self.assertRaises(AccessError):
+            action.with_user(self.agent_outsider).with_context(
+                active_model=conversations._name, active_ids=conversations.ids).run()
 
     def test_filters_and_search(self):
         unread = self.import_mail(conversation='c-unread', subject="Refund please",
