@@ -119,6 +119,14 @@ class EpilotSharedConversation(models.Model):
 
     # === CRUD METHODS === #
 
+    def _mail_get_operation_for_mail_message_operation(self, message_operation):
+        """ Override of `mail`: deleting a conversation's e-mails takes the right to delete the conversation
+        (email settings editors; retention and erasure), not the right to write it that agents have for
+        assigning: the synced mail is the team's record of what was said. """
+        if message_operation == 'unlink':
+            return dict.fromkeys(self, 'unlink')
+        return super()._mail_get_operation_for_mail_message_operation(message_operation)
+
     def write(self, vals):
         # Taking a new conversation opens it.
         if vals.get('user_id') and 'state' not in vals:

@@ -123,6 +123,14 @@ class TestInboxAccessOverHttp(InboxImportMixin, HttpCase, EpilotOutlookCommon):
             self.conversation.with_user(self.agent_outsider).action_outlook_mark_read()
         self.assertTrue(self.conversation.is_unread, "a non-member cannot mark it read")
 
+    def test_agents_cannot_delete_synced_mail(self):
+        with self.assertRaises(AccessError):
+            self.message.with_user(self.agent_member).unlink()
+        note = self.conversation.with_user(self.agent_member).message_post(body="Called her back", message_type='comment')
+        self.assertTrue(note, "agents still post on the conversations they read")
+        self.message.with_user(self.editor).unlink()
+        self.assertFalse(self.message.exists())
+
     def test_membership_is_managed_by_editors(self):
         with self.assertRaises(AccessError):
             self.inbox.with_user(self.agent_member).member_user_ids = [(4, self.agent_outsider.id)]
