@@ -23,7 +23,16 @@
         'views/epilot_shared_conversation_views.xml',
         'views/epilot_outlook_menus.xml',  # After the views: the menus open their actions.
         'views/epilot_outlook_templates.xml',
+        'views/epilot_outlook_erase_wizard_views.xml',
     ],
+    'assets': {
+        'web.assets_backend': [
+            'epilot_outlook/static/src/**/*',
+        ],
+        'web.assets_tests': [
+            'epilot_outlook/static/tests/tours/**/*',
+        ],
+    },
     'application': True,
     'installable': True,
 }

@@ -5,7 +5,9 @@ It creates or updates the main company's ``epilot.outlook.connection`` with the 
 secret), its endpoints and CA bundle, and the demo tenant's domain as the consent tenant, all through the ORM:
 the client secret's inverse encrypts it with the key of EPILOT_OUTLOOK_KEYS (set by make run). It also sets
 ``web.base.url`` to the address Odoo listens on, so the connection's redirect URI is one the sandbox's app
-registered. Running it again changes nothing that is already right.
+registered. It also creates the demo agent (login ``agent``, password ``agent``), a member of the shared inbox
+of support@ (created empty here, filled once the mailbox is added). Running it again changes nothing that is
+already right.
 
 A connection that holds a tenant (consent granted, connected, or needing a reconnect) of another client id or
 tenant is left alone, so a real tenant connected in the demo database is never overwritten; the script then
@@ -63,6 +65,30 @@ allowed_hosts = " ".join(urlsplit(sandbox[key]).netloc for key in ("authority_ba
 if Parameters.get_param("epilot_outlook.allowed_hosts") != allowed_hosts:
     Parameters.set_param("epilot_outlook.allowed_hosts", allowed_hosts)
     say("epilot_outlook.allowed_hosts = %s (the sandbox's sign-in and Graph hosts)" % allowed_hosts)
+
+# ------------------------------------------------------------------------------------------- demo agent
+# A support agent (README: "Work the inbox as an agent"), member of support@'s inbox. The inbox is made here
+# with the mailbox's address, so that adding the mailbox later (Add Shared Mailbox) re-links it instead of
+# creating another. Demo data of the demo set-up, not of the module; the password is set only at creation.
+AGENT_LOGIN, AGENT_PASSWORD = "agent", "agent"
+support_email = "support@%s" % sandbox["tenant_domain"]
+Inbox = env["epilot.shared.inbox"].with_context(active_test=False)
+support_inbox = Inbox.search([("email", "=", support_email), ("company_id", "in", (company.id, False))], limit=1)
+if not support_inbox:
+    support_inbox = Inbox.create({"name": "Contoso Support", "email": support_email, "company_id": company.id})
+    say("created the shared inbox %s for %s" % (support_inbox.name, support_email))
+agent = env["res.users"].with_context(active_test=False).search([("login", "=", AGENT_LOGIN)], limit=1)
+if not agent:
+    agent = env["res.users"].with_context(no_reset_password=True).create({
+        "name": "Alex Agent", "login": AGENT_LOGIN, "password": AGENT_PASSWORD,
+        "email": "alex.agent@example.com", "company_id": company.id, "company_ids": [(6, 0, company.ids)],
+        "group_ids": [(6, 0, [env.ref("epilot_outlook.group_agent").id])],
+    })
+    say("created the demo agent %s / %s" % (AGENT_LOGIN, AGENT_PASSWORD))
+if agent not in support_inbox.member_user_ids:
+    support_inbox.member_user_ids = [(4, agent.id)]
+    say("the demo agent %s is a member of %s" % (AGENT_LOGIN, support_inbox.name))
+env.cr.commit()
 
 # ------------------------------------------------------------------------------------------- connection
 values = {

@@ -1,4 +1,11 @@
-from odoo import fields, models
+from datetime import timedelta
+
+from odoo import api, fields, models
+from odoo.fields import Domain
+
+
+# E-mails erased per step of the retention cron (each step commits).
+ERASE_BATCH = 500
 
 
 class EpilotSharedInbox(models.Model):
@@ -48,6 +55,23 @@ class EpilotSharedInbox(models.Model):
         inverse_name='inbox_id',
     )
     conversation_count = fields.Integer(string="Conversation Count", compute='_compute_conversation_count')
+    unread_conversation_count = fields.Integer(
+        string="Unread Conversations", compute='_compute_unread_conversation_count')
+    retention_days = fields.Integer(
+        string="Delete Mail Older Than (Days)",
+        default=0,
+        tracking=True,
+        help="Synced e-mails older than this many days are deleted from Odoo every night (never from Outlook), "
+             "with their attachments; conversations left empty go too. 0 keeps mail forever.",
+    )
+    # One menu entry per inbox, shown to its members only (see ir.ui.menu's _load_menus_blacklist).
+    menu_id = fields.Many2one(
+        string="Menu", comodel_name='ir.ui.menu', readonly=True, copy=False, ondelete='set null')
+    menu_action_id = fields.Many2one(
+        string="Menu Action", comodel_name='ir.actions.act_window', readonly=True, copy=False, ondelete='set null')
+
+    _retention_days_positive = models.Constraint(
+        'CHECK (retention_days >= 0)', "The retention period cannot be negative (0 keeps mail forever).")
 
     # === COMPUTE METHODS === #
 
@@ -57,16 +81,127 @@ class EpilotSharedInbox(models.Model):
         for inbox in self:
             inbox.conversation_count = counts.get(inbox, 0)
 
+    def _compute_unread_conversation_count(self):
+        counts = dict(self.env['epilot.shared.conversation']._read_group(
+            [('inbox_id', 'in', self.ids), ('is_unread', '=', True)], ['inbox_id'], ['__count']))
+        for inbox in self:
+            inbox.unread_conversation_count = counts.get(inbox, 0)
+
+    # === CRUD METHODS === #
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        inboxes = super().create(vals_list)
+        inboxes._outlook_sync_menus()
+        return inboxes
+
+    def write(self, vals):
+        result = super().write(vals)
+        if {'name', 'active', 'member_user_ids'} & set(vals):
+            self._outlook_sync_menus()
+        return result
+
+    def unlink(self):
+        menus_sudo, actions_sudo = self.sudo().menu_id, self.sudo().menu_action_id
+        result = super().unlink()
+        menus_sudo.unlink()
+        actions_sudo.unlink()
+        return result
+
     # === ACTION METHODS === #
 
     def action_open_conversations(self):
+        self.ensure_one()
+        return self._outlook_conversations_action_values()
+
+    # === BUSINESS METHODS - MENUS === #
+
+    def _outlook_conversations_action_values(self):
         self.ensure_one()
         return {
             'type': 'ir.actions.act_window',
             'name': self.name,
             'res_model': 'epilot.shared.conversation',
-            'view_mode': 'list,form',
+            'view_mode': 'list,kanban,form',
             'domain': [('inbox_id', '=', self.id)],
-            'context': {'default_inbox_id': self.id},
+            'context': {'default_inbox_id': self.id, 'search_default_filter_not_closed': 1},
         }
+
+    def _outlook_sync_menus(self):
+        """ Keep one menu entry per active inbox under *Inboxes*, opening its conversations.
+
+        Menus are static records: each inbox owns one (and its window action), named after it. Who sees it is
+        decided per user in ``ir.ui.menu._load_menus_blacklist`` (members only); the web client's menu cache
+        is per user and is cleared here when the membership changes. The unread counts are not in the menu's
+        name (menus are cached): the web client asks :meth:`get_inbox_menu_counters` for them.
+        """
+        parent = self.env.ref('epilot_outlook.epilot_shared_inbox_menu_inboxes', raise_if_not_found=False)
+        if not parent:
+            return   # the module's data is still loading; the menus are made at the end of the install
+        for inbox in self.sudo().with_context(active_test=False):
+            values = inbox._outlook_conversations_action_values()
+            action_values = {
+                'name': inbox.name, 'res_model': values['res_model'], 'view_mode': values['view_mode'],
+                'domain': str(values['domain']), 'context': str(values['context']),
+            }
+            made = []
+            if inbox.menu_action_id:
+                inbox.menu_action_id.write(action_values)
+            else:
+                inbox.menu_action_id = self.env['ir.actions.act_window'].sudo().create(action_values)
+                made.append(('epilot_outlook.shared_inbox_%d_action' % inbox.id, inbox.menu_action_id))
+            menu_values = {'name': inbox.name, 'active': inbox.active}
+            if inbox.menu_id:
+                inbox.menu_id.write(menu_values)
+            else:
+                inbox.menu_id = self.env['ir.ui.menu'].sudo().create({
+                    **menu_values, 'parent_id': parent.id, 'sequence': 10,
+                    'action': 'ir.actions.act_window,%d' % inbox.menu_action_id.id,
+                })
+                made.append(('epilot_outlook.shared_inbox_%d_menu' % inbox.id, inbox.menu_id))
+            # Owned by the module (noupdate: an upgrade keeps them), so that uninstalling it removes them.
+            self.env['ir.model.data'].sudo()._update_xmlids([
+                {'xml_id': xml_id, 'record': record, 'noupdate': True} for xml_id, record in made])
+        self.env.registry.clear_cache()   # load_menus is cached per user
+
+    @api.model
+    def _outlook_sync_all_menus(self):
+        self.sudo().with_context(active_test=False).search([])._outlook_sync_menus()
+
+    @api.model
+    def _outlook_menu_hidden_ids(self):
+        """ The inbox menus the current user must not see: those of inboxes they are not a member of. """
+        inboxes_sudo = self.sudo().with_context(active_test=False).search([('menu_id', '!=', False)])
+        return inboxes_sudo.filtered(lambda inbox: self.env.user not in inbox.member_user_ids).menu_id.ids
+
+    @api.model
+    def get_inbox_menu_counters(self):
+        """ The unread conversations of each inbox menu the user sees: ``{menu_id: count}`` (for the web
+        client's menu badges).
+
+        :rtype: dict
+        """
+        inboxes = self.search([('member_user_ids', 'in', self.env.uid), ('menu_id', '!=', False)])
+        return {inbox.menu_id.id: inbox.unread_conversation_count for inbox in inboxes}
+
+    # === CRON METHODS === #
+
+    @api.model
+    def _cron_outlook_apply_retention(self):
+        """ Erase synced mail older than each inbox's retention period, in batches, committing after each.
+
+        Erased e-mails keep a tombstone (their Outlook id), so backfill, delta and reconciliation do not import
+        them again while they are still in Outlook's window.
+        """
+        Message_sudo = self.env['epilot.outlook.message'].sudo()
+        cron = self.env['ir.cron']
+        for inbox in self.sudo().search([('retention_days', '>', 0)]):
+            domain = Domain([
+                ('inbox_id', '=', inbox.id), ('erased', '=', False), ('mail_message_id', '!=', False),
+                ('date', '<', fields.Datetime.now() - timedelta(days=inbox.retention_days)),
+            ])
+            while records := Message_sudo.search(domain, order='date, id', limit=ERASE_BATCH):
+                records._outlook_erase()
+                if not cron._commit_progress(len(records), remaining=Message_sudo.search_count(domain)):
+                    return
 

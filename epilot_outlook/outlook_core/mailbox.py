@@ -198,6 +198,32 @@ class MailboxReader:
             ids.update(str(item['id']) for item in page.items if isinstance(item, dict) and item.get('id'))
         return ids
 
+    # === READ STATE === #
+
+    def set_read_flags(self, flags):
+        """Set ``isRead`` on messages by immutable id, 20 ``PATCH`` requests per ``$batch``.
+
+        :param dict flags: ``{graph_id: bool}``.
+        :return: The outcome of each id: ``None`` when Graph applied it or no longer has the message
+            (deleted or moved out: nothing left to mark), else the mapped error (throttled after the batch's
+            retries, access lost...), to try again later.
+        :rtype: dict
+        """
+        outcome = {}
+        graph_ids = list(flags)
+        for start in range(0, len(graph_ids), BATCH_MAX_REQUESTS):
+            chunk = graph_ids[start:start + BATCH_MAX_REQUESTS]
+            results = self.client.batch([{
+                'id': str(index), 'method': 'PATCH',
+                'url': '/%s/messages/%s' % (self._base, quote_segment(graph_id)),
+                'headers': {'Content-Type': 'application/json', 'Prefer': IMMUTABLE},
+                'body': {'isRead': bool(flags[graph_id])},
+            } for index, graph_id in enumerate(chunk)])
+            for index, graph_id in enumerate(chunk):
+                error = batch_item_error(results.get(str(index)) or {'status': 500})
+                outcome[graph_id] = None if isinstance(error, errors.NotFound) else error
+        return outcome
+
     # === HELPERS === #
 
     def _page(self, path_or_url, params, headers):

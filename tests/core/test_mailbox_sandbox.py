@@ -310,6 +310,31 @@ def test_fetch_from_a_forbidden_mailbox_raises(client, sandbox):
         MailboxReader(client, HR).fetch_messages(['AAMkAnything'])
 
 
+# === READ STATE === #
+
+def test_set_read_flags_both_ways_in_batches_of_20_with_a_deleted_one_done(sandbox, http, reader, session):
+    control(http, sandbox, '/mail/generate', {'mailbox': SUPPORT, 'count': 25, 'days': 30, 'seed': 11})
+    ids = sorted(message.immutable_id for message in folder_messages(sandbox, SUPPORT, 'inbox'))[:23]
+    gone = ids[7]
+    control(http, sandbox, '/mail/delete', {'id': gone, 'permanent': True})
+    flags = {graph_id: index % 2 == 0 for index, graph_id in enumerate(ids)}
+
+    outcome = reader.set_read_flags(flags)
+
+    assert outcome == dict.fromkeys(ids), "applied, or gone (nothing left to mark): no error"
+    state_messages = sandbox.state.messages
+    assert all(bool(state_messages[graph_id].is_read) == flag for graph_id, flag in flags.items() if graph_id != gone)
+    batches = [(urlsplit(url).path, [(item['method'], item['body']) for item in body['requests']])
+               for _method, url, _p, body in session.calls]
+    assert [(path, len(items)) for path, items in batches] == [('/v1.0/$batch', 20), ('/v1.0/$batch', 3)]
+    assert batches[0][1][0] == ('PATCH', {'isRead': True}) and batches[0][1][1] == ('PATCH', {'isRead': False})
+
+
+def test_set_read_flags_in_a_forbidden_mailbox_reports_the_error(client, sandbox):
+    outcome = MailboxReader(client, HR).set_read_flags({'AAMkAnything': True})
+    assert isinstance(outcome['AAMkAnything'], errors.Forbidden)
+
+
 # === RECONCILIATION === #
 
 def test_list_ids_of_the_window_in_pages_of_1000(sandbox, http, reader, session):
