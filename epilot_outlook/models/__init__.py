@@ -9,3 +9,6 @@ from . import epilot_outlook_folder_sync
 from . import epilot_outlook_backfill
 from . import epilot_outlook_message
 from . import epilot_outlook_oauth_attempt
+from . import epilot_outlook_outbox
+from . import ir_mail_server
+from . import mail_mail

@@ -49,6 +49,8 @@ IMMUTABLE = {'Prefer': 'IdType="ImmutableId"'}
 SEND_AS = 'send_as'
 SEND_ON_BEHALF = 'send_on_behalf'
 MODES = ('reply', 'replyAll', 'forward')
+# How Odoo tells the sender which of MODES an e-mail is (a header of the e-mail Odoo built, removed before Graph).
+MODE_HEADER = 'X-Epilot-Outlook-Mode'
 _DRAFT_SELECT = 'id,isDraft,internetMessageId,conversationId'
 
 
