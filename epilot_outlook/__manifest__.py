@@ -24,6 +24,11 @@
         'views/epilot_outlook_menus.xml',  # After the views: the menus open their actions.
         'views/epilot_outlook_templates.xml',
     ],
+    'assets': {
+        'web.assets_tests': [
+            'epilot_outlook/static/tests/tours/*.js',
+        ],
+    },
     'application': True,
     'installable': True,
 }

@@ -17,3 +17,4 @@ from . import test_mail_content
 from . import test_connect_endpoints
 from . import test_connect_logs
 from . import test_send
+from . import test_send_tour

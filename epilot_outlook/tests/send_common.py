@@ -21,7 +21,7 @@ class OutlookSendCase(OutlookMailSyncCase):
         self.inbox = self.address.shared_inbox_id
         self.inbox.sudo().create_partners = True
         self.agent = new_test_user(
-            self.env, 'eo_send_agent', password='eo_send_agent_pw', groups='base.group_user,epilot_outlook.group_agent',
+            self.env, 'eo_send_agent', groups='base.group_user,epilot_outlook.group_agent',
             name='Alice Agent', email='alice@odoo.example.com')
         self.agent.notification_type = 'inbox'
         self.inbox.sudo().member_user_ids = [(4, self.agent.id)]
