@@ -1,7 +1,7 @@
 import base64
 from unittest.mock import patch
 
-from odoo.exceptions import AccessError
+from odoo.exceptions import AccessError, UserError
 from odoo.tests import new_test_user, tagged
 from odoo.tools import mute_logger
 
@@ -98,6 +98,24 @@ class TestSend(OutlookSendCase):
             conversation.with_user(outsider).sudo(False).message_post(
                 body='x', message_type='comment', subtype_xmlid='mail.mt_comment', partner_ids=conversation.partner_id.ids)
         self.assertEqual(self.sent(), [])
+
+    def test_each_address_has_its_outgoing_server(self):
+        server = self.address.mail_server_ids
+        self.assertEqual((server.from_filter, server.smtp_authentication), (SUPPORT, 'epilot_outlook'))
+        IrMailServer = self.env['ir.mail_server']
+        self.assertEqual(IrMailServer._find_mail_server('"Support" <%s>' % SUPPORT)[0], server)
+        # never the fallback for other senders: Graph would refuse them, or send them as the shared mailbox
+        self.assertNotEqual(IrMailServer._find_mail_server('someone@example.com')[0], server)
+        self.assertEqual(server.test_smtp_connection()['params']['type'], 'success')
+        # the connection test says why it fails, in words
+        self.sandbox.control('POST', '/permissions', {'mailbox': SUPPORT, 'user': SVC, 'full_access': False,
+                                                      'send_as': True})
+        with self.assertRaisesRegex(UserError, 'not allowed to open this mailbox'):
+            server.test_smtp_connection()
+        # the address removed (as Disconnect does): its way out goes with it, the inbox stays
+        self.address.unlink()
+        self.assertFalse(server.exists())
+        self.assertTrue(self.inbox.exists())
 
     def test_internal_note_is_not_sent(self):
         conversation, _delivered = self.customer_writes()
