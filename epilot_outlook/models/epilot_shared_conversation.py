@@ -98,7 +98,9 @@ class EpilotSharedConversation(models.Model):
             self._outlook_check_can_send()
             inbox = self.inbox_id
             kwargs.setdefault('author_id', self.env.user.partner_id.id)
-            kwargs.setdefault('email_from', formataddr((inbox.name, inbox.email)))
+            # Always the shared mailbox (the full composer proposes the agent's own address): its Outlook server
+            # sends it, as the mailbox.
+            kwargs['email_from'] = formataddr((inbox.name, inbox.email))
             kwargs.setdefault('reply_to', inbox.email)
         return super().message_post(**kwargs)
 

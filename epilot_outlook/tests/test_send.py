@@ -99,6 +99,29 @@ class TestSend(OutlookSendCase):
                 body='x', message_type='comment', subtype_xmlid='mail.mt_comment', partner_ids=conversation.partner_id.ids)
         self.assertEqual(self.sent(), [])
 
+    def test_full_composer_with_a_template_and_an_attachment(self):
+        conversation, delivered = self.customer_writes()
+        template = self.env['mail.template'].create({
+            'name': 'Meter reading booked', 'model_id': self.env['ir.model']._get_id('epilot.shared.conversation'),
+            'subject': 'Re: {{ object.name }}', 'body_html': '<p>Your reading for {{ object.name }} is booked.</p>',
+        })
+        attachment = self.env['ir.attachment'].with_user(self.agent).create({
+            'name': 'receipt.pdf', 'raw': b'%PDF-1.4 receipt', 'res_model': 'mail.compose.message', 'res_id': 0})
+        composer = self.env['mail.compose.message'].with_user(self.agent).with_context(
+            default_model='epilot.shared.conversation', default_res_ids=conversation.ids,
+            default_composition_mode='comment',
+            default_subtype_id=self.env.ref('mail.mt_comment').id,
+        ).create({'template_id': template.id, 'partner_ids': conversation.partner_id.ids,
+                  'attachment_ids': attachment.ids})
+        composer._action_send_mail()
+        [record] = self.sent()
+        self.assertEqual(record['from']['address'], SUPPORT)
+        self.assertIn('is booked', record['body']['content'])
+        self.assertEqual(record['attachments'], ['receipt.pdf'])
+        self.assertEqual(record['conversationId'], delivered['conversationId'])
+        message = conversation.message_ids[0]
+        self.assertEqual(message.author_id, self.agent.partner_id)
+
     def test_each_address_has_its_outgoing_server(self):
         server = self.address.mail_server_ids
         self.assertEqual((server.from_filter, server.smtp_authentication), (SUPPORT, 'epilot_outlook'))
