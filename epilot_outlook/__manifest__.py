@@ -23,6 +23,7 @@
         'views/epilot_shared_conversation_views.xml',
         'views/epilot_outlook_menus.xml',  # After the views: the menus open their actions.
         'views/epilot_outlook_templates.xml',
+        'views/ir_mail_server_views.xml',
     ],
     'assets': {
         'web.assets_tests': [
