@@ -1,9 +1,11 @@
 import logging
 from datetime import timedelta
+from email.utils import getaddresses
 
 from odoo import api, fields, models
 from odoo.addons.base.models.ir_mail_server import MailDeliveryException
 from odoo.exceptions import UserError
+from odoo.tools import email_normalize, formataddr
 
 from ..outlook_core import const
 from ..outlook_core.errors import GraphError, OutlookError, SendPending, Throttled, TransientError
@@ -80,7 +82,8 @@ class IrMail_Server(models.Model):
                 smtp_user=smtp_user, smtp_password=smtp_password, smtp_encryption=smtp_encryption,
                 smtp_ssl_certificate=smtp_ssl_certificate, smtp_ssl_private_key=smtp_ssl_private_key,
                 smtp_debug=smtp_debug, smtp_session=smtp_session)
-        _smtp_from, _smtp_to, message = self._prepare_email_message__(message, smtp_session)
+        _smtp_from, smtp_to_list, message = self._prepare_email_message__(message, smtp_session)
+        _outlook_recipients_as_sent(message, smtp_to_list)
         return smtp_session.send_graph(message)
 
     def test_smtp_connection(self, autodetect_max_email_size=False):
@@ -123,6 +126,25 @@ class IrMail_Server(models.Model):
         else:
             server, _email_from = self.sudo()._find_mail_server(smtp_from)
         return server if server and server.smtp_authentication == OUTLOOK_AUTH else self.browse()
+
+
+def _outlook_recipients_as_sent(message, smtp_to_list):
+    """ Make the headers say who receives ``message``: Graph delivers to every address of To, Cc and Bcc, while
+    Odoo's SMTP envelope (``smtp_to_list``) may differ from them (``X-Msg-To-Add`` shows recipients in To who are
+    not sent to; Bcc is removed from the headers). Only envelope recipients stay in To and Cc; the others of the
+    envelope go to Bcc. """
+    envelope = {email_normalize(address): address for address in smtp_to_list if email_normalize(address)}
+    shown = set()
+    for header in ('To', 'Cc'):
+        kept = [formataddr((name, address)) for name, address in getaddresses(message.get_all(header, []))
+                if email_normalize(address) in envelope and email_normalize(address) not in shown]
+        shown.update(email_normalize(address) for _name, address in getaddresses(kept))
+        del message[header]
+        if kept:
+            message[header] = ', '.join(kept)
+    del message['Bcc']
+    if hidden := [address for normalized, address in envelope.items() if normalized not in shown]:
+        message['Bcc'] = ', '.join(hidden)
 
 
 class OutlookGraphSession:

@@ -1,10 +1,12 @@
 import base64
+from email.message import EmailMessage
 from unittest.mock import patch
 
 from odoo.exceptions import AccessError, UserError
-from odoo.tests import new_test_user, tagged
+from odoo.tests import TransactionCase, new_test_user, tagged
 from odoo.tools import mute_logger
 
+from ..models.ir_mail_server import _outlook_recipients_as_sent
 from .mail_sync_common import BILLING, SUPPORT
 from .send_common import OutlookSendCase
 
@@ -249,3 +251,18 @@ class TestSendFailures(OutlookSendCase):
         self.assertEqual(record['from']['address'], BILLING)
         self.assertEqual(record['sender']['address'], SVC)
         self.assertEqual(record['sentCopy']['mailbox'], SVC)
+
+
+@tagged('post_install', '-at_install')
+class TestRecipientsAsSent(TransactionCase):
+
+    def test_graph_gets_the_envelope_recipients_only(self):
+        """ Graph delivers to every address of To, Cc and Bcc: those say exactly who Odoo sends to. """
+        message = EmailMessage()
+        message['To'] = '"Kunde" <kunde@example.com>, shown-only@example.com'   # X-Msg-To-Add shows one more
+        message['Cc'] = 'kollege@example.com'
+        smtp_to_list = ['kunde@example.com', 'kollege@example.com', 'hidden@example.com']
+        _outlook_recipients_as_sent(message, smtp_to_list)
+        self.assertEqual(message['To'], 'Kunde <kunde@example.com>')
+        self.assertEqual(message['Cc'], 'kollege@example.com')
+        self.assertEqual(message['Bcc'], 'hidden@example.com')
