@@ -126,8 +126,8 @@ class EpilotOutlookEmailAddress(models.Model):
         help="How the service account sends this mailbox's e-mails. Send As: they come from the shared mailbox "
              "and nothing shows the service account; the copy is in the shared mailbox's Sent Items. Send on "
              "Behalf: recipients see \"service account on behalf of the mailbox\"; the copy is in the service "
-             "account's Sent Items. Exchange must grant the service account the matching right on the mailbox.",
-        required=True,
+             "account's Sent Items. Exchange must grant the service account the matching right on the mailbox. "
+             "Empty means Send As.",
         default='send_as',
     )
     mail_server_ids = fields.One2many(

@@ -9,7 +9,7 @@ from odoo.tools import email_normalize, formataddr
 
 from ..outlook_core import const
 from ..outlook_core.errors import GraphError, OutlookError, SendPending, Throttled, TransientError
-from ..outlook_core.sending import MODE_HEADER, MailSender
+from ..outlook_core.sending import MODE_HEADER, SEND_AS, MailSender
 from ..tools.explain import explain
 
 _logger = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ class OutlookGraphSession:
         Outbox = env['epilot.outlook.outbox']
 
         def deliver(client):
-            sender = MailSender(client, address.email, address.send_mode)
+            sender = MailSender(client, address.email, address.send_mode or SEND_AS)
             draft, age = Outbox._outlook_read(address, odoo_message_id)
             try:
                 return sender.deliver(
