@@ -24,6 +24,7 @@
         'views/epilot_outlook_menus.xml',  # After the views: the menus open their actions.
         'views/epilot_outlook_templates.xml',
         'views/epilot_outlook_erase_wizard_views.xml',
+        'views/ir_mail_server_views.xml',
     ],
     'assets': {
         'web.assets_backend': [

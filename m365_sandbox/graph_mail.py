@@ -15,6 +15,8 @@ carries ``request-id`` and ``client-request-id``; throttled per (app id, mailbox
     GET    …/messages/{id}/attachments[/{aid}[/$value]]      POST …/messages/{id}/attachments (fileAttachment)
     POST   …/sendMail, …/messages/{id}/reply|replyAll|forward, …/messages/{id}/createReply|createReplyAll|
            createForward, …/messages/{id}/send                 (mail_send.py)
+    POST   …/messages (new draft, JSON or MIME), …/messages/{id}/attachments/createUploadSession, PUT {uploadUrl}
+                                                               (mail_drafts.py)
     POST   /v1.0/$batch                                        (batch.py)
 
 Control routes (JSON, no auth; for tests, demos and benchmarks):
@@ -66,7 +68,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 
-from . import batch, mail_delta, mail_send
+from . import batch, mail_delta, mail_drafts, mail_send
 from .auth import GraphDenied, resolve_mailbox
 from .errors import graph_error
 from .mail_paging import (Filter, Prefer, bad_request, json_body, link, parse_expand, parse_orderby,
@@ -399,6 +401,7 @@ def routes(state: SandboxState) -> list:
     graph.append(Route("/v1.0/users/{mailbox}", user, methods=["GET"]))
     both("/mailFolders", folders)
     graph.extend(mail_delta.routes(state, endpoint))
+    graph.extend(mail_drafts.routes(state, endpoint))
     for prefix in ("", "/mailFolders/{folder}"):
         both(prefix + "/messages", list_messages)
         graph.extend(mail_send.message_routes(state, endpoint, prefix))

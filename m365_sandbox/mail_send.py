@@ -83,6 +83,16 @@ def _from_mime(raw: bytes) -> dict:
                "_attachments": attachments}
     if parsed.get("From"):
         message["from"] = addrs("From")[0]
+    # Exchange keeps a MIME message's own Message-ID and threading headers; X- headers stay readable through
+    # internetMessageHeaders.
+    if parsed.get("Message-ID"):
+        message["_internet_message_id"] = str(parsed["Message-ID"]).strip()
+    if parsed.get("In-Reply-To"):
+        message["_in_reply_to"] = str(parsed["In-Reply-To"]).strip()
+    if parsed.get("References"):
+        message["_references"] = str(parsed["References"]).split()
+    message["internetMessageHeaders"] = [{"name": name, "value": str(value)} for name, value in parsed.items()
+                                         if name.lower().startswith("x-")]
     return message
 
 
@@ -112,12 +122,17 @@ def build_message(state: SandboxState, mailbox: User, folder_name: str, spec: di
                   sender_addr: dict, *, parent: Message | None = None, draft: bool = False) -> Message:
     now = state.now()
     body = spec.get("body") or {}
+    if parent is None and spec.get("_in_reply_to"):
+        # A MIME reply: Exchange threads it with the message it answers, when the mailbox holds that message.
+        parent = next((m for m in state.messages.values() if m.mailbox_id == mailbox.id
+                       and m.internet_message_id == spec["_in_reply_to"]), None)
     conv = parent.conversation_id if parent else "AAQkAGI2" + new_change_key()[10:] + "="
-    refs = (parent.references + [parent.internet_message_id]) if parent else []
+    refs = (parent.references + [parent.internet_message_id]) if parent else list(spec.get("_references") or [])
     msg = Message(
         id=new_message_id(), immutable_id=new_immutable_id(), mailbox_id=mailbox.id,
         folder_id=well_known(state, mailbox.id, folder_name).id,
-        internet_message_id=new_internet_message_id(from_addr["address"].rpartition("@")[2] or "sandbox.local"),
+        internet_message_id=spec.get("_internet_message_id")
+        or new_internet_message_id(from_addr["address"].rpartition("@")[2] or "sandbox.local"),
         conversation_id=conv, subject=spec.get("subject") or "",
         body_content_type=(body.get("contentType") or "text").lower(), body=body.get("content") or "",
         from_addr=from_addr, sender_addr=sender_addr,
@@ -126,7 +141,7 @@ def build_message(state: SandboxState, mailbox: User, folder_name: str, spec: di
         bcc=[address(a) for a in spec.get("bccRecipients") or []],
         reply_to=[address(a) for a in spec.get("replyTo") or []],
         received=now, sent=None if draft else now, created=now, modified=now, is_read=True, is_draft=draft,
-        in_reply_to=parent.internet_message_id if parent else None, references=refs,
+        in_reply_to=parent.internet_message_id if parent else spec.get("_in_reply_to"), references=refs,
         attachments=[make_attachment(a, now) for a in spec.get("_attachments") or []]
         + [make_attachment({"name": a.get("name", "attachment"), "content_type": a.get("contentType"),
                             "content": base64.b64decode(a.get("contentBytes") or ""),

@@ -150,3 +150,13 @@ else:
 env.cr.commit()
 say("connection %s: state %s, client id %s, consent tenant %s, redirect URI %s" % (
     connection.id, connection.state, connection.client_id, connection.consent_tenant, connection.redirect_uri))
+
+# ------------------------------------------------------------------------------------------- outgoing servers
+# Every synced Outlook address sends through its own outgoing mail server (Microsoft Graph, as the shared
+# mailbox); addresses added since get one when their sync starts. Addresses of an older database get theirs here.
+addresses = env["epilot.outlook.email.address"].search([("shared_inbox_id", "!=", False)])
+missing_server = addresses.filtered(lambda address: not address.with_context(active_test=False).mail_server_ids)
+if missing_server:
+    missing_server._outlook_ensure_mail_server()
+    env.cr.commit()
+    say("outgoing mail servers (Microsoft Graph) for %s" % ", ".join(missing_server.mapped("email")))

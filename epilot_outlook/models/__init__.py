@@ -12,3 +12,6 @@ from . import epilot_outlook_oauth_attempt
 from . import epilot_outlook_message_state
 from . import ir_ui_menu
 from . import res_partner
+from . import epilot_outlook_outbox
+from . import ir_mail_server
+from . import mail_mail

@@ -117,6 +117,22 @@ class EpilotOutlookEmailAddress(models.Model):
     outlook_count = fields.Integer(string="In Outlook", compute='_compute_sync_facts')
     odoo_count = fields.Integer(string="In Odoo", compute='_compute_sync_facts')
     gap_count = fields.Integer(string="Gaps", compute='_compute_sync_facts')
+    send_mode = fields.Selection(
+        string="Send As",
+        selection=[
+            ('send_as', "Send As"),
+            ('send_on_behalf', "Send on Behalf"),
+        ],
+        help="How the service account sends this mailbox's e-mails. Send As: they come from the shared mailbox "
+             "and nothing shows the service account; the copy is in the shared mailbox's Sent Items. Send on "
+             "Behalf: recipients see \"service account on behalf of the mailbox\"; the copy is in the service "
+             "account's Sent Items. Exchange must grant the service account the matching right on the mailbox. "
+             "Empty means Send As.",
+        default='send_as',
+    )
+    mail_server_ids = fields.One2many(
+        string="Outgoing Mail Server", comodel_name='ir.mail_server', inverse_name='epilot_outlook_address_id',
+        context={'active_test': False})
     paused_from_state = fields.Char(
         string="Sync Status Before Pause",
         help="Technical: where sync stood when the connection stopped, to resume there after a reconnect.",
@@ -304,6 +320,7 @@ class EpilotOutlookEmailAddress(models.Model):
         address_sudo.backfill_id = address_sudo.env['epilot.outlook.backfill'].create({
             'address_id': self.id, 'window_start': window_start, 'started_date': now})
         self._outlook_wake_crons()
+        self._outlook_ensure_mail_server()
         _logger.info("Microsoft Outlook: address %s: sync started (window of %s days)", self.id, self.backfill_days)
 
     def _outlook_wake_crons(self):
@@ -417,3 +434,75 @@ class EpilotOutlookEmailAddress(models.Model):
             values['state'] = 'waiting' if records.state in ('pending', 'running', 'waiting') else records.state
         records.write(values)
         records._outlook_cron()._trigger(at=retry_at)
+
+    # === BUSINESS METHODS - SENDING === #
+
+    def _outlook_ensure_mail_server(self):
+        """ Give each address its outgoing mail server: Odoo's mail queue sends every e-mail from the address
+        through it, that is through Graph (see ``ir_mail_server.py``). An archived one is restored. """
+        for address in self:
+            server = address.sudo().mail_server_ids[:1]
+            values = {
+                'name': self.env._("Outlook: %(email)s", email=address.email),
+                'from_filter': address.email,
+                'smtp_authentication': 'epilot_outlook',
+                'smtp_host': False,
+                'smtp_encryption': 'none',
+                'active': True,
+            }
+            if server:
+                server.write(values)
+            else:
+                self.env['ir.mail_server'].sudo().create({**values, 'epilot_outlook_address_id': address.id})
+
+    def _outlook_reply_parent(self, mail_message):
+        """ The Outlook item an outgoing e-mail of a conversation answers: its parent's, when Outlook holds
+        it, else the conversation's latest e-mail Outlook holds (this mailbox's first).
+
+        :param mail_message: The ``mail.message`` being sent (may be empty).
+        :return: An ``epilot.outlook.message`` (sync record), or an empty one for a new e-mail.
+        """
+        self.ensure_one()
+        Sync = self.env['epilot.outlook.message'].sudo()
+        if not mail_message or mail_message.model != 'epilot.shared.conversation' or not self.shared_inbox_id:
+            return Sync
+        candidates = Sync.search([
+            ('inbox_id', '=', self.shared_inbox_id.id), ('conversation_id', '=', mail_message.res_id),
+            ('mail_message_id', '!=', False), ('mail_message_id', '!=', mail_message.id),
+            ('removed_in_outlook', '=', False),
+        ], order='date desc, id desc', limit=50)
+        own = candidates.filtered(lambda record: record.mailbox_email == self.email)
+        for records in (own, candidates):
+            parent = records.filtered(lambda record: record.mail_message_id == mail_message.parent_id)[:1]
+            if parent or records:
+                return parent or records[:1]
+        return Sync
+
+    def _outlook_record_sent(self, mail_message, draft):
+        """ Tie the e-mail Graph sent to its ``mail.message``: the sent item's sync record (so that delta finds
+        the copy in Sent Items known, and imports nothing), and the conversation's Outlook conversation.
+
+        :param mail_message: The ``mail.message`` sent.
+        :param outlook_core.sending.Draft draft: The sent item.
+        """
+        self.ensure_one()
+        if not mail_message or mail_message.model != 'epilot.shared.conversation' or not self.shared_inbox_id:
+            return
+        conversation = self.env['epilot.shared.conversation'].sudo().browse(mail_message.res_id)
+        inbox = self.shared_inbox_id
+        if draft.conversation_id and not conversation.graph_conversation_id and not conversation.search_count([
+                ('inbox_id', '=', inbox.id), ('graph_conversation_id', '=', draft.conversation_id)]):
+            conversation.graph_conversation_id = draft.conversation_id
+        Sync = self.env['epilot.outlook.message'].sudo()
+        if draft.mailbox == 'me' or Sync._outlook_known(inbox, [draft.graph_id]):
+            return   # Send on Behalf: the copy is in the service account's Sent Items, which is not synced
+        now = fields.Datetime.now()
+        Sync._outlook_insert([{
+            'inbox_id': inbox.id, 'address_id': self.id, 'mailbox_email': self.email,
+            'conversation_id': conversation.id, 'mail_message_id': mail_message.id, 'graph_id': draft.graph_id,
+            'folder': 'sentitems', 'internet_message_id': draft.internet_message_id or None,
+            'graph_conversation_id': draft.conversation_id or None, 'subject': mail_message.subject or None,
+            'date': mail_message.date or now, 'received_date': now, 'sent_date': now, 'last_modified_date': None,
+            'change_key': None, 'is_read': True, 'sender_email': None, 'removed_in_outlook': False,
+        }])
+        conversation._outlook_refresh_stats()

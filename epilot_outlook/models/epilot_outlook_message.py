@@ -223,6 +223,9 @@ class EpilotOutlookMessage(models.Model):
                                    ('mail_message_id', '!=', False), ('conversation_id', '!=', False)], order='id'):
             shown.setdefault(record.internet_message_id, {
                 'conversation_id': record.conversation_id.id, 'mail_message_id': record.mail_message_id.id})
+        # An e-mail Odoo sent whose sent copy is synced before Odoo recorded it as sent (a worker died between).
+        if missing := message_ids - set(shown):
+            shown.update(self.env['epilot.outlook.outbox']._outlook_shown(inbox, missing))
         return shown
 
     @api.model

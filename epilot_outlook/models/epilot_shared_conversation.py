@@ -1,8 +1,14 @@
 from odoo import api, fields, models
+from odoo.exceptions import AccessError
 from odoo.fields import Domain
-from odoo.tools import SQL
+from odoo.tools import SQL, email_normalize, formataddr
 
+from ..outlook_core.sending import MODE_HEADER
 from ..tools import bulk
+
+# The context key naming how an agent answers (``reply``, ``replyAll``, ``forward``); travels to the Graph session
+# as a header of the outgoing e-mail (MODE_HEADER).
+SEND_MODE_KEY = 'epilot_outlook_send_mode'
 
 
 class EpilotSharedConversation(models.Model):
@@ -169,6 +175,62 @@ class EpilotSharedConversation(models.Model):
             ], order='date desc, id desc', limit=1)
         records_sudo._outlook_set_read(False)
         return True
+
+    # === MAIL THREAD: SENDING AS THE SHARED MAILBOX === #
+
+    def message_post(self, **kwargs):
+        """ Override of `mail`: a message sent to the correspondents (not a note) comes from the shared mailbox,
+        which only its members may send from; its author stays the agent (the audit trail: Graph only sees the
+        service account). Odoo's mail queue then sends it through the address's Outlook server. """
+        if self and self._outlook_is_outgoing(kwargs):
+            self.ensure_one()
+            self._outlook_check_can_send()
+            inbox = self.inbox_id
+            kwargs.setdefault('author_id', self.env.user.partner_id.id)
+            # Always the shared mailbox (the full composer proposes the agent's own address): its Outlook server
+            # sends it, as the mailbox.
+            kwargs['email_from'] = formataddr((inbox.name, inbox.email))
+            kwargs.setdefault('reply_to', inbox.email)
+        return super().message_post(**kwargs)
+
+    def _outlook_is_outgoing(self, post_values):
+        comment = self.env['ir.model.data']._xmlid_to_res_id('mail.mt_comment')
+        subtype_id = post_values.get('subtype_id') or (
+            comment if post_values.get('subtype_xmlid') == 'mail.mt_comment' else None)
+        return (post_values.get('message_type', 'notification') == 'comment' and subtype_id == comment
+                and bool(self.inbox_id.email))
+
+    def _outlook_check_can_send(self):
+        """ Only the inbox's members (and email settings editors) send from it; checked on the server, whatever
+        the screens offer.
+
+        :raise AccessError: Otherwise.
+        """
+        user = self.env.user
+        if self.env.su or user in self.inbox_id.sudo().member_user_ids \
+                or user.has_group('epilot_outlook.group_email_setting_edit'):
+            return
+        raise AccessError(self.env._(
+            "%(user)s is not a member of the shared inbox %(inbox)s, so cannot send from it. Ask an email settings "
+            "editor to add you to its members.", user=user.name, inbox=self.inbox_id.sudo().name))
+
+    def _notify_get_recipients(self, message, msg_vals=False, **kwargs):
+        """ Override of `mail`: an e-mail from the shared mailbox goes to the correspondents only; agents
+        following the conversation read it in Odoo (an e-mail to them would leave from the shared mailbox). """
+        recipients = super()._notify_get_recipients(message, msg_vals=msg_vals, **kwargs)
+        email_from = (msg_vals or {}).get('email_from') or message.email_from
+        if self.inbox_id.email and email_normalize(email_from or '') == email_normalize(self.inbox_id.email):
+            for recipient in recipients:
+                if recipient.get('notif') == 'email' and not recipient.get('share'):
+                    recipient['notif'] = 'inbox'
+        return recipients
+
+    def _notify_by_email_get_headers(self, headers=None):
+        """ Override of `mail`: how the agent answers, for the Graph session (reply, reply all, forward). """
+        headers = super()._notify_by_email_get_headers(headers=headers)
+        if mode := self.env.context.get(SEND_MODE_KEY):
+            headers[MODE_HEADER] = mode
+        return headers
 
     # === BUSINESS METHODS === #
 

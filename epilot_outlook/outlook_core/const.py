@@ -50,6 +50,10 @@ GRAPH_BASE_URL = 'https://graph.microsoft.com/v1.0'
 # Hosts the Graph client may call, including every ``@odata.nextLink``/``@odata.deltaLink`` it follows.
 # Entries are ``host`` (default https port) or ``host:port``; the sandbox's address is added by config.
 DEFAULT_GRAPH_HOSTS = MICROSOFT_GRAPH_HOSTS
+# Where Outlook's attachment upload sessions point (``uploadUrl``, pre-authenticated: no token is sent there).
+# Only PUT/DELETE of byte ranges go there, in addition to the Graph hosts.
+MICROSOFT_UPLOAD_HOSTS = ('outlook.office.com', 'outlook.office365.com', 'outlook.office365.us',
+                          'partner.outlook.cn')
 
 
 # === ODOO ROUTES === #

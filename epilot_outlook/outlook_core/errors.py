@@ -126,6 +126,11 @@ class Throttled(TransientError):
         self.retry_after = retry_after
 
 
+class SendPending(TransientError):
+    """A draft was handed to ``send`` a moment ago and still shows as a draft: it may be on its way, so it is
+    not sent again yet (``params['seconds']``: how long until it may be). Raised by the sender, not by Graph."""
+
+
 class MailboxBusy(Throttled):
     """No slot of the mailbox's 4 concurrent requests freed up in time; nothing was sent to Graph.
 

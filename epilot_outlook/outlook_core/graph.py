@@ -16,6 +16,7 @@ links, and rebuilding them breaks paging (contract §3.1, §3.2).
 
 Logs carry the method, URL path (no query), status and ``request-id``; never headers or bodies.
 """
+import base64
 import logging
 import random
 import re
@@ -30,7 +31,7 @@ import requests
 from . import errors
 from .const import (
     BACKOFF_BASE_S, BACKOFF_MAX_S, BATCH_MAX_REQUESTS, DEFAULT_GRAPH_HOSTS, GRAPH_MAX_RETRIES, GRAPH_MAX_WAIT_S,
-    GRAPH_SLOT_WAIT_S, GRAPH_TIMEOUT, MASK, MAX_CONCURRENT_PER_MAILBOX, SENSITIVE_KEYS,
+    GRAPH_SLOT_WAIT_S, GRAPH_TIMEOUT, MASK, MAX_CONCURRENT_PER_MAILBOX, MICROSOFT_UPLOAD_HOSTS, SENSITIVE_KEYS,
 )
 
 _logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ _THROTTLE_STATUSES = frozenset({429, 503})
 # Statuses worth resending for idempotent methods only.
 _RETRYABLE_5XX = frozenset({500, 502, 504})
 _ABSOLUTE_URL_RE = re.compile(r'^[a-zA-Z][a-zA-Z0-9+.-]*://')
+_UPLOAD_HOSTS = frozenset(MICROSOFT_UPLOAD_HOSTS)
 _MAILBOX_RE = re.compile(r'/(?:users|mailboxes)/([^/?#]+)', re.IGNORECASE)
 
 
@@ -225,6 +227,30 @@ class GraphClient:
         """DELETE (204 expected)."""
         return _json_or_none(self.request('DELETE', path_or_url, headers=headers))
 
+    def post_mime(self, path_or_url, mime, headers=None):
+        """POST a MIME message as Graph takes it (base64 text, ``Content-Type: text/plain``) and return the decoded
+        JSON. Not resent after a timeout (a second draft would be made).
+
+        :param bytes mime: The RFC 5322 message.
+        """
+        return _json_or_none(self.request('POST', path_or_url, data=base64.b64encode(mime),
+                                          headers={**(headers or {}), 'Content-Type': 'text/plain'},
+                                          idempotent=False))
+
+    def put_range(self, upload_url, chunk, start, total):
+        """PUT one byte range to an upload session's pre-authenticated ``uploadUrl`` (no ``Authorization`` header:
+        the URL carries its own credential, and the token must not go to the upload host).
+
+        :param str upload_url: The session's ``uploadUrl``, verbatim (a Graph host or Outlook's upload hosts).
+        :param bytes chunk: The bytes from ``start``.
+        :param int total: The file's size.
+        :return: The decoded JSON (``nextExpectedRanges``), or ``None`` for the last range (201, empty).
+        """
+        return _json_or_none(self.request('PUT', upload_url, data=chunk, authorize=False, headers={
+            'Content-Type': 'application/octet-stream',
+            'Content-Range': 'bytes %d-%d/%d' % (start, start + len(chunk) - 1, total),
+        }))
+
     def download(self, path_or_url, headers=None):
         """GET raw bytes (an attachment's ``$value``, a message's MIME ``$value``).
 
@@ -365,16 +391,17 @@ class GraphClient:
 
     # === REQUEST HELPERS === #
 
-    def check_url(self, url):
+    def check_url(self, url, upload=False):
         """Raise :class:`HostNotAllowed` unless ``url`` is https on an allowed host.
 
         :param str url: An absolute URL.
+        :param bool upload: An upload session's URL: Outlook's upload hosts are allowed too.
         :raise HostNotAllowed: Otherwise.
         """
         parts = urlsplit(url)
         netloc = parts.netloc.lower()
-        allowed = (_normalise_host(netloc) in self.allowed_hosts
-                   or (parts.hostname or '').lower() in self.allowed_hosts)
+        hosts = self.allowed_hosts | (_UPLOAD_HOSTS if upload else frozenset())
+        allowed = (_normalise_host(netloc) in hosts or (parts.hostname or '').lower() in hosts)
         if parts.scheme != 'https' or '@' in netloc or '\\' in netloc or not allowed:
             raise errors.HostNotAllowed("Refusing to call %s://%s: not an allowed Graph host."
                                         % (parts.scheme or '?', parts.hostname or '?'),
@@ -387,7 +414,7 @@ class GraphClient:
         return '%s/%s' % (self.base_url, path_or_url.lstrip('/'))
 
     def request(self, method, path_or_url, *, params=None, json=None, headers=None, idempotent=None,
-                ok_statuses=()):
+                ok_statuses=(), data=None, authorize=True):
         """Send one Graph request with auth, allow-list, per-mailbox slot, retries and error mapping.
 
         :param str method: HTTP method.
@@ -397,6 +424,9 @@ class GraphClient:
         :param dict headers: Extra headers (``Prefer``, ``ConsistencyLevel``, ...).
         :param bool idempotent: Whether resending after a timeout/5xx is safe (default: by method).
         :param tuple ok_statuses: Non-2xx statuses to return instead of raising (``$batch``'s 424).
+        :param bytes data: A raw body (instead of ``json``).
+        :param bool authorize: Send the access token; ``False`` for an upload session's pre-authenticated URL
+            (which may then be on Outlook's upload hosts).
         :rtype: requests.Response
         :raise HostNotAllowed: The URL is outside the allow-list.
         :raise Unauthorized: 401 (not retried).
@@ -407,7 +437,7 @@ class GraphClient:
         """
         method = method.upper()
         url = self.url_for(path_or_url)
-        self.check_url(url)
+        self.check_url(url, upload=not authorize)
         if idempotent is None:
             idempotent = method in _IDEMPOTENT_METHODS
         path = urlsplit(url).path
@@ -420,14 +450,16 @@ class GraphClient:
                 'Accept': 'application/json',
                 'client-request-id': str(uuid.uuid4()),
                 **(headers or {}),
-                'Authorization': 'Bearer %s' % self._token_provider(),
             }
+            if authorize:
+                request_headers['Authorization'] = 'Bearer %s' % self._token_provider()
             started = time.monotonic()
             try:
                 # A new hold per attempt: the slot is free while a retry sleeps.
                 with self._slots.acquire(mailbox_key, self.slot_wait) if mailbox_key else _NoSlot():
                     response = self._session.request(
-                        method, url, params=params, json=json, headers=request_headers, timeout=self.timeout,
+                        method, url, params=params, json=json, data=data, headers=request_headers,
+                        timeout=self.timeout,
                         verify=self._verify,
                         allow_redirects=False,   # a redirect must not carry the token to another host
                     )

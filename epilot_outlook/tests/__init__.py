@@ -20,3 +20,5 @@ from . import test_bulk_insert
 from . import test_inbox_agents
 from . import test_inbox_read_state
 from . import test_inbox_access
+from . import test_send
+from . import test_send_tour

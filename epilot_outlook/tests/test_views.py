@@ -16,6 +16,7 @@ class TestViews(EpilotOutlookCommon):
             ('epilot.outlook.connection', self.editor),
             ('epilot.outlook.email.address', self.editor),
             ('epilot.outlook.connection', self.admin),
+            ('ir.mail_server', self.admin),   # an Outlook address's outgoing server
         ]
         for model_name, user in cases:
             with self.subTest(model=model_name, user=user.login):

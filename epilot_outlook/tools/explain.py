@@ -31,6 +31,10 @@ _lt = LazyTranslate(__name__)
 
 # Situations the raiser names because neither the class nor a code tells them apart.
 REASON_WORDING = {
+    'send_pending': _lt(
+        "Microsoft 365 accepted this e-mail a moment ago and is still sending it. Odoo checks again in "
+        "%(seconds)s seconds and sends it only if Microsoft did not."
+    ),
     'identity_throttled': _lt(
         "Microsoft sign-in is limiting requests from Odoo for a moment. Odoo retries automatically; no action is "
         "needed."
@@ -204,6 +208,10 @@ CLASS_WORDING = {
     errors.Throttled: _lt(
         "Microsoft 365 is limiting the number of requests for this mailbox. Odoo waits and retries automatically; "
         "no action is needed."
+    ),
+    errors.SendPending: _lt(
+        "Microsoft 365 accepted this e-mail a moment ago and is still sending it. Odoo checks again before "
+        "sending it a second time."
     ),
     errors.MailboxBusy: _lt(
         "Odoo already runs the most requests Microsoft 365 allows at once for this mailbox. Odoo retries "

@@ -417,3 +417,25 @@ def test_a_path_mentioning_a_url_is_still_a_path():
     graph, session, _ = client([response(200, {})])
     graph.get("/users/x/messages?$search=\"https://example.com\"")
     assert session.calls[0]['url'].startswith(BASE + '/users/x/messages?')
+
+
+# === UPLOAD SESSIONS === #
+
+def test_upload_ranges_go_to_outlooks_upload_host_without_the_token():
+    graph, session, _sleeps = client([response(200, {'nextExpectedRanges': ['3']}), response(201)])
+    url = "https://outlook.office.com/api/v2.0/Users('u')/Messages('m')/AttachmentSessions('s')?authtoken=x"
+    assert graph.put_range(url, b'abc', 0, 6) == {'nextExpectedRanges': ['3']}
+    assert graph.put_range(url, b'def', 3, 6) is None
+    first, second = session.calls
+    assert 'Authorization' not in first['headers'] and first['headers']['Content-Range'] == 'bytes 0-2/6'
+    assert second['headers']['Content-Range'] == 'bytes 3-5/6' and second['data'] == b'def'
+
+
+def test_upload_hosts_are_not_graph_hosts():
+    graph, session, _sleeps = client([])
+    # An authorized request (the token) never goes to the upload host, and an upload never elsewhere.
+    with pytest.raises(errors.HostNotAllowed):
+        graph.get("https://outlook.office.com/api/v2.0/me")
+    with pytest.raises(errors.HostNotAllowed):
+        graph.put_range("https://evil.example.com/upload?authtoken=x", b'a', 0, 1)
+    assert session.calls == []

@@ -1,0 +1,268 @@
+import base64
+from email.message import EmailMessage
+from unittest.mock import patch
+
+from odoo.exceptions import AccessError, UserError
+from odoo.tests import TransactionCase, new_test_user, tagged
+from odoo.tools import mute_logger
+
+from ..models.ir_mail_server import _outlook_recipients_as_sent
+from .mail_sync_common import BILLING, SUPPORT
+from .send_common import OutlookSendCase
+
+SVC = 'svc-helpdesk@contoso.onmicrosoft.com'
+MAIL_LOGGER = 'odoo.addons.mail.models.mail_mail'
+
+
+@tagged('post_install', '-at_install')
+class TestSend(OutlookSendCase):
+
+    def test_reply_goes_out_as_the_shared_mailbox_in_the_same_conversation(self):
+        conversation, delivered = self.customer_writes()
+        before = conversation.message_ids
+        message = self.reply(conversation)
+        # the audit trail: the agent wrote it; it left from the shared mailbox
+        self.assertEqual(message.author_id, self.agent.partner_id)
+        self.assertIn(SUPPORT, message.email_from)
+        self.assertEqual(message.notification_ids.mapped('notification_status'), ['sent'])
+        self.assertFalse(self.mails_of(message), "sent, and deleted as Odoo does with sent notifications")
+        [record] = self.sent()
+        self.assertEqual(record['from']['address'], SUPPORT)
+        self.assertEqual(record['sender']['address'], SUPPORT)            # Send As: nothing shows the account
+        self.assertEqual(record['signedInUser'], SVC)
+        self.assertEqual(record['route'], 'send')
+        self.assertEqual(record['conversationId'], delivered['conversationId'])
+        self.assertEqual(record['inReplyTo'], delivered['internetMessageId'])
+        self.assertEqual([a['address'] for a in record['to']], ['customer@fabrikam.com'])
+        self.assertIn('Danke, erledigt.', record['body']['content'])
+        self.assertEqual(record['sentCopy']['mailbox'], SUPPORT)
+        # the Odoo message and the Outlook one are the same record
+        self.assertEqual(message.message_id, record['internetMessageId'])
+        # the sent copy comes back through delta as the same message, not a second one
+        self.run_delta(self.address)
+        self.assertEqual(conversation.message_ids - before, message)
+        sync = self.env['epilot.outlook.message'].search([('mail_message_id', '=', message.id)])
+        self.assertEqual(sync.graph_id, record['sentCopy']['immutableId'])
+        self.assertEqual(sync.folder, 'sentitems')
+        self.assertInSync(self.address)
+        self.assertEqual(conversation.email_count, 2)
+
+    def test_one_email_for_all_recipients_reply_all(self):
+        conversation, delivered = self.customer_writes(cc=['colleague@fabrikam.com'])
+        colleague = self.env['res.partner'].create({'name': 'Colleague', 'email': 'colleague@fabrikam.com'})
+        self.reply(conversation, mode='replyAll', partners=conversation.partner_id | colleague)
+        [record] = self.sent()
+        self.assertEqual(sorted(a['address'] for a in record['to'] + record['cc']),
+                         ['colleague@fabrikam.com', 'customer@fabrikam.com'])
+        self.assertEqual(record['conversationId'], delivered['conversationId'])
+
+    def test_forward_carries_the_original_attachments(self):
+        conversation, delivered = self.customer_writes(attachments=[{
+            'name': 'invoice.pdf', 'content_type': 'application/pdf',
+            'content_b64': base64.b64encode(b'%PDF-1.4 invoice').decode()}])
+        accountant = self.env['res.partner'].create({'name': 'Accountant', 'email': 'accounting@fabrikam.com'})
+        self.reply(conversation, mode='forward', partners=accountant, body='<p>Bitte prüfen</p>')
+        [record] = self.sent()
+        self.assertEqual([a['address'] for a in record['to']], ['accounting@fabrikam.com'])
+        self.assertEqual(record['attachments'], ['invoice.pdf'])
+        self.assertEqual(record['conversationId'], delivered['conversationId'])
+
+    def test_new_mail_starts_a_conversation_that_replies_join(self):
+        customer = self.env['res.partner'].create({'name': 'Neukunde', 'email': 'new@fabrikam.com'})
+        conversation = self.env['epilot.shared.conversation'].create({
+            'inbox_id': self.inbox.id, 'name': 'Ihr Angebot', 'partner_id': customer.id})
+        message = self.reply(conversation, body='<p>Hier ist Ihr Angebot.</p>')
+        [record] = self.sent()
+        self.assertEqual(record['from']['address'], SUPPORT)
+        self.assertEqual(record['subject'], 'Ihr Angebot')
+        self.assertEqual(message.message_id, record['internetMessageId'])
+        self.assertEqual(conversation.graph_conversation_id, record['conversationId'])
+        # the customer answers in Outlook's conversation: it joins the Odoo one
+        self.deliver(sender='new@fabrikam.com', subject='Re: Ihr Angebot', in_reply_to=record['internetMessageId'])
+        self.run_delta(self.address)
+        self.assertEqual(conversation.email_count, 2)
+        self.assertInSync(self.address)
+
+    def test_attachment_over_3_mb_goes_through_an_upload_session(self):
+        conversation, _delivered = self.customer_writes()
+        big = bytes(range(256)) * (4 * 1024 * 1024 // 256)
+        self.reply(conversation, attachments=[('scan.pdf', big), ('note.txt', b'small')])
+        [record] = self.sent()
+        self.assertEqual(sorted(record['attachments']), ['note.txt', 'scan.pdf'])
+        sent = self.graph('GET', '/users/%s/messages/%s/attachments' % (SUPPORT, record['sentCopy']['immutableId']))
+        sizes = {item['name']: len(base64.b64decode(item['contentBytes'])) for item in sent['value']}
+        self.assertEqual(sizes, {'scan.pdf': len(big), 'note.txt': 5})
+
+    def test_only_members_send(self):
+        conversation, _delivered = self.customer_writes()
+        outsider = new_test_user(self.env, 'eo_send_outsider', groups='base.group_user,epilot_outlook.group_agent')
+        with self.assertRaises(AccessError):
+            conversation.with_user(outsider).sudo(False).message_post(
+                body='x', message_type='comment', subtype_xmlid='mail.mt_comment', partner_ids=conversation.partner_id.ids)
+        self.assertEqual(self.sent(), [])
+
+    def test_full_composer_with_a_template_and_an_attachment(self):
+        conversation, delivered = self.customer_writes()
+        template = self.env['mail.template'].create({
+            'name': 'Meter reading booked', 'model_id': self.env['ir.model']._get_id('epilot.shared.conversation'),
+            'subject': 'Re: {{ object.name }}', 'body_html': '<p>Your reading for {{ object.name }} is booked.</p>',
+        })
+        attachment = self.env['ir.attachment'].with_user(self.agent).create({
+            'name': 'receipt.pdf', 'raw': b'%PDF-1.4 receipt', 'res_model': 'mail.compose.message', 'res_id': 0})
+        composer = self.env['mail.compose.message'].with_user(self.agent).with_context(
+            default_model='epilot.shared.conversation', default_res_ids=conversation.ids,
+            default_composition_mode='comment',
+            default_subtype_id=self.env.ref('mail.mt_comment').id,
+        ).create({'template_id': template.id, 'partner_ids': conversation.partner_id.ids,
+                  'attachment_ids': attachment.ids})
+        composer._action_send_mail()
+        [record] = self.sent()
+        self.assertEqual(record['from']['address'], SUPPORT)
+        self.assertIn('is booked', record['body']['content'])
+        self.assertEqual(record['attachments'], ['receipt.pdf'])
+        self.assertEqual(record['conversationId'], delivered['conversationId'])
+        message = conversation.message_ids[0]
+        self.assertEqual(message.author_id, self.agent.partner_id)
+
+    def test_each_address_has_its_outgoing_server(self):
+        server = self.address.mail_server_ids
+        self.assertEqual((server.from_filter, server.smtp_authentication), (SUPPORT, 'epilot_outlook'))
+        IrMailServer = self.env['ir.mail_server']
+        self.assertEqual(IrMailServer._find_mail_server('"Support" <%s>' % SUPPORT)[0], server)
+        # never the fallback for other senders: Graph would refuse them, or send them as the shared mailbox
+        self.assertNotEqual(IrMailServer._find_mail_server('someone@example.com')[0], server)
+        self.assertEqual(server.test_smtp_connection()['params']['type'], 'success')
+        # the connection test says why it fails, in words
+        self.sandbox.control('POST', '/permissions', {'mailbox': SUPPORT, 'user': SVC, 'full_access': False,
+                                                      'send_as': True})
+        with self.assertRaisesRegex(UserError, 'not allowed to open this mailbox'):
+            server.test_smtp_connection()
+        # the address removed (as Disconnect does): its way out goes with it, the inbox stays
+        self.address.unlink()
+        self.assertFalse(server.exists())
+        self.assertTrue(self.inbox.exists())
+
+    def test_internal_note_is_not_sent(self):
+        conversation, _delivered = self.customer_writes()
+        conversation.with_user(self.agent).message_post(body='intern', message_type='comment',
+                                                        subtype_xmlid='mail.mt_note')
+        self.assertEqual(self.sent(), [])
+
+
+@tagged('post_install', '-at_install')
+class TestSendFailures(OutlookSendCase):
+
+    def permission(self, mailbox, **rights):
+        self.sandbox.control('POST', '/permissions', {'mailbox': mailbox, 'user': SVC, 'full_access': True, **rights})
+
+    @mute_logger(MAIL_LOGGER)
+    def test_send_as_denied_fails_with_reason_and_retry_sends_it_once(self):
+        conversation, _delivered = self.customer_writes()
+        self.permission(SUPPORT, send_as=False, send_on_behalf=False)
+        message = self.reply(conversation)
+        mail = self.mails_of(message)
+        self.assertEqual(mail.state, 'exception')
+        self.assertIn("may not send as this shared mailbox", mail.failure_reason)
+        notification = message.notification_ids.filtered(lambda n: n.notification_type == 'email')
+        self.assertEqual(notification.notification_status, 'exception')
+        self.assertEqual(self.sent(), [])
+        # the admin grants Send As; the agent clicks Retry
+        self.permission(SUPPORT, send_as=True)
+        mail.action_retry()
+        self.run_mail_queue()
+        self.assertFalse(mail.exists(), "sent (and deleted, as a sent notification is)")
+        self.assertEqual(notification.notification_status, 'sent')
+        self.assertEqual(len(self.sent()), 1)
+        outbox = self.env['epilot.outlook.outbox'].search([('address_id', '=', self.address.id)])
+        self.assertEqual(len(outbox), 1, "one draft, sent once")
+
+    @mute_logger(MAIL_LOGGER)
+    def test_throttled_send_stays_queued_and_goes_later(self):
+        conversation, _delivered = self.customer_writes()
+        self.sandbox.control('POST', '/faults', {'graph': {'429': 3, 'retry_after': 30}})
+        message = self.reply(conversation)
+        mail = self.mails_of(message)
+        self.assertEqual(mail.state, 'outgoing', "throttled: back in the queue, not failed")
+        self.assertTrue(mail.scheduled_date)
+        self.assertEqual(self.sent(), [])
+        self.sandbox.control('POST', '/faults', {'graph': None})
+        mail.scheduled_date = False
+        self.run_mail_queue()
+        self.assertFalse(mail.exists(), "sent")
+        self.assertEqual(message.notification_ids.mapped('notification_status'), ['sent'])
+        self.assertEqual(len(self.sent()), 1)
+
+    @mute_logger(MAIL_LOGGER, 'odoo.addons.epilot_outlook.models.epilot_outlook_connection')
+    def test_revoked_sign_in_fails_the_mail_and_marks_the_connection(self):
+        conversation, _delivered = self.customer_writes()
+        # The account is disabled: Graph refuses the token, and the refresh that follows fails too.
+        self.sandbox.control('POST', '/users/%s/disable' % self.demo['service_account']['id'])
+        message = self.reply(conversation)
+        mail = self.mails_of(message)
+        self.assertEqual(mail.state, 'exception')
+        self.assertIn("AADSTS50057", mail.failure_reason)
+        self.assertEqual(self.sent(), [])
+        self.connection.invalidate_recordset()
+        self.assertEqual(self.connection.state, 'needs_reconnect')
+
+    def test_crash_after_graph_accepted_sends_nothing_twice(self):
+        conversation, _delivered = self.customer_writes()
+        Address = type(self.env['epilot.outlook.email.address'])
+        original = Address._outlook_record_sent
+
+        class WorkerDied(BaseException):
+            """ Not an Exception: mail.mail's error handling does not catch it, as it would not catch a kill. """
+
+        def die(self, mail_message, draft):
+            raise WorkerDied()
+
+        # (Odoo's assertRaises would roll back what the sender committed in transactions of its own.)
+        with self.assertRaisesKeepingCommits(WorkerDied):
+            with patch.object(Address, '_outlook_record_sent', die):
+                self.reply(conversation)
+        self.assertEqual(len(self.sent()), 1, "Graph accepted it")
+        # The worker's transaction is gone: the mail is still to send, nothing recorded it as sent.
+        mail = self.env['mail.mail'].sudo().search([('model', '=', 'epilot.shared.conversation'),
+                                                     ('res_id', '=', conversation.id)])
+        mail.write({'state': 'outgoing', 'failure_reason': False, 'failure_type': False})
+        self.assertIs(Address._outlook_record_sent, original)
+        # delta meanwhile syncs the sent copy: it is the Odoo message, not a new one
+        before = conversation.message_ids
+        self.run_delta(self.address)
+        self.assertEqual(conversation.message_ids, before)
+        # the queue runs again: Graph says the draft was sent; nothing goes out twice
+        self.run_mail_queue()
+        self.assertFalse(mail.exists(), "sent")
+        self.assertEqual(len(self.sent()), 1)
+        self.assertInSync(self.address)
+
+    def test_send_on_behalf(self):
+        self.permission(BILLING, send_as=False, send_on_behalf=True)
+        address = self.add_address(BILLING)
+        address.send_mode = 'send_on_behalf'
+        self.run_backfill(address)
+        inbox = address.shared_inbox_id
+        inbox.sudo().member_user_ids = [(4, self.agent.id)]
+        customer = self.env['res.partner'].create({'name': 'Kunde', 'email': 'kunde@fabrikam.com'})
+        conversation = self.env['epilot.shared.conversation'].create({
+            'inbox_id': inbox.id, 'name': 'Rechnung', 'partner_id': customer.id})
+        self.reply(conversation)
+        [record] = self.sent()
+        self.assertEqual(record['from']['address'], BILLING)
+        self.assertEqual(record['sender']['address'], SVC)
+        self.assertEqual(record['sentCopy']['mailbox'], SVC)
+
+
+@tagged('post_install', '-at_install')
+class TestRecipientsAsSent(TransactionCase):
+
+    def test_graph_gets_the_envelope_recipients_only(self):
+        """ Graph delivers to every address of To, Cc and Bcc: those say exactly who Odoo sends to. """
+        message = EmailMessage()
+        message['To'] = '"Kunde" <kunde@example.com>, shown-only@example.com'   # X-Msg-To-Add shows one more
+        message['Cc'] = 'kollege@example.com'
+        smtp_to_list = ['kunde@example.com', 'kollege@example.com', 'hidden@example.com']
+        _outlook_recipients_as_sent(message, smtp_to_list)
+        self.assertEqual(message['To'], 'Kunde <kunde@example.com>')
+        self.assertEqual(message['Cc'], 'kollege@example.com')
+        self.assertEqual(message['Bcc'], 'hidden@example.com')
