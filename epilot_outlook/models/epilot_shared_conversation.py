@@ -2,6 +2,7 @@ from odoo import api, fields, models
 from odoo.exceptions import AccessError
 from odoo.fields import Domain
 from odoo.tools import SQL, email_normalize, formataddr
+from odoo.tools.mail import email_split_and_format
 
 from ..outlook_core.sending import MODE_HEADER
 from ..tools import bulk
@@ -163,6 +164,58 @@ class EpilotSharedConversation(models.Model):
         """ Take the conversations: assigned to the current user (a new one opens). """
         self.write({'user_id': self.env.uid})
         return True
+
+    def action_outlook_reply_all(self):
+        """ Open the full composer to answer the last received e-mail to all its correspondents (Graph's
+        ``createReplyAll``: Outlook threads it with the original). """
+        return self._outlook_open_composer('replyAll')
+
+    def action_outlook_forward(self):
+        """ Open the full composer to forward the last received e-mail, with its attachments (``createForward``). """
+        return self._outlook_open_composer('forward')
+
+    def _outlook_open_composer(self, mode):
+        """ The full composer for ``mode`` (``replyAll``, ``forward``), recipients proposed: for a reply to all,
+        the last received e-mail's sender and its To and Cc, the shared mailbox left out. Odoo's composer sends
+        to contacts only, so a correspondent without one gets one (as the superuser: agents may not create
+        contacts; a reply to all must not drop anyone the customer copied). """
+        self.ensure_one()
+        self._outlook_check_can_send()
+        partners = self.env['res.partner']
+        # The e-mail answered or forwarded, also for Graph (the parent of the message posted): the last one
+        # received (not a copy the team sent from Outlook), else the last one.
+        records_sudo = self.env['epilot.outlook.message'].sudo().search([
+            ('conversation_id', '=', self.id), ('mail_message_id', '!=', False),
+        ], order='date desc, id desc', limit=50)
+        received = records_sudo.filtered(lambda record: record.folder == 'inbox')
+        last = (received or records_sudo)[:1].mail_message_id.sudo(False)
+        if mode == 'replyAll':
+            emails = [email for field in (last.email_from, last.incoming_email_to, last.incoming_email_cc)
+                      for email in email_split_and_format(field or '')]
+            mailbox = email_normalize(self.inbox_id.sudo().email or '')
+            emails = [email for email in emails if email_normalize(email) != mailbox]
+            if emails:
+                partners = self.sudo()._partner_find_from_emails_single(
+                    emails, ban_emails=[mailbox] if mailbox else None)
+        prefix = self.env._("Fw:") if mode == 'forward' else self.env._("Re:")
+        return {
+            'type': 'ir.actions.act_window',
+            'name': self.env._("Forward") if mode == 'forward' else self.env._("Reply All"),
+            'res_model': 'mail.compose.message',
+            'view_mode': 'form',
+            'views': [(False, 'form')],
+            'target': 'new',
+            'context': {
+                'default_composition_mode': 'comment',
+                'default_model': self._name,
+                'default_res_ids': self.ids,
+                'default_subtype_id': self.env['ir.model.data']._xmlid_to_res_id('mail.mt_comment'),
+                'default_partner_ids': partners.ids,
+                'default_parent_id': last.id,
+                'default_subject': '%s %s' % (prefix, self.name),
+                SEND_MODE_KEY: mode,
+            },
+        }
 
     def action_outlook_mark_unread(self):
         """ Mark the last received e-mail of each conversation unread, in Odoo and in Outlook. """

@@ -67,6 +67,35 @@ class TestSend(OutlookSendCase):
         self.assertEqual(record['attachments'], ['invoice.pdf'])
         self.assertEqual(record['conversationId'], delivered['conversationId'])
 
+    def test_reply_all_and_forward_from_the_conversation_form(self):
+        conversation, delivered = self.customer_writes(cc=['colleague@fabrikam.com', SUPPORT], attachments=[{
+            'name': 'meter.jpg', 'content_type': 'image/jpeg', 'content_b64': base64.b64encode(b'jpeg').decode()}])
+        action = conversation.with_user(self.agent).action_outlook_reply_all()
+        context = action['context']
+        self.assertEqual((action['res_model'], context['epilot_outlook_send_mode']), ('mail.compose.message', 'replyAll'))
+        proposed = self.env['res.partner'].browse(context['default_partner_ids'])
+        self.assertEqual(sorted(proposed.mapped('email_normalized')), ['colleague@fabrikam.com', 'customer@fabrikam.com'],
+                         "the sender, To and Cc, without the shared mailbox itself")
+        self.env['mail.compose.message'].with_user(self.agent).with_context(context).create(
+            {'body': '<p>Hallo zusammen</p>'})._action_send_mail()
+        [record] = self.sent()
+        self.assertEqual(sorted(a['address'] for a in record['to'] + record['cc']),
+                         ['colleague@fabrikam.com', 'customer@fabrikam.com'])
+        self.assertEqual(record['conversationId'], delivered['conversationId'])
+        self.assertEqual(record['from']['address'], SUPPORT)
+
+        self.sandbox.control('DELETE', '/mail/sent')
+        action = conversation.with_user(self.agent).action_outlook_forward()
+        self.assertEqual(action['context']['epilot_outlook_send_mode'], 'forward')
+        self.assertFalse(action['context']['default_partner_ids'], "a forward goes to whom the agent chooses")
+        accountant = self.env['res.partner'].create({'name': 'Accountant', 'email': 'accounting@fabrikam.com'})
+        self.env['mail.compose.message'].with_user(self.agent).with_context(action['context']).create(
+            {'body': '<p>Bitte prüfen</p>', 'partner_ids': accountant.ids})._action_send_mail()
+        [record] = self.sent()
+        self.assertEqual([a['address'] for a in record['to']], ['accounting@fabrikam.com'])
+        self.assertEqual(record['attachments'], ['meter.jpg'])
+        self.assertEqual(record['conversationId'], delivered['conversationId'])
+
     def test_new_mail_starts_a_conversation_that_replies_join(self):
         customer = self.env['res.partner'].create({'name': 'Neukunde', 'email': 'new@fabrikam.com'})
         conversation = self.env['epilot.shared.conversation'].create({
