@@ -9,3 +9,5 @@ from . import epilot_outlook_folder_sync
 from . import epilot_outlook_backfill
 from . import epilot_outlook_message
 from . import epilot_outlook_oauth_attempt
+from . import epilot_outlook_subscription
+from . import epilot_outlook_push_event

@@ -16,3 +16,4 @@ from . import test_mail_sync_lifecycle
 from . import test_mail_content
 from . import test_connect_endpoints
 from . import test_connect_logs
+from . import test_push
