@@ -110,6 +110,10 @@ class EpilotOutlookSubscription(models.Model):
         """ Create, renew, reauthorize and recreate the subscriptions that are due, one at a time, committing
         after each. Connections that need a reconnect are skipped: their subscriptions lapse and are recreated
         after the reconnect. """
+        # Addresses that sync without subscriptions (synced before push existed, or a create that was lost).
+        self.env['epilot.outlook.email.address'].sudo().search([
+            ('sync_state', 'in', ('backfilling', 'live')), ('connection_id.state', '=', 'connected'),
+            ('subscription_ids', '=', False)])._outlook_subscribe()
         self.env['epilot.outlook.email.address']._outlook_run_due_steps(
             self._outlook_due, lambda subscription: subscription._outlook_maintain())
 
