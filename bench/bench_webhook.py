@@ -141,6 +141,13 @@ class WebhookBench(bench_backfill.Bench):
             time.sleep(0.2)
         raise SystemExit('timed out waiting for %s (%s)' % (what, self.sql(query)))
 
+    def settle(self, timeout=60):
+        """ Wait until the webhook's queue is empty and no folder waits for a notified round. """
+        time.sleep(1)
+        self.wait_for("SELECT (SELECT count(*) FROM epilot_outlook_push_event WHERE kind != 'mismatch') + "
+                      "(SELECT count(*) FROM epilot_outlook_folder_sync WHERE push_pending_since IS NOT NULL)",
+                      lambda rows: rows[0][0] == 0, timeout, 'the delta cron to digest the notifications')
+
     def add_address(self, url):
         with self.env() as env:
             env['ir.config_parameter'].set_param('web.base.url', url)
@@ -370,14 +377,14 @@ class WebhookBench(bench_backfill.Bench):
         print(f"1. throughput: webhook {web['rps']:.0f} req/s p50 {web['p50'] * 1000:.1f} ms p99 "
               f"{web['p99'] * 1000:.1f} ms non-2xx {web['non2xx']}; bare {bare['rps']:.0f} req/s p50 "
               f"{bare['p50'] * 1000:.1f} ms p99 {bare['p99'] * 1000:.1f} ms non-2xx {bare['non2xx']}")
-        time.sleep(5)   # let the delta cron digest the 2,000 notifications
+        self.settle()   # let the delta cron digest the 2,000 notifications
         rounds = self.sql(rounds_sql)[0][0] - rounds_start
         # A burst as Graph sends it: 500 notifications for one address in a few batched POSTs.
         burst_start = self.sql(rounds_sql)[0][0]
         for _post in range(5):
             batch = {'value': [self.notification()['value'][0] for _n in range(100)]}
             requests.post(url + WEBHOOK, json=batch, timeout=30).raise_for_status()
-        time.sleep(5)
+        self.settle()
         burst = self.sql(rounds_sql)[0][0] - burst_start
         print(f"   delta rounds: {rounds} for the {args.notifications} notifications, {burst} for a burst of 500")
         lat = self.latency(args.deliveries)

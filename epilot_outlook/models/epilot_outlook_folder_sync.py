@@ -67,6 +67,11 @@ class EpilotOutlookFolderSync(models.Model):
         """ Run the due delta rounds, a few pages per folder per turn, committing after each turn. """
         self.env['epilot.outlook.email.address']._outlook_run_due_steps(
             self._outlook_due, lambda folder_sync: folder_sync._outlook_run_round(max_pages=DELTA_PAGES_PER_RUN))
+        # Notified folders still due (the time budget ran out, or notifications came after the last look): run
+        # again at once. The webhook does not trigger while this run's own trigger is recent, and Odoo's "again
+        # soon" for a partial run waits for the cron worker's next poll, without waking it.
+        if self._outlook_due().filtered('push_pending_since'):
+            self._outlook_cron()._trigger()
 
     @api.model
     def _outlook_due(self):

@@ -374,13 +374,14 @@ class TestPushFaults(OutlookPushCase):
         address.unlink()
         self.assertEqual({sub['mailbox'] for sub in self.sandbox_subscriptions()}, {BILLING})
         # Graph keeps refusing: the address goes anyway, the disconnect's listing sweep removes the rest.
+        self.run_delta(billing)
+        self.assertInSync(billing)
         self.fault('503', 20)
-        billing_sync = billing.folder_sync_ids
-        self.assertTrue(billing_sync)
         self.connection.with_user(self.odoo_admin).action_outlook_disconnect()
         self.assertFalse(billing.exists())
         self.sandbox.control('POST', '/faults', {'graph': {}})
-        self.assertTrue(self.connection.state, 'disconnected')
+        self.assertEqual(self.connection.state, 'disconnected')
+        self.assertFalse(self.env['epilot.outlook.subscription'].search([]))
 
 
 @tagged('post_install', '-at_install')
@@ -388,6 +389,7 @@ class TestWebhook(OutlookPushCase):
     """ The webhook itself: handshake, checks, coalescing, bad input. """
 
     def test_handshake_echoes_the_decoded_token(self):
+        address = self.live_address()
         token = 'Validation: Testing client application reachability Request-Id: 1+2/3 <script>'
         for path in (const.WEBHOOK_NOTIFY_PATH, const.WEBHOOK_LIFECYCLE_PATH):
             response = self.opener.post(self.base_url() + path, params={'validationToken': token},
@@ -396,6 +398,20 @@ class TestWebhook(OutlookPushCase):
             self.assertEqual(response.status_code, 200)
             self.assertEqual(response.headers['Content-Type'].split(';')[0], 'text/plain')
             self.assertEqual(response.text, token)
+        self.assertInSync(address)
+
+    def test_neutralized_copy_accepts_no_notification(self):
+        address = self.live_address()
+        self.run_push_round()
+        sub = self.subscription(address)
+        item = self.notification(sub)
+        from odoo.modules.neutralize import get_neutralization_queries
+        for query in get_neutralization_queries(['epilot_outlook']):
+            self.env.cr.execute(query)
+        self.env.invalidate_all()
+        self.assertEqual(sub._outlook_load_secrets('client_state'), {'client_state': None})
+        self.assertEqual(self.post_webhook({'value': [item]}).status_code, 202)
+        self.assertFalse(self.push_events())
 
     def test_wrong_client_state_unknown_subscription_and_tenant_are_ignored_and_counted(self):
         address = self.live_address()
