@@ -290,7 +290,7 @@ class WebhookBench(bench_backfill.Bench):
         for _n in range(3):   # 10 MB bodies
             statuses[session.post(url + WEBHOOK, data=b'{"value": [' + b' ' * (10 * 1024 * 1024) + b']}',
                                   headers={'Content-Type': 'application/json'}, timeout=60).status_code] += 1
-        time.sleep(2)   # let any cron the fuzz might have woken run
+        self.settle()   # let any cron the fuzz might have woken run
         after = self.snapshot()
         return {'requests': sum(statuses.values()), 'statuses': dict(statuses),
                 'fivexx': sum(n for status, n in statuses.items() if status >= 500),
@@ -390,6 +390,7 @@ class WebhookBench(bench_backfill.Bench):
         lat = self.latency(args.deliveries)
         print(f"2. notification -> visible over {lat['seen']}/{args.deliveries}: median {lat['median']:.2f} s, "
               f"p95 {lat['p95']:.2f} s, max {lat['max']:.2f} s")
+        self.settle()
         fz = self.fuzz(url, args.fuzz)
         print(f"3. fuzz: {fz['requests']} requests, statuses {fz['statuses']}, changed: {fz['changed'] or 'nothing'}")
         two = self.two_servers(url)

@@ -526,13 +526,11 @@ class EpilotOutlookConnection(models.Model):
         tokens. Shared inboxes and their mail stay. What was removed is logged in the chatter. """
         self.ensure_one()
         self.check_access('write')
-        # The subscriptions Odoo knows first, then Graph's listing sweeps any it lost track of.
-        known, _failure = self.email_address_ids.sudo().subscription_ids._outlook_delete_in_graph()
+        # Graph's listing holds every subscription Odoo knows (and any it lost track of): deleted there, once.
         deleted, remote_note = self._outlook_delete_graph_subscriptions()
-        deleted += known
         addresses = self.email_address_ids
         address_names = addresses.mapped('email')
-        # Removing an address ends its sync; its shared inbox and the inbox's mail are kept.
+        # Removing an address ends its sync (and its subscriptions in Odoo); its shared inbox and mail are kept.
         addresses.with_context(outlook_subscriptions_deleted=True).unlink()
         self._outlook_store_secrets({'access_token': None, 'refresh_token': None, 'identity': None})
         _tokens_refreshed_here.pop((self.env.cr.dbname, self.id), None)  # Other workers see the tokens gone.

@@ -515,6 +515,11 @@ class TestPushStrictSandbox(OutlookPushCase):
         self.assertEqual(address.sync_mode, 'polling')
         self.assertEqual(dict(address._fields['sync_mode']._description_selection(self.env))[address.sync_mode],
                          "Delta Polling")
+        self.assertIn("Microsoft does not let delegated permissions subscribe to shared mailboxes", address.push_reason)
+        # The form shows it, with the Retry Push button.
+        arch = address.get_views([(False, 'form')])['views']['form']['arch']
+        self.assertIn('push_reason', arch)
+        self.assertIn('action_outlook_retry_push', arch)
         self.deliver(subject="Polled")
         self.run_delta(address)
         self.assertInSync(address)
