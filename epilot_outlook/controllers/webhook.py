@@ -60,8 +60,8 @@ class OutlookWebhookController(http.Controller):
         token = request.httprequest.args.get('validationToken')
         if token is not None:
             # Werkzeug decoded it (``+`` and ``%xx``); text/plain, never HTML: it is attacker-chosen text.
-            return request.make_response(token, headers=[('Content-Type', 'text/plain; charset=utf-8')],
-                                         status=200)
+            return request.make_response(token, status=200, headers=[
+                ('Content-Type', 'text/plain; charset=utf-8'), ('X-Content-Type-Options', 'nosniff')])
         try:
             raw = request.httprequest.get_data(cache=False)
         except RequestEntityTooLarge:

@@ -397,6 +397,7 @@ class TestWebhook(OutlookPushCase):
                                         timeout=10)
             self.assertEqual(response.status_code, 200)
             self.assertEqual(response.headers['Content-Type'].split(';')[0], 'text/plain')
+            self.assertEqual(response.headers['X-Content-Type-Options'], 'nosniff')
             self.assertEqual(response.text, token)
         self.assertInSync(address)
 
