@@ -1,4 +1,5 @@
 import logging
+import time
 from datetime import timedelta
 
 from odoo import api, fields, models
@@ -18,6 +19,11 @@ POLL_SLACK = timedelta(seconds=20)
 # says ``missed`` only sometimes): a lost notification then costs minutes, not hours, while the Graph traffic
 # of an idle mailbox drops by this factor against the 1-minute polling default.
 PUSH_SAFETY_POLL = timedelta(minutes=15)
+# Notified rounds of one folder start at most this often (seconds): a steady stream of notifications, one per
+# POST, costs a round a second, not one per notification, for at most this much more latency.
+PUSH_ROUND_GAP_S = 1.0
+# When this process last finished a notified round, by (database, folder sync id): monotonic seconds.
+_push_round_ended = {}
 
 
 class EpilotOutlookFolderSync(models.Model):
@@ -114,8 +120,15 @@ class EpilotOutlookFolderSync(models.Model):
         """
         self.ensure_one()
         address = self.address_id
-        return address._outlook_with_reader(lambda reader: self._outlook_round_pages(reader, max_pages),
+        notified = bool(self.push_pending_since and not self.delta_next_link)
+        key = (self.env.cr.dbname, self.id)
+        if notified and (wait := _push_round_ended.get(key, 0.0) + PUSH_ROUND_GAP_S - time.monotonic()) > 0:
+            time.sleep(wait)
+        done = address._outlook_with_reader(lambda reader: self._outlook_round_pages(reader, max_pages),
                                             on_retry=self)
+        if notified:
+            _push_round_ended[key] = time.monotonic()
+        return done
 
     def _outlook_round_pages(self, reader, max_pages):
         address = self.address_id
