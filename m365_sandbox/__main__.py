@@ -46,6 +46,8 @@ def serve(args) -> int:
             state.load_json(fh.read())
     if args.lenient_subscriptions:
         state.settings["shared_mailbox_subscriptions"] = "lenient"
+    elif args.strict_subscriptions:      # as Microsoft documents it, also over a state file saved lenient
+        state.settings["shared_mailbox_subscriptions"] = "documented"
     if args.allow_http_loopback_notification_urls:
         state.settings["allow_http_loopback_notification_urls"] = True
     running = server.start(state, host=args.host, login_port=args.login_port, graph_port=args.graph_port,
@@ -166,6 +168,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--redirect-uri", action="append", default=[], help="the demo app's redirect URIs (repeat)")
     s.add_argument("--lenient-subscriptions", action="store_true",
                    help="allow subscriptions on shared mailboxes (the documented default is 403)")
+    s.add_argument("--strict-subscriptions", action="store_true",
+                   help="refuse subscriptions on shared mailboxes (403, Microsoft's documented behaviour), "
+                        "also when a state file saved the lenient mode")
     s.add_argument("--allow-http-loopback-notification-urls", action="store_true")
 
     c = sub.add_parser("ctl", help="call the control API")

@@ -84,6 +84,7 @@ installed again by the next request to this room.
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import re
@@ -95,7 +96,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import delivery
+from . import delivery, throttle
 from .auth import READ_SCOPES_OWN, READ_SCOPES_SHARED, GraphDenied, require_token, resolve_mailbox
 from .delivery import graph_datetime, lifecycle_event, live, notify_change, room, setting
 from .errors import graph_error
@@ -125,11 +126,21 @@ class Problem(Exception):
 
 
 def graph_route(handler):
-    """Install the hooks, render :class:`Problem` as Graph's envelope and echo ``client-request-id``."""
+    """Install the hooks, apply the Graph fault switches (``state.faults["graph"]``: ``401``/``429``/``503``/
+    ``504`` counts, ``retry_after``, ``429_code``, ``latency_ms``, the same as every mail endpoint's, see
+    :mod:`m365_sandbox.throttle`) once the token is checked, render :class:`Problem` as Graph's envelope and echo
+    ``client-request-id``."""
     @functools.wraps(handler)
     async def wrapper(request: Request, state: SandboxState):
         install_hooks(state)
         client_request_id = request.headers.get("client-request-id")
+        require_token(state, request)             # an invalid token is a 401 before any injected fault
+        faults = state.faults.get("graph") or {}
+        if faults.get("latency_ms"):
+            await asyncio.sleep(faults["latency_ms"] / 1000)
+        fault = throttle.take_fault(state)
+        if fault:
+            return throttle.fault_response(*fault, client_request_id, faults.get("429_code"))
         try:
             response = await handler(request, state)
         except Problem as problem:

@@ -99,7 +99,7 @@ def _count(state: SandboxState, token: AccessToken, mailbox_id: str) -> None:
     counts["apps"][token.client_id] += 1
 
 
-def _take_fault(state: SandboxState) -> tuple[int, int] | None:
+def take_fault(state: SandboxState) -> tuple[int, int] | None:
     faults = state.faults.get("graph") or {}
     with state.lock:
         for status in ("401", "429", "503", "504"):
@@ -173,7 +173,7 @@ def graph_endpoint(state: SandboxState):
                         latency = (state.faults.get("graph") or {}).get("latency_ms")
                         if latency:
                             await asyncio.sleep(latency / 1000)
-                        fault = _take_fault(state)
+                        fault = take_fault(state)
                         if fault:
                             response = fault_response(*fault, client_request_id,
                                                       (state.faults.get("graph") or {}).get("429_code"))

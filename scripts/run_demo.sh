@@ -70,6 +70,10 @@ trap stop_sandbox EXIT
 # for a new sandbox tenant: a state file kept from an earlier run already has its mail.
 DEMO_EXTRA_MESSAGES=400
 
+# Push in the demo: the sandbox accepts Graph subscriptions on the shared mailboxes (lenient) unless
+# SANDBOX_SUBSCRIPTIONS=strict, where it refuses them as Microsoft documents it and the addresses poll.
+subscriptions_flag=--lenient-subscriptions
+[ "${SANDBOX_SUBSCRIPTIONS:-lenient}" = strict ] && subscriptions_flag=--strict-subscriptions
 start_sandbox() {
     local out="$LOGS/sandbox.out" i fresh=""
     [ -f "$VAR/sandbox-state.json" ] || fresh=1
@@ -81,7 +85,7 @@ start_sandbox() {
         --workdir "$VAR/sandbox" --login-port "$SANDBOX_LOGIN_PORT" --graph-port "$SANDBOX_GRAPH_PORT" \
         --redirect-uri "http://127.0.0.1:$HTTP_PORT/epilot_outlook/oauth/callback" \
         --redirect-uri "http://localhost:$HTTP_PORT/epilot_outlook/oauth/callback" \
-        --allow-http-loopback-notification-urls > "$out" 2>"$LOGS/sandbox.log" &
+        --allow-http-loopback-notification-urls "$subscriptions_flag" > "$out" 2>"$LOGS/sandbox.log" &
     sandbox_pid=$!
     for i in $(seq 300); do
         if head -n1 "$out" | "$VENV/bin/python" -c 'import json, sys; json.loads(sys.stdin.readline())' 2>/dev/null; then

@@ -10,3 +10,9 @@ UPDATE epilot_outlook_connection
        access_token_expiry = NULL,
        state = 'disconnected'
  WHERE state != 'not_connected';
+
+-- Nor accept the production tenant's change notifications: without its clientState no notification matches.
+UPDATE epilot_outlook_subscription
+   SET outlook_client_state_ciphertext = NULL,
+       graph_id = NULL,
+       state = 'pending';

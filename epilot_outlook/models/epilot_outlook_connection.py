@@ -526,11 +526,12 @@ class EpilotOutlookConnection(models.Model):
         tokens. Shared inboxes and their mail stay. What was removed is logged in the chatter. """
         self.ensure_one()
         self.check_access('write')
+        # Graph's listing holds every subscription Odoo knows (and any it lost track of): deleted there, once.
         deleted, remote_note = self._outlook_delete_graph_subscriptions()
         addresses = self.email_address_ids
         address_names = addresses.mapped('email')
-        # Removing an address ends its sync; its shared inbox and the inbox's mail are kept.
-        addresses.unlink()
+        # Removing an address ends its sync (and its subscriptions in Odoo); its shared inbox and mail are kept.
+        addresses.with_context(outlook_subscriptions_deleted=True).unlink()
         self._outlook_store_secrets({'access_token': None, 'refresh_token': None, 'identity': None})
         _tokens_refreshed_here.pop((self.env.cr.dbname, self.id), None)  # Other workers see the tokens gone.
         self.write({
@@ -649,7 +650,7 @@ class EpilotOutlookConnection(models.Model):
             raise ConsentRequired("Missing scopes: %s" % ' '.join(missing), reason='missing_scopes',
                                   params={'scopes': ' '.join(missing)})
         connection._outlook_store_token_set(tokens)
-        connection.email_address_ids._outlook_resume()
+        connection.email_address_ids._outlook_after_reconnect()
         connection.message_post(body=self.env._(
             "Connected to Microsoft 365; the service account %(account)s signed in.",
             account=connection._outlook_connected_account() or expected))

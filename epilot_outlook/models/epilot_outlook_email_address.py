@@ -74,10 +74,11 @@ class EpilotOutlookEmailAddress(models.Model):
     sync_mode = fields.Selection(
         string="Sync Mode",
         selection=[
-            ('webhook', "Webhook"),
+            ('webhook', "Push (webhook)"),
             ('polling', "Delta Polling"),
         ],
-        help="Webhook: Graph notifies Odoo of new mail. Delta polling: Odoo asks Graph for changes on a "
+        help="Push: Graph notifies Odoo of every change within seconds, and Odoo fetches it with a delta round "
+             "(plus a round every 15 minutes as a safety net). Delta polling: Odoo asks Graph for changes on a "
              "schedule, for mailboxes where Graph refuses a subscription.",
         required=True,
         default='polling',
@@ -133,6 +134,11 @@ class EpilotOutlookEmailAddress(models.Model):
     mail_server_ids = fields.One2many(
         string="Outgoing Mail Server", comodel_name='ir.mail_server', inverse_name='epilot_outlook_address_id',
         context={'active_test': False})
+    subscription_ids = fields.One2many(
+        string="Change Notifications", comodel_name='epilot.outlook.subscription', inverse_name='address_id')
+    push_reason = fields.Text(
+        string="Why Polling", help="Why Odoo polls this mailbox instead of receiving change notifications.",
+        compute='_compute_push_reason')
     paused_from_state = fields.Char(
         string="Sync Status Before Pause",
         help="Technical: where sync stood when the connection stopped, to resume there after a reconnect.",
@@ -168,6 +174,19 @@ class EpilotOutlookEmailAddress(models.Model):
             address.odoo_count = sum(syncs.mapped('odoo_count'))
             address.gap_count = sum(syncs.mapped('gap_count'))
 
+    @api.depends('sync_mode', 'subscription_ids.state', 'subscription_ids.last_error')
+    def _compute_push_reason(self):
+        for address in self:
+            subscriptions = address.subscription_ids
+            errors = subscriptions.filtered(lambda sub: sub.state in ('refused', 'error') and sub.last_error)
+            if address.sync_mode == 'polling' and errors:
+                address.push_reason = errors[0].last_error
+            elif address.sync_mode == 'polling' and subscriptions.filtered(lambda sub: sub.state == 'pending'):
+                address.push_reason = self.env._(
+                    "Odoo is subscribing to change notifications for this mailbox; it polls meanwhile.")
+            else:
+                address.push_reason = False
+
     # === CONSTRAINT METHODS === #
 
     @api.constrains('backfill_days')
@@ -188,6 +207,67 @@ class EpilotOutlookEmailAddress(models.Model):
                     email=address.email, days=address.backfill_days,
                     min=BACKFILL_DAYS_MIN, max=BACKFILL_DAYS_MAX,
                 ))
+
+    # === CRUD METHODS === #
+
+    def unlink(self):
+        """ Override of `base` to delete the addresses' Graph subscriptions in Graph first (best effort: a
+        subscription Odoo cannot delete expires within 7 days, and its notifications are ignored). """
+        if not self.env.context.get('outlook_subscriptions_deleted'):
+            self.sudo().subscription_ids._outlook_delete_in_graph()
+        return super().unlink()
+
+    # === BUSINESS METHODS - PUSH === #
+
+    def _outlook_push_healthy(self):
+        """ Whether Graph notifies Odoo of this address's changes: every folder's subscription is active. """
+        self.ensure_one()
+        now = fields.Datetime.now()
+        subscriptions = self.sudo().subscription_ids
+        return self.sync_mode == 'webhook' and bool(subscriptions) and all(
+            sub.state == 'active' and sub.expiration and sub.expiration > now for sub in subscriptions)
+
+    def _outlook_update_push_mode(self):
+        """ Push when every folder's subscription is active, delta polling otherwise. """
+        for address in self:
+            subscriptions = address.sudo().subscription_ids
+            mode = 'webhook' if subscriptions and all(sub.state == 'active' for sub in subscriptions) else 'polling'
+            if address.sync_mode != mode:
+                address.sync_mode = mode
+
+    def _outlook_subscribe(self):
+        """ (Re)create the change-notification subscriptions of these addresses, one per folder, in the
+        subscription cron (Graph calls Odoo's webhook back before it answers, so not in this request). """
+        Subscription = self.env['epilot.outlook.subscription'].sudo()
+        for address in self:
+            existing = address.sudo().subscription_ids
+            existing.write({'state': 'pending', 'retry_at': False, 'needs_reauthorization': False,
+                            'last_error': False})
+            Subscription.create([{'address_id': address.id, 'folder': folder}
+                                 for folder in FOLDERS if folder not in existing.mapped('folder')])
+        if self:
+            Subscription._outlook_cron()._trigger()
+
+    def _outlook_after_reconnect(self):
+        """ The connection was connected again: resume sync where it stood, and subscribe again (the
+        subscriptions lapsed or were paused by Microsoft while the connection could not renew them). """
+        self._outlook_resume()
+        self.filtered(lambda address: address.sync_state in ('backfilling', 'live'))._outlook_subscribe()
+
+    def action_outlook_retry_push(self):
+        """ Ask Graph again for change notifications on these addresses (after a refusal or a failure). """
+        self.check_access('write')
+        self.filtered(lambda address: address.sync_state in ('backfilling', 'live'))._outlook_subscribe()
+        return {
+            'type': 'ir.actions.client',
+            'tag': 'display_notification',
+            'params': {
+                'type': 'info',
+                'message': self.env._("Odoo asks Microsoft 365 for change notifications again; the address "
+                                      "shows the answer in a moment."),
+                'next': {'type': 'ir.actions.client', 'tag': 'soft_reload'},
+            },
+        }
 
     # === BUSINESS METHODS - PAUSE AND RESUME === #
 
@@ -321,6 +401,7 @@ class EpilotOutlookEmailAddress(models.Model):
             'address_id': self.id, 'window_start': window_start, 'started_date': now})
         self._outlook_wake_crons()
         self._outlook_ensure_mail_server()
+        self._outlook_subscribe()
         _logger.info("Microsoft Outlook: address %s: sync started (window of %s days)", self.id, self.backfill_days)
 
     def _outlook_wake_crons(self):

@@ -1,4 +1,5 @@
 import logging
+import time
 from datetime import timedelta
 
 from odoo import api, fields, models
@@ -13,6 +14,16 @@ _logger = logging.getLogger(__name__)
 # Delta pages one cron run handles for a folder before it commits and lets the other folders have a turn.
 DELTA_PAGES_PER_RUN = 20
 POLL_SLACK = timedelta(seconds=20)
+# While push works for an address (every subscription active), delta still runs this often at least, as the
+# safety net for notifications Graph dropped or never sent (it drops them after 4 h of failed retries, and
+# says ``missed`` only sometimes): a lost notification then costs minutes, not hours, while the Graph traffic
+# of an idle mailbox drops by this factor against the 1-minute polling default.
+PUSH_SAFETY_POLL = timedelta(minutes=15)
+# Notified rounds of one folder start at most this often (seconds): a steady stream of notifications, one per
+# POST, costs a round a second, not one per notification, for at most this much more latency.
+PUSH_ROUND_GAP_S = 1.0
+# When this process last finished a notified round, by (database, folder sync id): monotonic seconds.
+_push_round_ended = {}
 
 
 class EpilotOutlookFolderSync(models.Model):
@@ -49,6 +60,8 @@ class EpilotOutlookFolderSync(models.Model):
     odoo_count = fields.Integer(string="In Odoo", help="Of those, how many Odoo holds.", copy=False)
     gap_count = fields.Integer(string="Gaps", help="Messages Outlook has that Odoo could not import.", copy=False)
     last_reconcile_date = fields.Datetime(string="Last Reconciliation", copy=False)
+    push_pending_since = fields.Datetime(
+        string="Notified Since", help="A change notification arrived: a delta round runs now.", copy=False)
 
     _address_folder_uniq = models.Constraint(
         'UNIQUE (address_id, folder)', "A folder of an address is synced once.")
@@ -60,12 +73,18 @@ class EpilotOutlookFolderSync(models.Model):
         """ Run the due delta rounds, a few pages per folder per turn, committing after each turn. """
         self.env['epilot.outlook.email.address']._outlook_run_due_steps(
             self._outlook_due, lambda folder_sync: folder_sync._outlook_run_round(max_pages=DELTA_PAGES_PER_RUN))
+        # Notified folders still due (the time budget ran out, or notifications came after the last look): run
+        # again at once. The webhook does not trigger while this run's own trigger is recent, and Odoo's "again
+        # soon" for a partial run waits for the cron worker's next poll, without waking it.
+        if self._outlook_due().filtered('push_pending_since'):
+            self._outlook_cron()._trigger()
 
     @api.model
     def _outlook_due(self):
         """ Folders whose next delta round is due: their address syncs, their connection is connected,
         no ``Retry-After`` holds them back, and their connection's polling interval has passed (or a round
         is in progress). """
+        self.env['epilot.outlook.subscription']._outlook_collect_notifications()
         now = fields.Datetime.now()
         candidates = self.sudo().search([
             ('address_id.sync_state', 'in', ('backfilling', 'live')),
@@ -75,8 +94,21 @@ class EpilotOutlookFolderSync(models.Model):
         # The cron itself ticks every minute, a few seconds late or early: a round that is due within the next
         # tick's slack runs now, else a 1-minute interval would often wait two ticks.
         soon = now + POLL_SLACK
-        return candidates.filtered(lambda sync: sync.delta_next_link or not sync.last_round_date or (
-            sync.last_round_date + timedelta(minutes=sync.address_id.connection_id.poll_interval_minutes) <= soon))
+        return candidates.filtered(lambda sync: sync.delta_next_link or not sync.last_round_date
+                                   or sync.push_pending_since or sync.last_round_date + sync._outlook_interval() <= soon)
+
+    def _outlook_interval(self):
+        """ The polling interval of this folder: the connection's, or :data:`PUSH_SAFETY_POLL` when push works
+        for its address (then notifications start the rounds). """
+        interval = timedelta(minutes=self.address_id.connection_id.poll_interval_minutes)
+        if self.address_id._outlook_push_healthy():
+            return max(interval, PUSH_SAFETY_POLL)
+        return interval
+
+    def _outlook_want_round_now(self, since):
+        """ A notification arrived (at ``since``): the next delta cron run starts a round of these folders. """
+        for sync in self.filtered(lambda sync: not sync.push_pending_since):
+            sync.push_pending_since = since
 
     # === BUSINESS METHODS - DELTA === #
 
@@ -88,12 +120,21 @@ class EpilotOutlookFolderSync(models.Model):
         """
         self.ensure_one()
         address = self.address_id
-        return address._outlook_with_reader(lambda reader: self._outlook_round_pages(reader, max_pages),
+        notified = bool(self.push_pending_since and not self.delta_next_link)
+        key = (self.env.cr.dbname, self.id)
+        if notified and (wait := _push_round_ended.get(key, 0.0) + PUSH_ROUND_GAP_S - time.monotonic()) > 0:
+            time.sleep(wait)
+        done = address._outlook_with_reader(lambda reader: self._outlook_round_pages(reader, max_pages),
                                             on_retry=self)
+        if notified:
+            _push_round_ended[key] = time.monotonic()
+        return done
 
     def _outlook_round_pages(self, reader, max_pages):
         address = self.address_id
         Message = self.env['epilot.outlook.message']
+        # A new round sees every change notified before its first page; one notified later asks for another.
+        clears_push = bool(self.push_pending_since and not self.delta_next_link)
         for _page_number in range(max_pages):
             link = self.delta_next_link or self.delta_link
             try:
@@ -103,6 +144,8 @@ class EpilotOutlookFolderSync(models.Model):
                              "again", address.id, self.folder)
                 self.write({'delta_link': False, 'delta_next_link': False, 'resync_count': self.resync_count + 1})
                 continue
+            if clears_push:
+                self.push_pending_since = clears_push = False
             changes = []
             for item in page.items:
                 try:

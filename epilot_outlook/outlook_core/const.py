@@ -62,6 +62,11 @@ MICROSOFT_UPLOAD_HOSTS = ('outlook.office.com', 'outlook.office365.com', 'outloo
 OAUTH_CALLBACK_PATH = '/epilot_outlook/oauth/callback'
 # Below this path Graph posts change notifications.
 WEBHOOK_BASE_PATH = '/epilot_outlook/webhook'
+# Change notifications and lifecycle notifications, under it.
+WEBHOOK_NOTIFY_PATH = WEBHOOK_BASE_PATH + '/notify'
+WEBHOOK_LIFECYCLE_PATH = WEBHOOK_BASE_PATH + '/lifecycle'
+# The largest notification POST read; Graph's batches are far smaller (larger answers 413).
+WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
 
 # === TIMEOUTS AND TOKEN LIFETIMES === #
 
@@ -91,6 +96,11 @@ BATCH_MAX_REQUESTS = 20
 # A live tenant refuses 10,080 and accepts 10,070 minutes (contract §0); under 45 min is raised to 45.
 SUBSCRIPTION_MAX_MINUTES = 10070
 SUBSCRIPTION_MIN_MINUTES = 45
+# A subscription covers new, changed and removed messages (contract §2.3).
+SUBSCRIPTION_CHANGE_TYPES = 'created,updated,deleted'
+# Random bytes of a subscription's ``clientState`` (≥ 32 asked; 48 bytes are 64 URL-safe characters, Graph
+# allows 128).
+CLIENT_STATE_BYTES = 48
 # ``$top`` bounds for message lists (contract §3.1); big pages with bodies risk 504, so stay modest.
 PAGE_SIZE = 50
 DELTA_PAGE_SIZE = 50

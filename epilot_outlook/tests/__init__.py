@@ -22,3 +22,4 @@ from . import test_inbox_read_state
 from . import test_inbox_access
 from . import test_send
 from . import test_send_tour
+from . import test_push
