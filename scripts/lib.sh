@@ -83,6 +83,9 @@ ensure_system() {
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
     done
     command -v gcc >/dev/null || missing+=(gcc)
+    # Odoo's browser tests (the agents' tours) run headless Chromium; without it Odoo skips them.
+    command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null ||
+        missing+=(chromium)
     [ -z "$PYTHON" ] || "$PYTHON" -c 'import os, sys, sysconfig
 sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || missing+=(python3-dev)
     [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
