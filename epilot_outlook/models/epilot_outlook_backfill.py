@@ -7,7 +7,6 @@ from odoo import api, fields, models
 from ..outlook_core import mapping
 from ..outlook_core.mailbox import MailboxReader
 from ..outlook_core.prefetch import PagePrefetcher
-from .epilot_outlook_message import sanitize_bodies
 
 _logger = logging.getLogger(__name__)
 
@@ -120,10 +119,11 @@ class EpilotOutlookBackfill(models.Model):
         if not self.folder:   # every page was imported; the reconciliation was interrupted: only it is left
             self._outlook_finish(reader)
             return False
-        page, messages, skipped, bodies = self._outlook_read_page(reader)
+        page = self._outlook_read_page(reader)
+        messages, skipped = mapping.map_messages(page.items, self.folder)
         if skipped:
             _logger.warning("Microsoft Outlook: address %s: %d messages without id were skipped", address.id, skipped)
-        imported = self.env['epilot.outlook.message']._outlook_import(address, messages, bodies)
+        imported = self.env['epilot.outlook.message']._outlook_import(address, messages)
         values = {'done': self.done + len(page.items), 'imported': self.imported + imported,
                   'next_link': page.next_link or False, 'retry_at': False, 'last_error': False}
         if not page.next_link:
@@ -138,20 +138,12 @@ class EpilotOutlookBackfill(models.Model):
         return True
 
     def _outlook_read_page(self, reader):
-        """ The page at the checkpoint, mapped: read ahead by the previous step of this process, else from
-        Graph now. The page after it is then read, mapped and its bodies sanitized in the background while this
-        one is imported (the main thread waits on PostgreSQL a good part of that time).
-
-        :return: The page, its mapped messages, how many items were skipped, and the bodies sanitized ahead
-            (``{graph_id: tools.bulk.Sanitized}``, empty when read now).
-        :rtype: tuple
-        """
+        """ The page at the checkpoint: read ahead by the previous step of this process, else from Graph now.
+        The page after it is then read in the background while this one is imported. """
         key = (self.env.cr.dbname, self.id, self.folder, self.next_link)
-        read = PREFETCHER.take(key) if self.next_link else None
-        if read is None:
+        page = PREFETCHER.take(key) if self.next_link else None
+        if page is None:
             page = reader.backfill_page(self.folder, self.window_start, self.next_link or None)
-            read = (page, *mapping.map_messages(page.items, self.folder), {})
-        page = read[0]
         if page.next_link:
             connection, mailbox = self.address_id.connection_id, self.address_id.email
             # The background thread must not use this cursor: it gets the token now, and no retry, no wait
@@ -159,14 +151,9 @@ class EpilotOutlookBackfill(models.Model):
             token = connection._outlook_get_access_token()
             client = connection._outlook_graph_client(token_provider=lambda: token, max_retries=0, max_wait=0)
             folder, since, link = self.folder, self.window_start, page.next_link
-            body_field = self.env['mail.message']._fields['body']
-
-            def read_ahead():
-                ahead = MailboxReader(client, mailbox).backfill_page(folder, since, link)
-                messages, skipped = mapping.map_messages(ahead.items, folder)
-                return ahead, messages, skipped, sanitize_bodies(body_field, messages)
-            PREFETCHER.start((self.env.cr.dbname, self.id, folder, link), read_ahead)
-        return read
+            PREFETCHER.start((self.env.cr.dbname, self.id, folder, link),
+                             lambda: MailboxReader(client, mailbox).backfill_page(folder, since, link))
+        return page
 
     def _outlook_finish(self, reader):
         """ Last step: reconcile each folder (import what the pages missed), then the address goes live. """

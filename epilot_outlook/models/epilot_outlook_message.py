@@ -82,7 +82,7 @@ class EpilotOutlookMessage(models.Model):
         return {record.graph_id: record for record in records}
 
     @api.model
-    def _outlook_import(self, address, messages, sanitized_bodies=None):
+    def _outlook_import(self, address, messages):
         """ Import a page of mapped Graph messages of one address into its shared inbox, exactly once.
 
         Known messages get their Outlook facts updated (read flag, change key, subject; back in a synced
@@ -94,7 +94,6 @@ class EpilotOutlookMessage(models.Model):
 
         :param address: The ``epilot.outlook.email.address`` the page was read from (its inbox receives it).
         :param list messages: :class:`outlook_core.mapping.Message` items.
-        :param dict sanitized_bodies: Bodies already sanitized by :func:`sanitize_bodies`, by Graph id.
 
         :return: How many messages were new (sync records created).
         :rtype: int
@@ -143,7 +142,7 @@ class EpilotOutlookMessage(models.Model):
                 'message_type': 'email',
                 'subtype_id': subtype_id,
                 'subject': message.subject or False,
-                'body': (sanitized_bodies or {}).get(message.graph_id) or _inline_images(message.body_html, files),
+                'body': _inline_images(message.body_html, files),
                 'author_id': author.id if author else False,
                 'email_from': (message.from_ or message.sender).formatted() if (message.from_ or message.sender)
                 else False,
@@ -357,18 +356,6 @@ class EpilotOutlookMessage(models.Model):
             ('received_date', '>=', since),
             ('removed_in_outlook', '=', False),
         ])
-
-
-def sanitize_bodies(body_field, messages):
-    """ The bodies of ``messages`` as ``body_field`` will store them, sanitized ahead (in the backfill's read-ahead
-    thread: no environment used). A body with ``cid:`` references is left to the import, which points them at
-    the stored inline images first.
-
-    :return: ``{graph_id: tools.bulk.Sanitized}``.
-    :rtype: dict
-    """
-    return {message.graph_id: bulk.sanitize_for(body_field, message.body_html) for message in messages
-            if message.body_html and not _CID_SRC_RE.search(message.body_html)}
 
 
 def _inline_images(body_html, files):

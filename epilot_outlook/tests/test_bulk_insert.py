@@ -1,12 +1,9 @@
-from types import SimpleNamespace
-
 from markupsafe import Markup
 
 from odoo.fields import Command
 from odoo.tests import TransactionCase, tagged
 
 from ..tools import bulk
-from .mail_sync_common import SUPPORT, OutlookMailSyncCase
 
 
 @tagged('post_install', '-at_install')
@@ -69,39 +66,3 @@ class TestBulkInsert(TransactionCase):
         with self.assertRaises(ValueError):
             bulk.insert_records(Inbox, [{'name': "Three", 'no_such_field': 1}])
         self.assertFalse(bulk.insert_records(Inbox, []))
-
-    def test_sanitized_ahead_equals_the_fields_own(self):
-        field = self.env['mail.message']._fields['body']
-        for html in (HOSTILE, '<p style="color: red; position: fixed">styled</p><!--[if mso]><b>x</b><![endif]-->',
-                     '<div><blockquote>quoted</blockquote><p>Hi</p></div>', '', '<p>caf\u00e9 \u2603</p>'):
-            ahead = bulk.sanitize_for(field, html)
-            self.assertIsInstance(ahead, bulk.Sanitized)
-            self.assertEqual(str(ahead), str(field.convert_to_column(html, self.env['mail.message']) or ''))
-        with self.assertRaises(ValueError):
-            bulk.sanitize_for(SimpleNamespace(sanitize_overridable=True), '<p>x</p>')
-
-
-# Everything a sanitizer must remove, in one body.
-HOSTILE = ('<p>Hello agent</p><script>document.cookie</script><a href="javascript:alert(1)">your invoice</a>'
-           '<img src="x.png" onerror="alert(2)"><iframe src="https://evil.example/"></iframe>'
-           '<form action="https://evil.example/"><input></form><p onclick="alert(3)">styled</p>')
-
-
-@tagged('post_install', '-at_install')
-class TestSanitizedAhead(OutlookMailSyncCase):
-    """ The backfill sanitizes the next page's bodies while it imports a page: they are stored as safe. """
-
-    def test_pages_read_ahead_store_sanitized_bodies(self):
-        # Newest first, 50 a page: 55 newer messages put it on the second page, the first one read ahead.
-        hostile = self.deliver(subject="Older and hostile", body_html=HOSTILE)
-        self.sandbox.control('POST', '/clock/advance', {'seconds': 60})
-        for index in range(55):
-            self.deliver(subject="Newer %d" % index)
-        address = self.add_address(SUPPORT)
-        self.run_backfill(address)
-        record = self.env['epilot.outlook.message'].search([('graph_id', '=', hostile['immutable_id'])])
-        body = record.mail_message_id.body
-        self.assertIn('your invoice', body)
-        for active in ('<script', 'document.cookie', 'javascript:', 'onerror', 'onclick', '<iframe', '<form'):
-            self.assertNotIn(active, body.lower())
-        self.assertInSync(address)

@@ -25,46 +25,11 @@ documents (the import links only the files it created on the same conversation).
 ``mail.thread`` does nothing beyond the ORM's.
 
 A field given in some rows and not in others is written empty (not its default) in the others.
-
-HTML that :func:`sanitize_for` prepared (a :class:`Sanitized` value) is written as it is: the backfill sanitizes
-the next page's bodies in the thread that reads it, while this one writes the current page.
 """
-from markupsafe import Markup
-
 from odoo.fields import Command
 from odoo.tools import SQL
-from odoo.tools.mail import html_sanitize
 
 LOG_ACCESS = ('create_uid', 'create_date', 'write_uid', 'write_date')
-
-
-class Sanitized(Markup):
-    """ HTML that :func:`sanitize_for` passed through a field's own sanitizer: :func:`insert_records` writes it
-    as it is, without sanitizing it again. """
-    __slots__ = ()
-
-
-def sanitize_for(field, html):
-    """ ``html`` as the Html ``field`` would write it (its ``convert_to_column``), computed from the field's
-    options alone: no record, no environment, so it may run in another thread.
-
-    :raise ValueError: For a field whose sanitizing depends on the user (``sanitize_overridable``).
-    :rtype: Sanitized
-    """
-    if field.sanitize_overridable:
-        raise ValueError("sanitize_for(%s): its sanitizing depends on the user" % field)
-    if not html:
-        return Sanitized('')
-    if not field.sanitize:
-        return Sanitized(html)
-    # The options of fields.Html._convert, in the same order.
-    return Sanitized(html_sanitize(
-        html, silent=True, sanitize_tags=field.sanitize_tags, sanitize_attributes=field.sanitize_attributes,
-        sanitize_style=field.sanitize_style, sanitize_form=field.sanitize_form,
-        sanitize_conditional_comments=field.sanitize_conditional_comments,
-        output_method=field.sanitize_output_method, strip_style=field.strip_style,
-        strip_classes=field.strip_classes,
-    ) or '')
 
 
 def insert_records(model, values_list):
@@ -95,9 +60,7 @@ def insert_records(model, values_list):
     for values in values_list:
         full = {**defaults, **values}
         rows.append(SQL('(%s)', SQL(', ').join([
-            *(model._fields[name].convert_to_column_insert(
-                full.get(name, False), model, full, validate=not isinstance(full.get(name), Sanitized))
-              for name in columns),
+            *(model._fields[name].convert_to_column_insert(full.get(name, False), model, full) for name in columns),
             uid, now, uid, now,
         ])))
     env.cr.execute(SQL(
