@@ -267,6 +267,28 @@ class EpilotSharedConversation(models.Model):
             "%(user)s is not a member of the shared inbox %(inbox)s, so cannot send from it. Ask an email settings "
             "editor to add you to its members.", user=user.name, inbox=self.inbox_id.sudo().name))
 
+    def _partner_find_from_emails_single(self, emails, avoid_alias=True, ban_emails=None, filter_found=None,
+                                         additional_values=None, no_create=False):
+        """ Override of `mail`: the chatter's composer asks for contacts of the addresses an agent writes to
+        without creating any when the agent may not create contacts, and the e-mail then goes to nobody, without
+        a word. On a conversation the user may send from, the missing contacts are made (as the superuser), as
+        the import makes them for an inbox that allows it: writing to an address is the agent's decision. """
+        if no_create and emails and len(self) == 1 and self.inbox_id.email and self._outlook_may_send():
+            return super(EpilotSharedConversation, self.sudo())._partner_find_from_emails_single(
+                emails, avoid_alias=avoid_alias, ban_emails=ban_emails, filter_found=filter_found,
+                additional_values=additional_values, no_create=False,
+            ).sudo(False)
+        return super()._partner_find_from_emails_single(
+            emails, avoid_alias=avoid_alias, ban_emails=ban_emails, filter_found=filter_found,
+            additional_values=additional_values, no_create=no_create)
+
+    def _outlook_may_send(self):
+        try:
+            self._outlook_check_can_send()
+        except AccessError:
+            return False
+        return True
+
     def _notify_get_recipients(self, message, msg_vals=False, **kwargs):
         """ Override of `mail`: an e-mail from the shared mailbox goes to the correspondents only; agents
         following the conversation read it in Odoo (an e-mail to them would leave from the shared mailbox). """

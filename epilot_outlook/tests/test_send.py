@@ -96,6 +96,23 @@ class TestSend(OutlookSendCase):
         self.assertEqual(record['attachments'], ['meter.jpg'])
         self.assertEqual(record['conversationId'], delivered['conversationId'])
 
+    def test_chatter_reply_to_a_correspondent_without_contact_is_sent(self):
+        # An inbox that makes no contacts: the customer is only an address on the conversation. The chatter's
+        # composer posts that address, and agents may not create contacts: the reply must still go to it.
+        self.inbox.sudo().create_partners = False
+        conversation, delivered = self.customer_writes(sender='unknown.customer@fabrikam.com')
+        self.assertFalse(conversation.partner_id)
+        self.authenticate(self.agent.login, self.agent.login)
+        self.make_jsonrpc_request('/mail/message/post', {
+            'thread_model': conversation._name, 'thread_id': conversation.id,
+            'post_data': {'body': '<p>Gern geschehen.</p>', 'message_type': 'comment',
+                          'subtype_xmlid': 'mail.mt_comment', 'partner_emails': ['unknown.customer@fabrikam.com']},
+        })
+        self.run_mail_queue()
+        [record] = self.sent()
+        self.assertEqual([a['address'] for a in record['to']], ['unknown.customer@fabrikam.com'])
+        self.assertEqual(record['conversationId'], delivered['conversationId'])
+
     def test_new_mail_starts_a_conversation_that_replies_join(self):
         customer = self.env['res.partner'].create({'name': 'Neukunde', 'email': 'new@fabrikam.com'})
         conversation = self.env['epilot.shared.conversation'].create({
