@@ -25,7 +25,8 @@ _KIND_BY_EVENT = {
     notifications.REAUTHORIZATION_REQUIRED: 'reauthorizationRequired',
     notifications.SUBSCRIPTION_REMOVED: 'subscriptionRemoved',
 }
-# A trigger of the delta cron this recent (not yet consumed) already covers a new notification: no new one.
+# A trigger of the delta cron due this close to now (not yet consumed) already covers a new notification: no new
+# one. A trigger due later (a retry after throttling) covers nothing: the notification would wait for it.
 _TRIGGER_COVERS = timedelta(seconds=2)
 # Plaintexts of the clientStates and tenant ids decrypted by this process, by ciphertext: a Fernet decryption
 # per notification would cost more than the rest of the request. Bounded; a new ciphertext (a subscription
@@ -89,11 +90,12 @@ class OutlookWebhookController(http.Controller):
         now = fields.Datetime.now()
         rows = env.execute_query(SQL(
             """SELECT s.id, s.graph_id, s.outlook_client_state_ciphertext, c.outlook_tenant_id_ciphertext,
-                      EXISTS (SELECT 1 FROM ir_cron_trigger t WHERE t.cron_id = %(cron)s AND t.call_at >= %(since)s)
+                      EXISTS (SELECT 1 FROM ir_cron_trigger t WHERE t.cron_id = %(cron)s
+                                                                  AND t.call_at BETWEEN %(since)s AND %(until)s)
                  FROM epilot_outlook_subscription s
                  JOIN epilot_outlook_connection c ON c.id = s.connection_id
                 WHERE s.graph_id IN %(ids)s""",
-            cron=cron_id, since=now - _TRIGGER_COVERS, ids=tuple(graph_ids),
+            cron=cron_id, since=now - _TRIGGER_COVERS, until=now + _TRIGGER_COVERS, ids=tuple(graph_ids),
         ))
         try:
             vault = env['epilot.outlook.subscription']._outlook_vault() if rows else None

@@ -465,6 +465,24 @@ class TestWebhook(OutlookPushCase):
         self.assertGreaterEqual(sub.notification_count, 500)
         self.assertInSync(address)
 
+    def test_a_later_trigger_does_not_hold_a_notification_back(self):
+        # A retry of the delta cron scheduled for later (throttling on another address) must not make a
+        # notification wait for it: the webhook triggers the cron for now.
+        address = self.live_address()
+        self.run_push_round()
+        cron = self.env.ref('epilot_outlook.ir_cron_outlook_delta')
+        Trigger = self.env['ir.cron.trigger'].sudo()
+        Trigger.search([('cron_id', '=', cron.id)]).unlink()
+        later = fields.Datetime.now() + timedelta(minutes=5)
+        cron._trigger(at=later)
+        self.post_webhook({'value': [self.notification(self.subscription(address))]})
+        due = Trigger.search([('cron_id', '=', cron.id)]).mapped('call_at')
+        self.assertIn(later, due)
+        self.assertTrue(any(call_at < later - timedelta(minutes=4) for call_at in due),
+                        "a trigger for now, beside the later one")
+        self.run_push_round()
+        self.assertInSync(address)
+
     def test_bad_input_gets_4xx_or_202_and_changes_nothing(self):
         address = self.live_address()
         self.run_push_round()
