@@ -36,6 +36,10 @@ def iso(ts: dt.datetime) -> str:
 # Directory: tenants, app registrations, users (a shared mailbox is a user object, as in Exchange Online)
 # ------------------------------------------------------------------------------------------------------
 
+# Room-private entries of ``SandboxState.extra`` that the state file keeps (see ``to_json``).
+PERSISTED_EXTRA = ("mail_token_secret", "mail_delta_issued")
+
+
 @dataclass
 class Tenant:
     id: str
@@ -384,6 +388,9 @@ class SandboxState:
                 "folders": list(self.folders.values()), "messages": list(self.messages.values()),
                 "subscriptions": list(self.subscriptions.values()),
                 "settings": self.settings,
+                # The key that signs skip and delta tokens, and how many delta tokens were issued: the links a
+                # client stored stay links of this service after a restart (Microsoft does not forget them).
+                "tokens": {key: self.extra[key] for key in PERSISTED_EXTRA if key in self.extra},
             }
             return json.dumps(data, default=encode)
 
@@ -417,3 +424,10 @@ class SandboxState:
             self.messages = {m.immutable_id: m for m in data["messages"]}
             self.subscriptions = {s.id: s for s in data["subscriptions"]}
             self.settings.update(data["settings"])
+            self.extra.update(data.get("tokens", {}))
+            # The change logs that delta tokens point into are not saved: a delta link issued before the restart
+            # answers as Exchange does when it lost a sync state (400 syncStateNotFound: start a full sync),
+            # not as a forged link would. Skip tokens of lists need no log: they keep working.
+            if self.extra.get("mail_delta_issued"):
+                self.extra.setdefault("mail_delta_expired", {})["*"] = (
+                    self.extra["mail_delta_issued"], "syncStateNotFound")

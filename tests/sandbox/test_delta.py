@@ -6,7 +6,7 @@ import requests
 
 from m365_sandbox.graph_mail import deliver_inbound, generate_mail
 
-from mail_helpers import delta_round, seed, url
+from mail_helpers import DELEGATED, delta_round, seed, url
 
 
 def _delta(sandbox, s, query="", folder="inbox"):
@@ -202,3 +202,31 @@ def test_moved_out_and_back_within_one_round(sandbox, http):
                   json={"destinationId": folder})
     items, _link, _ = delta_round(http, link, _pref(s))
     assert [(m["id"], "@removed" in m) for m in items] == [(first_id, True), (msg.id, False)]
+
+
+def test_links_survive_a_restart_of_the_sandbox(sandbox, http):
+    """The demo saves the sandbox's state and starts it again: a backfill's nextLink keeps working, and a delta
+    link stored before the restart answers syncStateNotFound (start again), as Exchange does when it lost a
+    sync state, never "invalid token" (a client rightly gives up on that one)."""
+    s = seed(sandbox.state)
+    sandbox.state.settings["delta_replays"] = False
+    generate_mail(sandbox.state, s.shared.upn, 15, seed=4)
+    _items, delta_link, _pages = delta_round(http, _delta(sandbox, s), _pref(s))
+    listing = http.get(url(sandbox, f"/users/{s.shared.upn}/mailFolders/inbox/messages?$top=5"), headers=s.auth)
+    next_link = listing.json()["@odata.nextLink"]
+
+    saved = sandbox.state.to_json()
+    sandbox.state.reset()
+    sandbox.state.load_json(saved)
+    # Access tokens are not saved (the client refreshes on 401); the service account gets a new one.
+    access, _refresh = sandbox.state.issue_tokens(s.app.client_id, s.service.id, set(DELEGATED))
+    s.auth = {"Authorization": f"Bearer {access.token}"}
+
+    page = http.get(next_link, headers=s.auth)
+    assert page.status_code == 200, page.text
+    stale = http.get(delta_link, headers=_pref(s))
+    assert stale.status_code == 400
+    assert stale.json()["error"]["code"] == "syncStateNotFound"
+    items, fresh_link, _pages = delta_round(http, _delta(sandbox, s), _pref(s))
+    assert len(items) == 15
+    assert http.get(fresh_link, headers=_pref(s)).status_code == 200, "links issued after the restart work"
