@@ -274,10 +274,13 @@ class EpilotSharedConversation(models.Model):
         a word. On a conversation the user may send from, the missing contacts are made (as the superuser), as
         the import makes them for an inbox that allows it: writing to an address is the agent's decision. """
         if no_create and emails and len(self) == 1 and self.inbox_id.email and self._outlook_may_send():
+            # The composer proposes the shared mailbox itself too (it is the thread's address): never a recipient.
+            mailbox = email_normalize(self.inbox_id.email)
+            emails = [email for email in emails if email_normalize(email or '') != mailbox]
             return super(EpilotSharedConversation, self.sudo())._partner_find_from_emails_single(
                 emails, avoid_alias=avoid_alias, ban_emails=ban_emails, filter_found=filter_found,
                 additional_values=additional_values, no_create=False,
-            ).sudo(False)
+            ).sudo(False) if emails else self.env['res.partner']
         return super()._partner_find_from_emails_single(
             emails, avoid_alias=avoid_alias, ban_emails=ban_emails, filter_found=filter_found,
             additional_values=additional_values, no_create=no_create)

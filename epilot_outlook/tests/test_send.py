@@ -106,12 +106,16 @@ class TestSend(OutlookSendCase):
         self.make_jsonrpc_request('/mail/message/post', {
             'thread_model': conversation._name, 'thread_id': conversation.id,
             'post_data': {'body': '<p>Gern geschehen.</p>', 'message_type': 'comment',
-                          'subtype_xmlid': 'mail.mt_comment', 'partner_emails': ['unknown.customer@fabrikam.com']},
+                          'subtype_xmlid': 'mail.mt_comment',
+                          # as the chatter posts it: the inbox's own address is among the proposed ones
+                          'partner_emails': ['unknown.customer@fabrikam.com', SUPPORT]},
         })
         self.run_mail_queue()
         [record] = self.sent()
-        self.assertEqual([a['address'] for a in record['to']], ['unknown.customer@fabrikam.com'])
+        self.assertEqual([a['address'] for a in record['to'] + record['cc']], ['unknown.customer@fabrikam.com'],
+                         "the correspondent, and not the shared mailbox itself")
         self.assertEqual(record['conversationId'], delivered['conversationId'])
+        self.assertFalse(self.env['res.partner'].search([('email_normalized', '=', SUPPORT)]))
 
     def test_new_mail_starts_a_conversation_that_replies_join(self):
         customer = self.env['res.partner'].create({'name': 'Neukunde', 'email': 'new@fabrikam.com'})
