@@ -128,6 +128,48 @@ class SqlTimes:
         return sorted(self.by_shape.items(), key=lambda item: -item[1][1])[:n]
 
 
+class CpuTimes:
+    """CPU seconds (user + system) used while active by this process, its helper processes that ended (the
+    sanitizer's, stopped at the end of each cron run), the sandbox and PostgreSQL: on a machine of 2 cores they
+    share, so the end-to-end time depends on all of them."""
+
+    def __init__(self, sandbox_pid):
+        self.sandbox_pid = sandbox_pid
+
+    @staticmethod
+    def _seconds(process):
+        try:
+            times = process.cpu_times()
+            return times.user + times.system
+        except psutil.Error:
+            return 0.0
+
+    def _sample(self):
+        postgres, self.by_kind = 0.0, {}
+        for process in psutil.process_iter(['name', 'cmdline']):
+            if process.info['name'] and process.info['name'].startswith('postgres'):
+                seconds = self._seconds(process)
+                postgres += seconds
+                title = ' '.join(process.info['cmdline'] or [])
+                kind = 'backend' if ' epilot_' in title else title.split(':')[-1].strip().split(' ')[0] or 'main'
+                self.by_kind[kind] = self.by_kind.get(kind, 0.0) + seconds
+        times = psutil.Process().cpu_times()
+        return {'odoo': times.user + times.system, 'helpers': times.children_user + times.children_system,
+                'sandbox': self._seconds(psutil.Process(self.sandbox_pid)), 'postgres': postgres}
+
+    def __enter__(self):
+        self.before = self._sample()
+        self.kinds_before = self.by_kind
+        return self
+
+    def __exit__(self, *exc):
+        after = self._sample()
+        self.used = {name: after[name] - self.before[name] for name in after}
+        self.used['postgres_by_kind'] = {kind: seconds - self.kinds_before.get(kind, 0.0)
+                                         for kind, seconds in self.by_kind.items()
+                                         if seconds - self.kinds_before.get(kind, 0.0) >= 0.05}
+
+
 class RssPeak:
     """Samples the process's RSS every 50 ms in a thread; ``growth_mb`` is the peak over the baseline."""
 
@@ -315,6 +357,7 @@ class Bench:
         profiler = cProfile.Profile() if profile else None
         sql_times = SqlTimes(self.odoo.sql_db.Cursor) if profile else contextlib.nullcontext()
         waits = runs = 0
+        cpu = CpuTimes(self.sandbox.process.pid).__enter__()
         started = time.perf_counter()
         if profiler:
             sql_times.__enter__()
@@ -341,6 +384,7 @@ class Bench:
                 env['epilot.outlook.backfill']._cron_outlook_backfill()
                 runs += 1
         seconds = time.perf_counter() - started
+        cpu.__exit__(None, None, None)
         if profiler:
             profiler.disable()
             sql_times.__exit__(None, None, None)
@@ -359,7 +403,7 @@ class Bench:
                       'attachments': files, 'seconds': seconds, 'queries': queries, 'waits': waits,
                       'cron_runs': runs, 'requests': self.mail_counts(mailbox) - requests_before,
                       'round_trips': self.http.count - http_before, 'profile': profiler,
-                      'http_seconds': self.http.seconds - http_seconds}
+                      'http_seconds': self.http.seconds - http_seconds, 'cpu': cpu.used}
         assert result['state'] == 'done' and result['records'] == result['total'], result
         return result
 
@@ -532,6 +576,10 @@ class Bench:
         print(f"SQL queries: {main['queries']:,} = {main['queries'] / main['done']:.1f} per message;  "
               f"time waiting on Graph (HTTP + sandbox): {main['http_seconds']:.1f} s of {main['seconds']:.1f} s, "
               f"Odoo's side alone: {(main['done'] / (main['seconds'] - main['http_seconds'])):.0f} msg/s")
+        cpu = main['cpu']
+        print(f"CPU seconds during it ({os.cpu_count()} cores shared): Odoo {cpu['odoo']:.1f}, its sanitizer "
+              f"helper {cpu['helpers']:.1f}, sandbox {cpu['sandbox']:.1f}, PostgreSQL {cpu['postgres']:.1f} ("
+              + ', '.join(f'{kind} {seconds:.1f}' for kind, seconds in sorted(cpu['postgres_by_kind'].items())) + ')')
         print(line)
         print(f"{'backfill size':>14s} {'seconds':>8s} {'ms/msg':>8s} {'msg/s':>8s} {'req/1k':>8s} "
               f"{'queries/msg':>12s}")

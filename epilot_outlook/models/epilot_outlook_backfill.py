@@ -7,11 +7,17 @@ from odoo import api, fields, models
 from ..outlook_core import mapping
 from ..outlook_core.mailbox import MailboxReader
 from ..outlook_core.prefetch import PagePrefetcher
+from ..tools.sanitize import SanitizerPool
 
 _logger = logging.getLogger(__name__)
 
 # The next page of each running backfill, read while this process imports the current one.
 PREFETCHER = PagePrefetcher()
+# ... and its bodies sanitized meanwhile, in a helper process held while a backfill cron runs.
+SANITIZER = SanitizerPool()
+# A backfill refreshes the planner's statistics of the tables it fills when its count of imported messages
+# reaches this, and again each time it doubles (EpilotOutlookMessage._outlook_analyze).
+ANALYZE_FROM = 1024
 
 
 class EpilotOutlookBackfill(models.Model):
@@ -81,8 +87,9 @@ class EpilotOutlookBackfill(models.Model):
     @api.model
     def _cron_outlook_backfill(self):
         """ Import one page at a time of the due backfills, committing after each page. """
-        self.env['epilot.outlook.email.address']._outlook_run_due_steps(
-            self._outlook_due, lambda backfill: backfill._outlook_run_page())
+        with SANITIZER.held():
+            self.env['epilot.outlook.email.address']._outlook_run_due_steps(
+                self._outlook_due, lambda backfill: backfill._outlook_run_page())
 
     @api.model
     def _outlook_due(self):
@@ -119,11 +126,12 @@ class EpilotOutlookBackfill(models.Model):
         if not self.folder:   # every page was imported; the reconciliation was interrupted: only it is left
             self._outlook_finish(reader)
             return False
-        page = self._outlook_read_page(reader)
-        messages, skipped = mapping.map_messages(page.items, self.folder)
+        page, messages, skipped, bodies = self._outlook_read_page(reader)
         if skipped:
             _logger.warning("Microsoft Outlook: address %s: %d messages without id were skipped", address.id, skipped)
-        imported = self.env['epilot.outlook.message']._outlook_import(address, messages)
+        imported = self.env['epilot.outlook.message']._outlook_import(address, messages, bodies)
+        if (self.imported + imported).bit_length() > max(self.imported, ANALYZE_FROM - 1).bit_length():
+            self.env['epilot.outlook.message']._outlook_analyze()
         values = {'done': self.done + len(page.items), 'imported': self.imported + imported,
                   'next_link': page.next_link or False, 'retry_at': False, 'last_error': False}
         if not page.next_link:
@@ -138,22 +146,40 @@ class EpilotOutlookBackfill(models.Model):
         return True
 
     def _outlook_read_page(self, reader):
-        """ The page at the checkpoint: read ahead by the previous step of this process, else from Graph now.
-        The page after it is then read in the background while this one is imported. """
+        """ The page at the checkpoint, mapped, with its bodies being sanitized: read ahead by the previous step
+        of this process, else read from Graph now. The page after it is then read in the background while this
+        one is imported, and its bodies are sent to the sanitizer's helper process as soon as they arrive.
+
+        :return: ``(page, messages, skipped, bodies)``: the Graph page, its mapped messages, how many items
+            were left out, and the messages' sanitized bodies (:class:`tools.sanitize.SanitizedBodies`).
+        :rtype: tuple
+        """
+        Message = self.env['epilot.outlook.message']
         key = (self.env.cr.dbname, self.id, self.folder, self.next_link)
-        page = PREFETCHER.take(key) if self.next_link else None
-        if page is None:
+        read = PREFETCHER.take(key) if self.next_link else None
+        if read is None:
             page = reader.backfill_page(self.folder, self.window_start, self.next_link or None)
+            messages, skipped = mapping.map_messages(page.items, self.folder)
+            read = (page, messages, skipped, Message._outlook_bodies(messages))
+        page = read[0]
         if page.next_link:
             connection, mailbox = self.address_id.connection_id, self.address_id.email
-            # The background thread must not use this cursor: it gets the token now, and no retry, no wait
-            # (a failed read is read again by the next step, where errors are handled).
+            # The background thread must not use this cursor: it gets the token and the sanitizer now, and no
+            # retry, no wait (a failed read is read again by the next step, where errors are handled).
             token = connection._outlook_get_access_token()
-            client = connection._outlook_graph_client(token_provider=lambda: token, max_retries=0, max_wait=0)
+            client = connection._outlook_graph_client(
+                token_provider=lambda: token, max_retries=0, max_wait=0, session=PREFETCHER.sessions)
             folder, since, link = self.folder, self.window_start, page.next_link
-            PREFETCHER.start((self.env.cr.dbname, self.id, folder, link),
-                             lambda: MailboxReader(client, mailbox).backfill_page(folder, since, link))
-        return page
+            sanitize = Message._outlook_body_sanitizer()
+
+            def read_ahead():
+                ahead = MailboxReader(client, mailbox).backfill_page(folder, since, link)
+                messages, skipped = mapping.map_messages(ahead.items, folder)
+                bodies = SANITIZER.submit(sanitize, [message.body_html for message in messages])
+                return ahead, messages, skipped, bodies
+
+            PREFETCHER.start((self.env.cr.dbname, self.id, folder, link), read_ahead)
+        return read
 
     def _outlook_finish(self, reader):
         """ Last step: reconcile each folder (import what the pages missed), then the address goes live. """

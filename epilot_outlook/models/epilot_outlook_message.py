@@ -1,14 +1,19 @@
+import html
 import logging
 import re
 import uuid
+from urllib.parse import unquote
 
+import psycopg2.errors
 from markupsafe import Markup
 
 from odoo import api, fields, models
 from odoo.fields import Command, Domain
+from odoo.tools import SQL
 
 from ..outlook_core import mapping
 from ..tools import bulk
+from ..tools.sanitize import SanitizedBodies, field_sanitizer
 
 _logger = logging.getLogger(__name__)
 
@@ -82,7 +87,7 @@ class EpilotOutlookMessage(models.Model):
         return {record.graph_id: record for record in records}
 
     @api.model
-    def _outlook_import(self, address, messages):
+    def _outlook_import(self, address, messages, bodies=None):
         """ Import a page of mapped Graph messages of one address into its shared inbox, exactly once.
 
         Known messages get their Outlook facts updated (read flag, change key, subject; back in a synced
@@ -94,6 +99,9 @@ class EpilotOutlookMessage(models.Model):
 
         :param address: The ``epilot.outlook.email.address`` the page was read from (its inbox receives it).
         :param list messages: :class:`outlook_core.mapping.Message` items.
+        :param bodies: Their bodies, sanitized by ``mail.message.body``'s own sanitizer, in the order of
+            ``messages`` (:class:`tools.sanitize.SanitizedBodies`, from :meth:`_outlook_bodies`); by default the
+            bodies of the new messages are sanitized here.
 
         :return: How many messages were new (sync records created).
         :rtype: int
@@ -127,10 +135,14 @@ class EpilotOutlookMessage(models.Model):
         partners = self._outlook_partners(inbox, [
             address for message in new for address in (message.from_, message.correspondent(mailbox)) if address
         ])
-        conversations = env['epilot.shared.conversation']._outlook_for_messages(inbox, mailbox, new, partners)
+        conversations, created = env['epilot.shared.conversation']._outlook_for_messages(
+            inbox, mailbox, new, partners)
         attachments = self._outlook_create_attachments(new, conversations)
 
         subtype_id = self.env['ir.model.data']._xmlid_to_res_id('mail.mt_comment')
+        if bodies is None:
+            bodies, messages = self._outlook_bodies(new), new
+        sanitized = dict(zip((message.graph_id for message in messages), bodies.result()))
         message_values = []
         for message in new:
             conversation = conversations[message.graph_id]
@@ -142,7 +154,7 @@ class EpilotOutlookMessage(models.Model):
                 'message_type': 'email',
                 'subtype_id': subtype_id,
                 'subject': message.subject or False,
-                'body': _inline_images(message.body_html, files),
+                'body': _inline_images(sanitized[message.graph_id], files),
                 'author_id': author.id if author else False,
                 'email_from': (message.from_ or message.sender).formatted() if (message.from_ or message.sender)
                 else False,
@@ -153,7 +165,9 @@ class EpilotOutlookMessage(models.Model):
                 'date': message.date or fields.Datetime.now(),
                 'attachment_ids': [Command.set([attachment.id for _file, attachment in files])],
             })
-        mail_messages = self._outlook_create_mail_messages(env['mail.message'], message_values)
+        mail_messages = self._outlook_create_mail_messages(env['mail.message'], message_values, [
+            _inline_images(message.body_html, attachments.get(message.graph_id, []))
+            if 'data:image' in message.body_html else '' for message in new])
         shown_by_id = {}   # graph id -> the conversation and e-mail that show it
         for message, mail_message in zip(new, mail_messages, strict=True):
             shown_by_id[message.graph_id] = {
@@ -183,27 +197,47 @@ class EpilotOutlookMessage(models.Model):
             and message.sender.address != message.from_.address else None,
             'removed_in_outlook': False,
         } for message in new + copies])
-        self.env['epilot.shared.conversation'].browse(
-            {values['conversation_id'] for values in shown_by_id.values()})._outlook_refresh_stats()
+        # Conversations created for this page have their figures already, unless a copy joined one of them.
+        touched = {values['conversation_id'] for values in shown_by_id.values()}
+        complete = set(created.ids) - {shown_by_id[message.graph_id]['conversation_id'] for message in copies}
+        self.env['epilot.shared.conversation'].browse(touched - complete)._outlook_refresh_stats()
         return len(new) + len(copies)
 
     @api.model
-    def _outlook_create_mail_messages(self, Message, values_list):
+    def _outlook_body_sanitizer(self):
+        """ ``mail.message.body``'s own sanitizer, as a picklable callable (:func:`tools.sanitize.field_sanitizer`):
+        for a helper process, or for :meth:`_outlook_bodies`. """
+        return field_sanitizer(self.env['mail.message']._fields['body'])
+
+    @api.model
+    def _outlook_bodies(self, messages):
+        """ The bodies of ``messages`` as ``mail.message.body`` stores them, sanitized here when asked for.
+
+        :param list messages: :class:`outlook_core.mapping.Message` items.
+        :rtype: tools.sanitize.SanitizedBodies
+        """
+        return SanitizedBodies(self._outlook_body_sanitizer(), [message.body_html for message in messages])
+
+    @api.model
+    def _outlook_create_mail_messages(self, Message, values_list, raw_bodies):
         """ Create the e-mails of a page in one ``INSERT`` (:func:`tools.bulk.insert_records`), in order.
 
-        A body with a base64 image goes through ``create()``, which turns such images into attachments; a
-        missing Message-Id gets Odoo's own, as ``create()`` would give it.
+        The bodies in ``values_list`` are sanitized already (:meth:`_outlook_bodies`). A body with a base64
+        image goes through ``create()`` instead, from ``raw_bodies`` (given for those only): ``create()`` turns
+        such images into attachments, and sanitizes. A missing Message-Id gets Odoo's own, as ``create()`` would give it.
         """
         for values in values_list:
             if not values['message_id']:
                 values['message_id'] = Message._get_message_id(values)
-        through_create = [index for index, values in enumerate(values_list) if 'data:image' in (values['body'] or '')]
+        through_create = [index for index, body in enumerate(raw_bodies) if 'data:image' in body]
         records = [None] * len(values_list)
         if through_create:
-            for index, record in zip(through_create, Message.create([values_list[i] for i in through_create])):
+            created = Message.create([{**values_list[i], 'body': raw_bodies[i]} for i in through_create])
+            for index, record in zip(through_create, created):
                 records[index] = record.id
         rest = [index for index, record in enumerate(records) if record is None]
-        for index, record in zip(rest, bulk.insert_records(Message, [values_list[i] for i in rest])):
+        inserted = bulk.insert_records(Message, [values_list[i] for i in rest], sanitized=('body',))
+        for index, record in zip(rest, inserted):
             records[index] = record.id
         return Message.browse(records)
 
@@ -226,6 +260,31 @@ class EpilotOutlookMessage(models.Model):
         if missing := message_ids - set(shown):
             shown.update(self.env['epilot.outlook.outbox']._outlook_shown(inbox, missing))
         return shown
+
+    @api.model
+    def _outlook_analyze(self):
+        """ Refresh PostgreSQL's statistics of the sync records and the conversations (``ANALYZE``).
+
+        A backfill fills an inbox faster than autovacuum analyzes: with statistics from before, the planner
+        takes the new inbox for a few rows and looks its messages up by scanning all of the inbox's rows
+        (the index's ``inbox_id`` alone, the ids as a filter), so each page cost more than the one before
+        (auto_explain on bench/bench_backfill.py: 8,000 rows read to find 50, at 10,000 messages). The
+        backfill calls this as the inbox grows. ``ANALYZE`` reads a sample of bounded size; it is skipped
+        when another session holds the table (a concurrent ``ANALYZE`` or ``VACUUM``) for more than a second.
+        """
+        cr = self.env.cr
+        tables = [self._table, self.env['epilot.shared.conversation']._table]
+        cr.execute("SELECT current_setting('lock_timeout')")
+        [lock_timeout] = cr.fetchone()
+        try:
+            with cr.savepoint(flush=False):
+                cr.execute("SELECT set_config('lock_timeout', '1s', true)")
+                for table in tables:
+                    cr.execute(SQL("ANALYZE %s", SQL.identifier(table)))
+        except psycopg2.errors.LockNotAvailable:
+            _logger.info("Microsoft Outlook: statistics of %s not refreshed (tables busy)", ', '.join(tables))
+        finally:
+            cr.execute(SQL("SELECT set_config('lock_timeout', %s, true)", lock_timeout))
 
     @api.model
     def _outlook_insert(self, rows):
@@ -359,17 +418,24 @@ class EpilotOutlookMessage(models.Model):
 
 
 def _inline_images(body_html, files):
-    """ Point ``cid:`` image sources at the stored inline attachments (as Odoo's gateway does). """
+    """ Point ``cid:`` image sources at the stored inline attachments (as Odoo's gateway does).
+
+    Works on the raw body and on the sanitized one alike: the sanitizer writes a Content-ID with spaces or
+    ``&`` escaped (``cid:a%20b&amp;c``), so both sides are compared unescaped. What is put in is a URL of
+    this database with digits and a token, nothing a sanitizer would have to remove.
+    """
     if not body_html:
         return Markup('')
-    by_cid = {file.content_id: attachment for file, attachment in files if file.content_id}
+    by_cid = {_cid_key(file.content_id): attachment for file, attachment in files if file.content_id}
 
     def replace(match):
-        attachment = by_cid.get(match.group(2))
+        attachment = by_cid.get(_cid_key(match.group(2)))
         if attachment is None:
             return match.group(0)
         return '%s/web/image/%s?access_token=%s' % (match.group(1), attachment.id, attachment.access_token or '')
 
-    # The body is untrusted: mail.message's Html field sanitizes it on create (scripts, javascript: links,
-    # event handlers and forms are removed).
     return Markup(_CID_SRC_RE.sub(replace, body_html) if by_cid else body_html)
+
+
+def _cid_key(content_id):
+    return unquote(html.unescape(content_id)).strip().strip('<>')

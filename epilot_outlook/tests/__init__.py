@@ -17,6 +17,7 @@ from . import test_mail_content
 from . import test_connect_endpoints
 from . import test_connect_logs
 from . import test_bulk_insert
+from . import test_sanitize
 from . import test_inbox_agents
 from . import test_inbox_read_state
 from . import test_inbox_access

@@ -74,6 +74,14 @@ class SyncAssertions:
                 (conversation.email_count, conversation.first_message_date, conversation.last_message_date),
                 (len(records.mail_message_id), min(dates, default=False), max(dates, default=False)),
                 "the figures of conversation %r" % conversation.name)
+        # ... and every stored figure and status is what a refresh from the records gives (conversations a
+        # page creates get theirs at creation, without the refresh; tools: _outlook_stats_of_new).
+        conversations = address.shared_inbox_id.conversation_ids
+        figures = ['first_message_date', 'last_message_date', 'email_count', 'unread_count', 'is_unread',
+                   'last_inbound_date', 'last_outbound_date', 'state']
+        stored = conversations.read(figures)
+        conversations._outlook_refresh_stats()
+        self.assertEqual(conversations.read(figures), stored, "a conversation's figures differ from a refresh")
 
 
 class OutlookMailSyncCase(SyncAssertions, OutlookSandboxCase):

@@ -1,9 +1,11 @@
 from datetime import timedelta
+from unittest.mock import patch
 
 from odoo import fields
 from odoo.exceptions import UserError
 from odoo.tests import tagged
 
+from ..models import epilot_outlook_backfill as backfill_module
 from .mail_sync_common import BILLING, HR, SUPPORT, OutlookMailSyncCase
 
 
@@ -118,6 +120,19 @@ class TestBackfill(OutlookMailSyncCase):
         self.run_backfill(address)
         self.assertEqual(backfill.done, backfill.total)
         self.assertInSync(address)
+
+    def test_planner_statistics_follow_the_inbox_as_it_grows(self):
+        # The backfill refreshes them each time its count doubles from ANALYZE_FROM (here 16: at 16, 32, 64,
+        # 128 messages); with statistics from before, every lookup of a page read all of the inbox's rows.
+        address = self.add_address(SUPPORT)
+        with patch.object(backfill_module, 'ANALYZE_FROM', 16):
+            self.run_backfill(address)
+        self.assertInSync(address)
+        self.env.cr.execute("SELECT reltuples FROM pg_class WHERE relname = 'epilot_outlook_message'")
+        [estimate] = self.env.cr.fetchone()
+        rows = self.env['epilot.outlook.message'].search_count([])
+        self.assertGreaterEqual(estimate, 128, "analyzed at 128 messages or more")
+        self.assertLessEqual(estimate, rows)
 
     def test_cancel_stops_and_live_sync_goes_on(self):
         address = self.add_address(SUPPORT)

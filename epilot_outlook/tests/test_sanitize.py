@@ -1,0 +1,75 @@
+import os
+import signal
+
+import psutil
+
+from markupsafe import Markup
+
+from odoo.tests import TransactionCase, tagged
+
+from ..tools.sanitize import SanitizedBodies, SanitizerPool, field_sanitizer
+
+# What mail from outside brings: active content, odd markup, quotes Odoo tags, nothing at all.
+BODIES = [
+    '<p onclick="alert(1)">Hi <a href="javascript:alert(2)">there</a></p><script>alert(3)</script>',
+    '<html><head><style>p {color: red}</style></head><body><p style="color: blue; position: fixed">x</p></body></html>',
+    '<div id="divRplyFwdMsg">From: a</div><div>quoted</div><blockquote>older</blockquote>',
+    '<form action="https://evil.example"><input name="q"></form><iframe src="https://evil.example"></iframe>',
+    '<p>caf\u00e9 \u2013 \u65e5\u672c</p><img src="cid:image001.png@01DA" alt="logo">',
+    '<!--[if mso]><p>outlook only</p><![endif]--><p>--<br>Signature</p>',
+    '<p>unclosed <b>bold <i>italic',
+    '',
+    'plain text, no tags',
+]
+
+
+@tagged('post_install', '-at_install')
+class TestSanitizer(TransactionCase):
+    """ Bodies sanitized apart (here or in the helper process) are what ``mail.message.body`` stores. """
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.field = cls.env['mail.message']._fields['body']
+        cls.sanitize = field_sanitizer(cls.field)
+        cls.expected = [cls.field.convert_to_column_insert(Markup(body), cls.env['mail.message']) or ''
+                        for body in BODIES]
+
+    def test_same_as_the_field_stores(self):
+        self.assertEqual([self.sanitize(body) or '' for body in BODIES], self.expected)
+        for active in ('onclick', '<script', 'javascript:', '<form', '<iframe', 'position'):
+            self.assertNotIn(active, ''.join(self.expected), "the field's sanitizer removes it")
+        with self.assertRaises(ValueError):
+            field_sanitizer(self.env['mail.message']._fields['subject'])
+
+    def test_helper_process_sanitizes_the_same(self):
+        pool = SanitizerPool(processes=1)
+        with pool.held():
+            bodies = pool.submit(self.sanitize, BODIES * 5)
+            self.assertEqual([body or '' for body in bodies.result()], self.expected * 5)
+            helper = pool.helper_pid
+            self.assertTrue(helper and helper != os.getpid(), "it ran in a helper process")
+        self.assertIsNone(pool.helper_pid, "the last user leaving stops the helper")
+        self.assertFalse(psutil.pid_exists(helper) and psutil.Process(helper).status() != psutil.STATUS_ZOMBIE,
+                         "and it is gone")
+
+    def test_without_a_user_or_a_helper_it_sanitizes_here(self):
+        pool = SanitizerPool(processes=1)
+        self.assertEqual([body or '' for body in pool.submit(self.sanitize, BODIES).result()], self.expected)
+        self.assertIsNone(pool.helper_pid, "nobody holds the pool: no helper was started")
+        with SanitizerPool(processes=0).held() as no_helper:
+            self.assertEqual([body or '' for body in no_helper.submit(self.sanitize, BODIES).result()], self.expected)
+            self.assertIsNone(no_helper.helper_pid)
+        self.assertEqual([body or '' for body in SanitizedBodies(self.sanitize, BODIES).result()], self.expected)
+
+    def test_a_dead_helper_costs_time_not_mail(self):
+        pool = SanitizerPool(processes=1)
+        with pool.held():
+            pending = pool.submit(self.sanitize, BODIES)
+            helper = pool.helper_pid
+            os.kill(helper, signal.SIGKILL)
+            # Sent before the helper died: whether it answered first or not, the page comes back whole.
+            self.assertEqual([body or '' for body in pending.result()], self.expected)
+            again = pool.submit(self.sanitize, BODIES)
+            self.assertEqual([body or '' for body in again.result()], self.expected)
+            self.assertTrue(pool.helper_pid and pool.helper_pid != helper, "the next page started a new helper")
