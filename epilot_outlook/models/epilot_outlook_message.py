@@ -35,6 +35,9 @@ class EpilotOutlookMessage(models.Model):
     """
     _name = 'epilot.outlook.message'
     _description = "Outlook Message Sync Record"
+    # Technical rows written by the import, with dates of their own; the e-mail has Odoo's creation date. No
+    # create_uid/write_uid: two foreign keys fewer to check on each of the thousands of rows a page inserts.
+    _log_access = False
     _order = 'date desc, id desc'
     _rec_name = 'subject'
 
@@ -108,14 +111,16 @@ class EpilotOutlookMessage(models.Model):
         """
         inbox = address.shared_inbox_id
         by_id = {message.graph_id: message for message in messages}   # a replayed item counts once
-        known = self._outlook_known(inbox, by_id)
+        # One query for both: the sync records of these items, and those of their Message-Ids.
+        records = self._outlook_lookup(inbox, by_id.values())
+        known = {record.graph_id: record for record in records if record.graph_id in by_id}
         for graph_id, record in known.items():
             record._outlook_apply_facts(by_id[graph_id])
         new = [message for graph_id, message in by_id.items() if graph_id not in known]
         if not new:
             return 0
         # Items the inbox already shows, or shows twice in this page, by Message-Id: copies.
-        shown = self._outlook_shown(inbox, new)
+        shown = self._outlook_shown(inbox, new, records)
         fresh, copies, seen = [], [], set()
         for message in new:
             if message.internet_message_id in shown or message.internet_message_id in seen:
@@ -242,9 +247,32 @@ class EpilotOutlookMessage(models.Model):
         return Message.browse(records)
 
     @api.model
-    def _outlook_shown(self, inbox, messages):
-        """ The e-mails ``inbox`` shows already for the Message-Ids of ``messages`` (one query).
+    def _outlook_lookup(self, inbox, messages):
+        """ The sync records of ``inbox`` for ``messages``: by immutable id, and by Message-Id among those that
+        show an e-mail (one query, in id order).
 
+        :param messages: :class:`outlook_core.mapping.Message` items.
+        """
+        return self.search_fetch(self._outlook_lookup_domain(inbox, messages), [
+            'graph_id', 'internet_message_id', 'conversation_id', 'mail_message_id', 'is_read', 'change_key',
+            'last_modified_date', 'subject', 'removed_in_outlook',
+        ], order='id')
+
+    @api.model
+    def _outlook_lookup_domain(self, inbox, messages):
+        # The inbox in each branch: each one is then an index's condition (tests: TestImportPlans).
+        domain = Domain([('inbox_id', '=', inbox.id), ('graph_id', 'in', [message.graph_id for message in messages])])
+        message_ids = list({message.internet_message_id for message in messages if message.internet_message_id})
+        if message_ids:
+            domain |= Domain([('inbox_id', '=', inbox.id), ('internet_message_id', 'in', message_ids),
+                              ('mail_message_id', '!=', False), ('conversation_id', '!=', False)])
+        return domain
+
+    @api.model
+    def _outlook_shown(self, inbox, messages, records):
+        """ The e-mails ``inbox`` shows already for the Message-Ids of ``messages``.
+
+        :param records: The inbox's sync records for these Message-Ids (:meth:`_outlook_lookup`), in id order.
         :return: ``{internet_message_id: {'conversation_id': id, 'mail_message_id': id}}``.
         :rtype: dict
         """
@@ -252,10 +280,10 @@ class EpilotOutlookMessage(models.Model):
         if not message_ids:
             return {}
         shown = {}
-        for record in self.search([('inbox_id', '=', inbox.id), ('internet_message_id', 'in', list(message_ids)),
-                                   ('mail_message_id', '!=', False), ('conversation_id', '!=', False)], order='id'):
-            shown.setdefault(record.internet_message_id, {
-                'conversation_id': record.conversation_id.id, 'mail_message_id': record.mail_message_id.id})
+        for record in records:
+            if record.internet_message_id in message_ids and record.mail_message_id and record.conversation_id:
+                shown.setdefault(record.internet_message_id, {
+                    'conversation_id': record.conversation_id.id, 'mail_message_id': record.mail_message_id.id})
         # An e-mail Odoo sent whose sent copy is synced before Odoo recorded it as sent (a worker died between).
         if missing := message_ids - set(shown):
             shown.update(self.env['epilot.outlook.outbox']._outlook_shown(inbox, missing))

@@ -332,9 +332,9 @@ class EpilotSharedConversation(models.Model):
         by_graph_conversation = {message.conversation_id for message in messages if message.conversation_id}
         found = {
             conversation.graph_conversation_id: conversation
-            for conversation in self.search([
+            for conversation in self.search_fetch([
                 ('inbox_id', '=', inbox.id), ('graph_conversation_id', 'in', list(by_graph_conversation)),
-            ])
+            ], ['graph_conversation_id'])
         } if by_graph_conversation else {}
 
         # Without a conversationId: first the message it answers, then the subject and correspondent.
@@ -342,17 +342,17 @@ class EpilotSharedConversation(models.Model):
         replied = {}
         references = {ref for message in orphans for ref in (message.in_reply_to, *message.references) if ref}
         if references:
-            for record in self.env['epilot.outlook.message'].search([
+            for record in self.env['epilot.outlook.message'].search_fetch([
                 ('inbox_id', '=', inbox.id), ('internet_message_id', 'in', list(references)),
                 ('conversation_id', '!=', False),
-            ]):
+            ], ['internet_message_id', 'conversation_id']):
                 replied[record.internet_message_id] = record.conversation_id
         keys = {message.thread_key(mailbox) for message in orphans}
         by_key = {
             conversation.thread_key: conversation
-            for conversation in self.search(Domain([
+            for conversation in self.search_fetch(Domain([
                 ('inbox_id', '=', inbox.id), ('graph_conversation_id', '=', False), ('thread_key', 'in', list(keys)),
-            ]))
+            ]), ['thread_key'])
         } if keys else {}
 
         # Create what is missing, one conversation per Outlook conversation or key, named after its oldest message.

@@ -4,6 +4,7 @@ from odoo.fields import Command
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import SQL
 
+from ..outlook_core import mapping
 from ..tools import bulk
 
 
@@ -93,3 +94,15 @@ class TestImportPlans(TransactionCase):
         plan = '\n'.join(row[0] for row in self.env.cr.fetchall())
         self.assertRegex(plan, r'Index Cond: .*graph_id', "the 50 ids are looked up in the index:\n%s" % plan)
         self.assertEqual(set(Message._outlook_known(inbox, wanted)), set(wanted))
+        # The import's lookup (ids and Message-Ids in one query) reads through both indexes, not the inbox.
+        page = [mapping.Message(graph_id=graph_id(index), folder='inbox', internet_message_id='<%d@fabrikam.com>' % (
+            index + 1)) for index in range(0, 10000, 200)]
+        Message.invalidate_model()
+        with self.assertQueryCount(1):
+            records = Message._outlook_lookup(inbox, page)
+        self.assertEqual(records.mapped("graph_id"), wanted, "those rows show no e-mail: found by id only")
+        self.env.cr.execute(SQL("EXPLAIN %s", Message._search(Message._outlook_lookup_domain(inbox, page)).select()))
+        plan = '\n'.join(row[0] for row in self.env.cr.fetchall())
+        self.assertRegex(plan, r'BitmapOr[\s\S]*Index Cond: .*graph_id', plan)
+        self.assertNotIn('Seq Scan', plan)
+        self.assertNotRegex(plan, r'Index Cond: \(inbox_id = \d+\)\n', "no branch reads the whole inbox:\n" + plan)

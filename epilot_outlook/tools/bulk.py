@@ -60,6 +60,7 @@ def insert_records(model, values_list, sanitized=()):
     converters = [(name, model._fields[name].convert_to_column_insert, name not in sanitized) for name in columns]
 
     env.flush_all()   # what was written before must be in the database before rows that may depend on it
+    log_access = LOG_ACCESS if model._log_access else ()
     now, uid = env.cr.now(), env.uid
     # One flat list of parameters for a "(%s, ..., %s), ..." template: building an SQL object per value cost
     # more than converting the values (bench/bench_backfill.py --profile).
@@ -67,12 +68,13 @@ def insert_records(model, values_list, sanitized=()):
     for values in values_list:
         full = {**defaults, **values}
         params.extend(convert(full.get(name, False), model, full, validate) for name, convert, validate in converters)
-        params.extend((uid, now, uid, now))
-    row = '(%s)' % ', '.join(['%s'] * (len(columns) + len(LOG_ACCESS)))
+        if log_access:
+            params.extend((uid, now, uid, now))
+    row = '(%s)' % ', '.join(['%s'] * (len(columns) + len(log_access)))
     env.cr.execute(SQL(
         'INSERT INTO %s (%s) VALUES %s RETURNING id',
         SQL.identifier(model._table),
-        SQL(', ').join(SQL.identifier(name) for name in (*columns, *LOG_ACCESS)),
+        SQL(', ').join(SQL.identifier(name) for name in (*columns, *log_access)),
         SQL(', '.join([row] * len(values_list)), *params),
     ))
     ids = [row[0] for row in env.cr.fetchall()]
