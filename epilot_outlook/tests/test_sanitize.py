@@ -1,5 +1,6 @@
 import os
 import signal
+from unittest.mock import patch
 
 import psutil
 
@@ -44,11 +45,14 @@ class TestSanitizer(TransactionCase):
 
     def test_helper_process_sanitizes_the_same(self):
         pool = SanitizerPool(processes=1)
-        with pool.held():
+        with pool.held(), patch.dict(os.environ, {'EPILOT_OUTLOOK_KEYS_PROBE': 'secret'}):
             bodies = pool.submit(self.sanitize, BODIES * 5)
             self.assertEqual([body or '' for body in bodies.result()], self.expected * 5)
             helper = pool.helper_pid
             self.assertTrue(helper and helper != os.getpid(), "it ran in a helper process")
+            self.assertIn('PATH', psutil.Process(helper).environ())
+            self.assertNotIn('EPILOT_OUTLOOK_KEYS_PROBE', psutil.Process(helper).environ(),
+                             "the helper gets none of the worker's Outlook keys")
         self.assertIsNone(pool.helper_pid, "the last user leaving stops the helper")
         self.assertFalse(psutil.pid_exists(helper) and psutil.Process(helper).status() != psutil.STATUS_ZOMBIE,
                          "and it is gone")

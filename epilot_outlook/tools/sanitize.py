@@ -180,7 +180,9 @@ class _Helper:
         try:
             process = subprocess.Popen(
                 [sys.executable, '-c', _HELPER_SOURCE, source_dir],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
+                # It needs no secret: not the token keys (EPILOT_OUTLOOK_KEYS...) of the worker's environment.
+                env={name: value for name, value in os.environ.items() if not name.startswith('EPILOT_OUTLOOK_')})
         except OSError as error:
             _logger.warning("Could not start the sanitizer helper process (%s); sanitizing in the worker", error)
             return None
