@@ -1,5 +1,6 @@
 import os
 import signal
+import sys
 from unittest.mock import patch
 
 import psutil
@@ -69,6 +70,7 @@ class TestSanitizer(TransactionCase):
     def test_a_dead_helper_costs_time_not_mail(self):
         pool = SanitizerPool(processes=1)
         with pool.held():
+            pool.submit(self.sanitize, BODIES[:1]).result()   # it ran: a helper that dies later is replaced
             pending = pool.submit(self.sanitize, BODIES)
             helper = pool.helper_pid
             os.kill(helper, signal.SIGKILL)
@@ -77,3 +79,16 @@ class TestSanitizer(TransactionCase):
             again = pool.submit(self.sanitize, BODIES)
             self.assertEqual([body or '' for body in again.result()], self.expected)
             self.assertTrue(pool.helper_pid and pool.helper_pid != helper, "the next page started a new helper")
+
+    def test_a_helper_that_cannot_run_is_not_started_again_and_again(self):
+        pool = SanitizerPool(processes=1)
+        with pool.held(), patch.object(sys, 'executable', '/bin/false'):
+            first = pool.submit(self.sanitize, BODIES)
+            helper = pool._helper
+            self.assertEqual([body or '' for body in first.result()], self.expected, "sanitized in the worker")
+            for _page in range(3):
+                self.assertEqual([body or '' for body in pool.submit(self.sanitize, BODIES).result()], self.expected)
+            self.assertIs(pool._helper, helper, "no new helper for each page")
+        with pool.held():   # the next cron run tries again
+            self.assertEqual([body or '' for body in pool.submit(self.sanitize, BODIES).result()], self.expected)
+            self.assertTrue(pool.helper_pid)

@@ -116,6 +116,7 @@ class SanitizerPool:
         self.processes = (1 if (os.cpu_count() or 1) > 1 else 0) if processes is None else min(processes, 1)
         self._helper = None
         self._users = 0
+        self._given_up = False
         self._lock = threading.Lock()
 
     @contextmanager
@@ -130,8 +131,8 @@ class SanitizerPool:
             with self._lock:
                 self._users -= 1
                 helper = self._helper if not self._users else None
-                if helper is not None:
-                    self._helper = None
+                if not self._users:
+                    self._helper, self._given_up = None, False
             if helper is not None:
                 helper.stop()
 
@@ -145,11 +146,16 @@ class SanitizerPool:
         helper = None
         if bodies and self.processes:
             with self._lock:
-                if self._users:
-                    if self._helper is None or not self._helper.alive():
+                if self._users and not self._given_up:
+                    if self._helper is not None and not self._helper.alive() and not self._helper.answered:
+                        # It died before answering anything: it cannot run here (another interpreter than
+                        # Python's, a sandboxed process). Sanitize in the worker until the pool is let go.
+                        _logger.warning("The sanitizer helper process cannot run; sanitizing in the worker")
+                        self._given_up = True
+                    elif self._helper is None or not self._helper.alive():
                         # First page, or the helper died (killed, out of memory): a new one.
                         self._helper = _Helper.start()
-                    helper = self._helper
+                    helper = self._helper if not self._given_up else None
         future = helper.submit(sanitize, bodies) if helper is not None else None
         return SanitizedBodies(sanitize, bodies, future)
 
@@ -165,6 +171,7 @@ class _Helper:
 
     def __init__(self, process):
         self.process = process
+        self.answered = 0
         self._pending = {}
         self._ids = itertools.count()
         self._write_lock = threading.Lock()
@@ -209,6 +216,7 @@ class _Helper:
         try:
             while True:
                 request_id, sanitized = pickle.load(answers)
+                self.answered += 1
                 future = self._pending.pop(request_id, None)
                 if future is not None:
                     future.set_result(sanitized)
