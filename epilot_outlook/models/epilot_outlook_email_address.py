@@ -139,6 +139,10 @@ class EpilotOutlookEmailAddress(models.Model):
     push_reason = fields.Text(
         string="Why Polling", help="Why Odoo polls this mailbox instead of receiving change notifications.",
         compute='_compute_push_reason')
+    sync_problem = fields.Text(
+        string="Sync Problem",
+        help="A folder whose live sync failed at its last attempt: Odoo retries by itself.",
+        compute='_compute_sync_problem')
     paused_from_state = fields.Char(
         string="Sync Status Before Pause",
         help="Technical: where sync stood when the connection stopped, to resume there after a reconnect.",
@@ -173,6 +177,17 @@ class EpilotOutlookEmailAddress(models.Model):
             address.outlook_count = sum(syncs.mapped('outlook_count'))
             address.odoo_count = sum(syncs.mapped('odoo_count'))
             address.gap_count = sum(syncs.mapped('gap_count'))
+
+    @api.depends('sync_state', 'folder_sync_ids.last_error', 'folder_sync_ids.folder')
+    def _compute_sync_problem(self):
+        # A live address whose delta fails (throttling, Graph down, an expired sync state) is not in error: it
+        # retries. But it is not quite "Live" either, and the list and form say so.
+        for address in self:
+            failing = address.folder_sync_ids.filtered('last_error') if address.sync_state in (
+                'backfilling', 'live') else []
+            address.sync_problem = '\n'.join(
+                '%s: %s' % (dict(sync._fields['folder']._description_selection(self.env))[sync.folder],
+                            sync.last_error) for sync in failing) or False
 
     @api.depends('sync_mode', 'subscription_ids.state', 'subscription_ids.last_error')
     def _compute_push_reason(self):

@@ -271,6 +271,18 @@ class TestDelta(OutlookMailSyncCase):
             self.assertInSync(self.address)
         self.assertEqual(set(self.address.folder_sync_ids.mapped('resync_count')), {2})
 
+    def test_a_failing_delta_shows_on_the_live_address(self):
+        self.assertFalse(self.address.sync_problem)
+        self.sandbox.control('POST', '/faults', {'graph': {'503': 30, 'retry_after': 5}})
+        self.run_delta(self.address)
+        self.assertEqual(self.address.sync_state, 'live', "it retries by itself: not in error")
+        self.assertIn("Inbox: ", self.address.sync_problem)
+        self.assertIn(self.address.folder_sync_ids[0].last_error, self.address.sync_problem)
+        self.sandbox.control('POST', '/faults', {'graph': None})
+        self.address.folder_sync_ids.write({'retry_at': False})
+        self.run_delta(self.address)
+        self.assertFalse(self.address.sync_problem, "the next round that works clears it")
+
     def test_polling_interval_decides_which_folders_are_due(self):
         syncs = self.address.folder_sync_ids
         FolderSync = self.env['epilot.outlook.folder.sync']
