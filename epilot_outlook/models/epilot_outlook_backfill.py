@@ -151,7 +151,8 @@ class EpilotOutlookBackfill(models.Model):
         one is imported, and its bodies are sent to the sanitizer's helper process as soon as they arrive.
 
         :return: ``(page, messages, skipped, bodies)``: the Graph page, its mapped messages, how many items
-            were left out, and the messages' sanitized bodies (:class:`tools.sanitize.SanitizedBodies`).
+            were left out, and the messages' sanitized bodies (:class:`tools.sanitize.SanitizedBodies`; ``None``
+            for a page read now: the import then sanitizes the bodies of its new messages only).
         :rtype: tuple
         """
         Message = self.env['epilot.outlook.message']
@@ -159,8 +160,7 @@ class EpilotOutlookBackfill(models.Model):
         read = PREFETCHER.take(key) if self.next_link else None
         if read is None:
             page = reader.backfill_page(self.folder, self.window_start, self.next_link or None)
-            messages, skipped = mapping.map_messages(page.items, self.folder)
-            read = (page, messages, skipped, Message._outlook_bodies(messages))
+            read = (page, *mapping.map_messages(page.items, self.folder), None)
         page = read[0]
         if page.next_link:
             connection, mailbox = self.address_id.connection_id, self.address_id.email

@@ -182,12 +182,12 @@ class EpilotOutlookEmailAddress(models.Model):
     def _compute_sync_problem(self):
         # A live address whose delta fails (throttling, Graph down, an expired sync state) is not in error: it
         # retries. But it is not quite "Live" either, and the list and form say so.
+        folders = dict(self.env['epilot.outlook.folder.sync']._fields['folder']._description_selection(self.env))
         for address in self:
             failing = address.folder_sync_ids.filtered('last_error') if address.sync_state in (
                 'backfilling', 'live') else []
             address.sync_problem = '\n'.join(
-                '%s: %s' % (dict(sync._fields['folder']._description_selection(self.env))[sync.folder],
-                            sync.last_error) for sync in failing) or False
+                '%s: %s' % (folders[sync.folder], sync.last_error) for sync in failing) or False
 
     @api.depends('sync_mode', 'subscription_ids.state', 'subscription_ids.last_error')
     def _compute_push_reason(self):

@@ -103,7 +103,7 @@ class EpilotOutlookMessage(models.Model):
         :param address: The ``epilot.outlook.email.address`` the page was read from (its inbox receives it).
         :param list messages: :class:`outlook_core.mapping.Message` items.
         :param bodies: Their bodies, sanitized by ``mail.message.body``'s own sanitizer, in the order of
-            ``messages`` (:class:`tools.sanitize.SanitizedBodies`, from :meth:`_outlook_bodies`); by default the
+            ``messages`` (:class:`tools.sanitize.SanitizedBodies`, from the backfill's read-ahead); by default the
             bodies of the new messages are sanitized here.
 
         :return: How many messages were new (sync records created).
