@@ -10,7 +10,8 @@ the sandbox's pages are driven by ``m365_sandbox.browser``), then measures in on
    the real path: ``_outlook_start_sync`` then the backfill cron's own method, committing after each page;
    beside Odoo's mail gateway (``mail.thread.message_process`` on a sample of the same messages as MIME,
    ``GET …/$value``, timed without the fetch, run first and rolled back so the Message-Ids stay new) and the
-   ORM's ceiling (``mail.message.create`` of the same values in batches of 50, timed alone, rolled back);
+   ORM's ceiling (``mail.message.create`` of the same values in batches as large as the backfill's
+   transactions, timed alone, rolled back);
 2. Graph requests per 1,000 messages (the sandbox's ``/control/mail/counts``) and SQL queries per message
    (``odoo.sql_db.sql_counter``: every cursor of the process);
 3. the same backfill at 1,000 / N / 50,000 messages (one mailbox each), and the peak RSS growth of the
@@ -441,9 +442,16 @@ class Bench:
             address.connection_id._outlook_call_graph(lambda client: read(MailboxReader(client, address.email)))
         return bodies
 
+    @staticmethod
+    def batch_size():
+        """Messages the backfill imports per transaction: the ceiling creates batches of the same size."""
+        from odoo.addons.epilot_outlook.outlook_core.mailbox import BACKFILL_BATCH_MESSAGES
+        return BACKFILL_BATCH_MESSAGES
+
     def ceiling(self, inbox_id, raw_bodies, with_attachments):
-        """``mail.message.create`` of the values the backfill created, in batches of 50, rolled back: the same
-        fields, with the body as Graph sent it (``raw_bodies``), so the sanitizer sees the same input.
+        """``mail.message.create`` of the values the backfill created, in batches of the backfill's size
+        (:meth:`batch_size`), rolled back: the same fields, with the body as Graph sent it (``raw_bodies``), so
+        the sanitizer sees the same input.
 
         ``with_attachments``: also create each message's files (``ir.attachment``, same bytes, same context).
         """
@@ -472,8 +480,9 @@ class Bench:
                                                                  image_no_postprocess=True)
             queries = self.odoo.sql_db.sql_counter
             started = time.perf_counter()
-            for start in range(0, len(values), 50):
-                batch, batch_files = values[start:start + 50], files[start:start + 50]
+            size = self.batch_size()
+            for start in range(0, len(values), size):
+                batch, batch_files = values[start:start + size], files[start:start + size]
                 flat = [file for message_files in batch_files for file in message_files]
                 created = iter(Attachment.create(flat)) if flat else iter(())
                 for vals, message_files in zip(batch, batch_files):
@@ -571,7 +580,7 @@ class Bench:
         for name, result, value in (
                 ("ours: _outlook_start_sync + backfill cron, end to end", main, ours),
                 ("Odoo's gateway: message_process (MIME, no fetch)", gateway, gw),
-                ("ORM ceiling: mail.message.create, batches of 50", ceiling, ceil),
+                ("ORM ceiling: mail.message.create, batches of %d" % self.batch_size(), ceiling, ceil),
                 ("ORM ceiling + ir.attachment.create of the same files", ceiling_files, ceil_files)):
             count = result.get('done', result.get('messages'))
             print(f"{name:58s} {count:>7,} {result['seconds']:>8.1f} {value:>8.0f} "

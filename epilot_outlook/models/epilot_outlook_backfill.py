@@ -23,9 +23,10 @@ ANALYZE_FROM = 1024
 class EpilotOutlookBackfill(models.Model):
     """ The import of an address's past mail: the window's messages, newest first, folder by folder.
 
-    It pages through Graph's filtered list, storing each ``nextLink`` verbatim as its checkpoint in the same
-    transaction as the page's messages, so a crash, a restart or a pause resumes at the first page not yet
-    committed. It never changes anything in Exchange. Its last step is a reconciliation of each folder.
+    It pages through Graph's filtered list, a few pages per step (``MailboxReader.backfill_pages``: 200
+    messages, in Graph pages of 50), storing the last ``nextLink`` verbatim as its checkpoint in the same
+    transaction as the messages, so a crash, a restart or a pause resumes at the first page not yet committed.
+    It never changes anything in Exchange. Its last step is a reconciliation of each folder.
 
     Progress (done / total, messages per second, ETA) is shown on the address.
     """
@@ -86,7 +87,7 @@ class EpilotOutlookBackfill(models.Model):
 
     @api.model
     def _cron_outlook_backfill(self):
-        """ Import one page at a time of the due backfills, committing after each page. """
+        """ Import the due backfills a step at a time (a batch of pages), committing after each step. """
         with SANITIZER.held():
             self.env['epilot.outlook.email.address']._outlook_run_due_steps(
                 self._outlook_due, lambda backfill: backfill._outlook_run_page())
@@ -104,7 +105,7 @@ class EpilotOutlookBackfill(models.Model):
     # === BUSINESS METHODS === #
 
     def _outlook_run_page(self):
-        """ Import the next page (or count the window first, or reconcile last).
+        """ Import the next pages (or count the window first, or reconcile last).
 
         :return: True when it made progress and may go on now; False when it must wait or stopped.
         :rtype: bool
@@ -146,20 +147,22 @@ class EpilotOutlookBackfill(models.Model):
         return True
 
     def _outlook_read_page(self, reader):
-        """ The page at the checkpoint, mapped, with its bodies being sanitized: read ahead by the previous step
-        of this process, else read from Graph now. The page after it is then read in the background while this
-        one is imported, and its bodies are sent to the sanitizer's helper process as soon as they arrive.
+        """ The pages from the checkpoint (one batch, ``MailboxReader.backfill_pages``), mapped, with their bodies
+        being sanitized: read ahead by the previous step of this process, else read from Graph now. The batch
+        after it is then read in the background while this one is imported, and its bodies are sent to the
+        sanitizer's helper process as soon as they arrive.
 
-        :return: ``(page, messages, skipped, bodies)``: the Graph page, its mapped messages, how many items
-            were left out, and the messages' sanitized bodies (:class:`tools.sanitize.SanitizedBodies`; ``None``
-            for a page read now: the import then sanitizes the bodies of its new messages only).
+        :return: ``(page, messages, skipped, bodies)``: the pages as one Graph page (their items, the last
+            ``nextLink``), its mapped messages, how many items were left out, and the messages' sanitized bodies
+            (:class:`tools.sanitize.SanitizedBodies`; ``None`` for pages read now: the import then sanitizes
+            the bodies of its new messages only).
         :rtype: tuple
         """
         Message = self.env['epilot.outlook.message']
         key = (self.env.cr.dbname, self.id, self.folder, self.next_link)
         read = PREFETCHER.take(key) if self.next_link else None
         if read is None:
-            page = reader.backfill_page(self.folder, self.window_start, self.next_link or None)
+            page = reader.backfill_pages(self.folder, self.window_start, self.next_link or None)
             read = (page, *mapping.map_messages(page.items, self.folder), None)
         page = read[0]
         if page.next_link:
@@ -173,7 +176,7 @@ class EpilotOutlookBackfill(models.Model):
             sanitize = Message._outlook_body_sanitizer()
 
             def read_ahead():
-                ahead = MailboxReader(client, mailbox).backfill_page(folder, since, link)
+                ahead = MailboxReader(client, mailbox).backfill_pages(folder, since, link)
                 messages, skipped = mapping.map_messages(ahead.items, folder)
                 bodies = SANITIZER.submit(sanitize, [message.body_html for message in messages])
                 return ahead, messages, skipped, bodies

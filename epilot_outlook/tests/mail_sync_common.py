@@ -2,6 +2,7 @@ from datetime import timedelta
 
 from odoo import fields
 
+from ..outlook_core import mailbox as mailbox_module
 from .outlook_sandbox_common import OutlookSandboxCase
 
 SUPPORT = 'support@contoso.onmicrosoft.com'
@@ -89,10 +90,18 @@ class OutlookMailSyncCase(SyncAssertions, OutlookSandboxCase):
 
     Every sync test ends with :meth:`assertInSync`: the messages Odoo holds for a mailbox's window are exactly
     those Outlook holds, each once.
+
+    A backfill step imports one Graph page here (50 messages), not the batch of several pages it imports in
+    production: the sandbox's mailboxes of a hundred messages then take several steps, each committed with its
+    checkpoint, which is what these tests look at. ``TestBackfillBatches`` runs the production batch
+    (``batch_messages = None``).
     """
+    batch_messages = mailbox_module.BACKFILL_PAGE_SIZE
 
     def setUp(self):
         super().setUp()
+        if self.batch_messages:
+            self.patch(mailbox_module, 'BACKFILL_BATCH_MESSAGES', self.batch_messages)
         self.connect()
         self.assertEqual(self.connection.state, 'connected')
         self.backfill_cron = self.env.ref('epilot_outlook.ir_cron_outlook_backfill')

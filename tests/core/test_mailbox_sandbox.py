@@ -14,7 +14,7 @@ import requests
 from m365_sandbox.seed import CONNECTOR_SCOPES
 from outlook_core import errors
 from outlook_core.graph import GraphClient
-from outlook_core.mailbox import BACKFILL_PAGE_SIZE, MailboxProbe, MailboxReader
+from outlook_core.mailbox import BACKFILL_BATCH_MESSAGES, BACKFILL_PAGE_SIZE, MailboxProbe, MailboxReader
 from outlook_core.mapping import map_delta_item, map_messages
 
 DOMAIN = 'contoso.onmicrosoft.com'
@@ -211,6 +211,66 @@ def test_backfill_resumes_from_a_stored_next_link(sandbox, http, reader):
         ids += [item['id'] for item in page.items]
         link = page.next_link
     assert sorted(ids) == sorted(in_window(sandbox, SUPPORT, 'inbox', since)) and len(ids) == 128
+
+
+def test_backfill_pages_reads_pages_of_50_until_the_batch_is_full(sandbox, http, reader, session):
+    control(http, sandbox, '/mail/generate', {'mailbox': SUPPORT, 'count': 120, 'days': 30, 'seed': 9})
+    since = window_start(sandbox, 60)
+    expected = in_window(sandbox, SUPPORT, 'inbox', since)
+    assert len(expected) == 128
+
+    first = reader.backfill_pages('inbox', since, max_messages=100)
+    assert len(first.items) == 100 and first.next_link      # two Graph pages of 50 (and any empty one), as one
+    assert session.calls[0][2]['$top'] == BACKFILL_PAGE_SIZE and len(session.calls) >= 2
+    assert all(url.endswith('/users/support@contoso.onmicrosoft.com/mailFolders/inbox/messages') or params is None
+               for _m, url, params, _j in session.calls)              # then the nextLinks, verbatim
+    rest = reader.backfill_pages('inbox', since, first.next_link, max_messages=100)
+    assert len(rest.items) == 28 and rest.next_link is None
+    ids = [item['id'] for item in first.items + rest.items]
+    assert len(ids) == len(set(ids)) and set(ids) == set(expected)
+    # the default batch holds the whole window here: three pages, up to the folder's end
+    whole = reader.backfill_pages('inbox', since)
+    assert BACKFILL_BATCH_MESSAGES >= 128 and len(whole.items) == 128 and whole.next_link is None
+
+
+def test_backfill_pages_stop_at_the_content_size(sandbox, http, reader, session):
+    control(http, sandbox, '/mail/generate', {'mailbox': SUPPORT, 'count': 120, 'days': 30, 'seed': 9})
+    since = window_start(sandbox, 60)
+    page = reader.backfill_pages('inbox', since, max_messages=1000, max_bytes=1)
+    assert len(page.items) == BACKFILL_PAGE_SIZE and len(session.calls) == 1 and page.next_link
+
+
+def test_backfill_pages_end_before_a_page_that_fails_and_raise_only_the_first_pages_error(
+        sandbox, http, demo, session):
+    control(http, sandbox, '/mail/generate', {'mailbox': SUPPORT, 'count': 120, 'days': 30, 'seed': 9})
+    since = window_start(sandbox, 60)
+    access, _ = sandbox.state.issue_tokens(demo['client_id'], demo['service_account']['id'], set(CONNECTOR_SCOPES))
+
+    class StormAfterFirstPage(requests.Session):
+        """Once the first page has arrived, the sandbox answers the next request 503 (Retry-After 10 s)."""
+        sent = 0
+
+        def request(self, *args, **kwargs):
+            if self.sent == 1:
+                sandbox.state.faults['graph'] = {'503': 1}
+            self.sent += 1
+            return super().request(*args, **kwargs)
+
+    with StormAfterFirstPage() as storm:
+        client = GraphClient(sandbox.graph_base, lambda: access.token, ca_bundle=sandbox.ca_path,
+                             allowed_hosts=(urlsplit(sandbox.graph_base).netloc,), session=storm, max_retries=0)
+        reader = MailboxReader(client, SUPPORT)
+        page = reader.backfill_pages('inbox', since, max_messages=200)
+        assert storm.sent == 2 and len(page.items) == BACKFILL_PAGE_SIZE and page.next_link
+        # the checkpoint is the failed page's link: reading from it later gets the rest, nothing is skipped
+        rest = reader.backfill_pages('inbox', since, page.next_link, max_messages=200)
+        ids = [item['id'] for item in page.items + rest.items]
+        assert len(ids) == len(set(ids)) == 128 and rest.next_link is None
+        # an error on the batch's first page is raised, as backfill_page raises it
+        sandbox.state.faults['graph'] = {'503': 1}
+        with pytest.raises(errors.OutlookError):
+            reader.backfill_pages('inbox', since, page.next_link)
+    sandbox.state.faults['graph'] = {}
 
 
 # === DELTA === #
