@@ -128,6 +128,18 @@ class IrMail_Server(models.Model):
         return server if server and server.smtp_authentication == OUTLOOK_AUTH else self.browse()
 
 
+def _outlook_default_subject(mail_message):
+    """ Whether ``mail_message`` has the subject Odoo gives any message posted on its record (the record's name,
+    ``mail.thread._message_compute_subject``) or none: nobody chose it. """
+    if not mail_message.subject:
+        return True
+    if not mail_message.model or not mail_message.res_id:
+        return False
+    record = mail_message.env[mail_message.model].browse(mail_message.res_id).exists()
+    return bool(record) and hasattr(record, '_message_compute_subject') and (
+        mail_message.subject == record._message_compute_subject())
+
+
 def _outlook_recipients_as_sent(message, smtp_to_list):
     """ Make the headers say who receives ``message``: Graph delivers to every address of To, Cc and Bcc, while
     Odoo's SMTP envelope (``smtp_to_list``) may differ from them (``X-Msg-To-Add`` shows recipients in To who are
@@ -190,6 +202,11 @@ class OutlookGraphSession:
             message['In-Reply-To'] = parent.internet_message_id
         if mode not in ('reply', 'replyAll', 'forward'):
             mode = 'replyAll' if message['Cc'] else 'reply'
+        parent_id = parent.graph_id if parent and parent.mailbox_email == address.email else None
+        if parent_id and _outlook_default_subject(mail_message):
+            # Nobody chose a subject (a reply from the chatter): Odoo's is the conversation's name. Left out,
+            # Exchange gives the reply the original's subject with "RE:", as Outlook does.
+            del message['Subject']
         Outbox = env['epilot.outlook.outbox']
 
         def deliver(client):
@@ -197,8 +214,7 @@ class OutlookGraphSession:
             draft, age = Outbox._outlook_read(address, odoo_message_id)
             try:
                 return sender.deliver(
-                    message, parent_id=parent.graph_id if parent and parent.mailbox_email == address.email else None,
-                    mode=mode, draft=draft, send_requested_age=age,
+                    message, parent_id=parent_id, mode=mode, draft=draft, send_requested_age=age,
                     on_draft=lambda made: Outbox._outlook_write(
                         address, odoo_message_id, Outbox._outlook_draft_values(made)),
                     on_send=lambda _draft: Outbox._outlook_write(

@@ -219,14 +219,14 @@ class MailSender:
     # === HELPERS === #
 
     def _json_message(self, message):
-        """The writable properties of a reply/forward draft, from the MIME message."""
+        """The writable properties of a reply/forward draft, from the MIME message. Without a ``Subject``
+        header, the draft keeps the subject Exchange gives it: the original's, with ``RE:`` or ``FW:``."""
         def recipients(header):
             return [{'emailAddress': {'name': name or address, 'address': address}}
                     for name, address in email.utils.getaddresses(message.get_all(header, [])) if address]
         body = message.get_body(('html', 'plain'))
         content = body.get_content() if body is not None else ''
         result = {
-            'subject': str(message.get('Subject', '')),
             'body': {'contentType': 'html' if body is not None and body.get_content_subtype() == 'html' else 'text',
                      'content': content},
             'toRecipients': recipients('To'),
@@ -236,6 +236,8 @@ class MailSender:
         }
         if message.get('Reply-To'):
             result['replyTo'] = recipients('Reply-To')
+        if 'Subject' in message:
+            result['subject'] = str(message['Subject'])
         return result
 
     def _call(self, method, path, **kwargs):

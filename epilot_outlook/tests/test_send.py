@@ -35,6 +35,7 @@ class TestSend(OutlookSendCase):
         self.assertEqual(record['inReplyTo'], delivered['internetMessageId'])
         self.assertEqual([a['address'] for a in record['to']], ['customer@fabrikam.com'])
         self.assertIn('Danke, erledigt.', record['body']['content'])
+        self.assertEqual(record['subject'], 'RE: Zählerstand', "the original's subject, as Outlook replies")
         self.assertEqual(record['sentCopy']['mailbox'], SUPPORT)
         # the Odoo message and the Outlook one are the same record
         self.assertEqual(message.message_id, record['internetMessageId'])
@@ -44,6 +45,7 @@ class TestSend(OutlookSendCase):
         sync = self.env['epilot.outlook.message'].search([('mail_message_id', '=', message.id)])
         self.assertEqual(sync.graph_id, record['sentCopy']['immutableId'])
         self.assertEqual(sync.folder, 'sentitems')
+        self.assertEqual(message.subject, 'RE: Zählerstand', "the chatter shows the subject the customer got")
         self.assertInSync(self.address)
         self.assertEqual(conversation.email_count, 2)
 
@@ -83,6 +85,7 @@ class TestSend(OutlookSendCase):
                          ['colleague@fabrikam.com', 'customer@fabrikam.com'])
         self.assertEqual(record['conversationId'], delivered['conversationId'])
         self.assertEqual(record['from']['address'], SUPPORT)
+        self.assertEqual(record['subject'], 'Re: Zählerstand', "the composer's subject, which the agent could edit")
 
         self.sandbox.control('DELETE', '/mail/sent')
         action = conversation.with_user(self.agent).action_outlook_forward()

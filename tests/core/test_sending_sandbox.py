@@ -96,6 +96,21 @@ def test_reply_modes_use_graph_reply_drafts_and_keep_the_conversation(sandbox, h
     assert record['from']['address'] == SUPPORT
 
 
+@pytest.mark.parametrize('mode', ['reply', 'forward'])
+def test_a_reply_without_a_subject_gets_the_one_exchange_gives_it(sandbox, http, client, mode):
+    parent = deliver(http, sandbox)
+    message = mail(In_Reply_To=parent['internetMessageId'])
+    del message['Subject']
+    MailSender(client, SUPPORT).deliver(message, parent_id=parent['immutable_id'], mode=mode)
+    [record] = sent(http, sandbox)
+    assert record['subject'] == ('FW: ' if mode == 'forward' else 'RE: ') + 'Frage'
+    # a subject given is the subject sent, even an empty one
+    http.delete(sandbox.control_base + '/mail/sent')
+    message = mail(subject='', In_Reply_To=parent['internetMessageId'])
+    MailSender(client, SUPPORT).deliver(message, parent_id=parent['immutable_id'], mode=mode)
+    assert sent(http, sandbox)[0]['subject'] == ''
+
+
 def test_large_attachment_goes_through_an_upload_session_without_the_token(sandbox, http, client, session):
     big = bytes(range(256)) * (5 * 1024 * 1024 // 256)                   # 5 MB
     small = b'%PDF-1.4 small'
