@@ -27,20 +27,23 @@ class SyncAssertions:
 
     # --- reading ----------------------------------------------------------------------------------------
 
-    def outlook_ids(self, mailbox, folder, days=30):
-        """ The immutable ids Outlook holds in ``folder`` for the window. """
-        since = fields.Datetime.now() - timedelta(days=days)
-        ids, url = [], '/users/%s/mailFolders/%s/messages' % (mailbox, folder)
-        params = '?$select=id&$top=1000&$filter=receivedDateTime ge %s' % (since.replace(microsecond=0)
-                                                                          .isoformat() + 'Z')
-        body = self.graph('GET', url + params)
-        while True:
-            ids += [item['id'] for item in body['value']]
-            if not body.get('@odata.nextLink'):
-                return ids
+    def graph_pages(self, path):
+        """ The pages of a Graph listing (``GET path``, then each ``nextLink``), as the service account. """
+        body = self.graph('GET', path)
+        yield body
+        while body.get('@odata.nextLink'):
             response = self.sandbox.http.get(body['@odata.nextLink'], timeout=30, headers={
                 'Authorization': 'Bearer %s' % self.graph_token, 'Prefer': 'IdType="ImmutableId"'})
             body = response.json()
+            yield body
+
+    def outlook_ids(self, mailbox, folder, days=30):
+        """ The immutable ids Outlook holds in ``folder`` for the window. """
+        since = fields.Datetime.now() - timedelta(days=days)
+        url = '/users/%s/mailFolders/%s/messages' % (mailbox, folder)
+        params = '?$select=id&$top=1000&$filter=receivedDateTime ge %s' % (since.replace(microsecond=0)
+                                                                          .isoformat() + 'Z')
+        return [item['id'] for body in self.graph_pages(url + params) for item in body['value']]
 
     def odoo_records(self, address, folder):
         return address.env['epilot.outlook.message'].search([

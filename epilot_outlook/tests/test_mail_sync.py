@@ -127,15 +127,9 @@ class TestBackfill(OutlookMailSyncCase):
     def pages_of(self, address, folder):
         """ How many pages Graph lists for the backfill's window of ``folder``, by pages of 50 (read now). """
         since = address.backfill_id.window_start.isoformat() + 'Z'
-        body = self.graph('GET', "/users/%s/mailFolders/%s/messages?$top=%d&$select=id&$orderby=receivedDateTime"
-                          " desc&$filter=receivedDateTime ge %s" % (address.email, folder,
-                                                                    mailbox_module.BACKFILL_PAGE_SIZE, since))
-        pages = 1
-        while body.get('@odata.nextLink'):
-            response = self.sandbox.http.get(body['@odata.nextLink'], timeout=30, headers={
-                'Authorization': 'Bearer %s' % self.graph_token, 'Prefer': 'IdType="ImmutableId"'})
-            body, pages = response.json(), pages + 1
-        return pages
+        return len(list(self.graph_pages(
+            "/users/%s/mailFolders/%s/messages?$top=%d&$select=id&$orderby=receivedDateTime desc"
+            "&$filter=receivedDateTime ge %s" % (address.email, folder, mailbox_module.BACKFILL_PAGE_SIZE, since))))
 
     def test_planner_statistics_follow_the_inbox_as_it_grows(self):
         # The backfill refreshes them each time its count doubles from ANALYZE_FROM (here 16: at 16, 32, 64,
