@@ -1,7 +1,7 @@
 """Read the next page of a listing while the caller imports the current one.
 
 A backfill step reads its pages from Graph, then spends several times as long writing them to the database;
-the next step's link is known as soon as the current pages arrive. :class:`PagePrefetcher` reads that page in a
+the next step's link is known as soon as the current pages arrive. :class:`PagePrefetcher` reads those pages in a
 background thread meanwhile, so the next step finds it ready instead of waiting on Graph and the sandbox or
 Exchange behind it.
 
