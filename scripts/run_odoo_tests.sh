@@ -6,6 +6,8 @@
 #  3. odoo-bin -i MODULE --test-tags /MODULE with the HTTP server on a free port (HttpCase needs it);
 #  4. odoo-bin -u MODULE, the upgrade check; then the fresh DB is dropped.
 # Each step's log goes to var/log/; check_odoo_log.py judges it and prints `counts: <passed> <failed>`.
+# ODOO_TEST_TAGS narrows step 3 for a quick loop (e.g. /epilot_outlook:TestSend); its log is then named after the
+# run, so that several such runs can go at once, and step 4 is skipped.
 source "$(dirname "$0")/lib.sh"
 [ -n "$ODOO_SRC" ] || die "run_odoo_tests.sh: ODOO_SRC is not set"
 
@@ -88,10 +90,13 @@ createdb -T "$tmpl" "$db"
 
 # ---------------------------------------------------------------------------------------------- 3. tests
 port=$(free_port)
-say "Odoo suite: odoo-bin -d $db -i $MODULE --test-tags /$MODULE --http-port $port (log: $LOGS/odoo-tests.log)"
+tags=${ODOO_TEST_TAGS:-/$MODULE}
+tests_log="$LOGS/odoo-tests${ODOO_TEST_TAGS:+-$$}.log"
+say "Odoo suite: odoo-bin -d $db -i $MODULE --test-tags $tags --http-port $port (log: $tests_log)"
 status=0
-odoo_checked "$LOGS/odoo-tests.log" tests -c "$CONF" -d "$db" --db-filter="^$db\$" -i "$MODULE" \
-    --test-tags "/$MODULE" --stop-after-init --http-port "$port"
+odoo_checked "$tests_log" tests -c "$CONF" -d "$db" --db-filter="^$db\$" -i "$MODULE" \
+    --test-tags "$tags" --stop-after-init --http-port "$port"
+[ -z "${ODOO_TEST_TAGS:-}" ] || exit $status
 
 # ---------------------------------------------------------------------------------------------- 4. upgrade
 if [ "$(psql -d "$db" -tAc "select state from ir_module_module where name='$MODULE'")" = installed ]; then
