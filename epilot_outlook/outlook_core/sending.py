@@ -167,6 +167,7 @@ class MailSender:
                 else:
                     later.append(part)
             mime = _without(message, later)
+            _from_the_mailbox(mime, self.mailbox)
             self.requests += 1
             body = self.client.post_mime('%s/messages' % self._drafts, mime.as_bytes(policy=email.policy.SMTP),
                                          headers=IMMUTABLE)
@@ -258,6 +259,16 @@ def _without(message, parts):
     result = copy.copy(message)
     result.set_payload([part for part in message.get_payload() if id(part) not in skipped])
     return result
+
+
+def _from_the_mailbox(message, mailbox):
+    """Make ``message`` come from ``mailbox`` (its display name kept when it names the mailbox already): Exchange
+    keeps a MIME draft's ``From``, and a shared mailbox sends as itself only, whatever From the e-mail was given
+    (issue 17: an e-mail must never leave as anyone else through the mailbox's way out)."""
+    name, address = email.utils.parseaddr(str(message.get('From') or ''))
+    del message['From']
+    del message['Sender']
+    message['From'] = email.utils.formataddr((name, mailbox)) if name and address.lower() == mailbox else mailbox
 
 
 def _next_start(ranges):

@@ -183,3 +183,18 @@ def test_throttled_send_is_raised_with_its_retry_after(sandbox, http, client):
     with pytest.raises(errors.Throttled) as caught:
         sender.deliver(mail(), draft=draft)
     assert caught.value.retry_after == 7 and sent(http, sandbox) == []
+
+
+@pytest.mark.parametrize('sender', ['"Billing" <billing@contoso.onmicrosoft.com>', 'ceo@fabrikam.com',
+                                    '"Support" <%s>' % SUPPORT.upper()])
+def test_a_mime_draft_always_comes_from_the_shared_mailbox(sandbox, http, client, sender):
+    """ Whatever From Odoo's e-mail carries (another mailbox's, anyone's), the MIME draft is the mailbox's own:
+    Exchange keeps a MIME draft's From, and the mailbox's way out sends as itself only (issue 17). """
+    message = mail()
+    del message['From']
+    message['From'] = sender
+    message['Sender'] = 'ceo@fabrikam.com'
+    MailSender(client, SUPPORT).deliver(message)
+    [record] = sent(http, sandbox)
+    assert record['from']['address'] == SUPPORT and record['sender']['address'] == SUPPORT
+    assert 'billing' not in str(record['from']).lower() and 'fabrikam' not in str(record['from']).lower()
