@@ -138,5 +138,6 @@ SENSITIVE_KEYS = frozenset({
     'secret',
     'state',
     'nonce',
+    'authtoken',   # an upload session's ``uploadUrl`` carries its credential in the query
 })
 MASK = '[REDACTED]'

@@ -20,19 +20,24 @@ Identity errors are chosen by AADSTS code first, then by ``suberror``, then by t
 import base64
 import re
 
+from .logsafe import mask_secrets
+
 
 # === BASE === #
 
 class OutlookError(Exception):
     """Base class of every error raised by the plain layer.
 
-    :param str message: Technical message, for logs (no tokens, no secrets).
+    :param str message: Technical message, for logs (no tokens, no secrets). Secret parameters in it are
+        masked: a message Graph or a gateway wrote may quote a URL, such as an upload session's, with its
+        ``authtoken``.
     :param str reason: A stable key for a situation the class and codes do not tell apart
         (``identity_throttled``, ...); the Odoo layer words it first.
     :param dict params: The values the wording interpolates (``{'host': ...}``); never a secret.
     """
 
     def __init__(self, message='', *, reason=None, params=None):
+        message = mask_secrets(message) if isinstance(message, str) else message
         super().__init__(message)
         self.message = message
         self.reason = reason

@@ -33,8 +33,11 @@ from .const import (
     BACKOFF_BASE_S, BACKOFF_MAX_S, BATCH_MAX_REQUESTS, DEFAULT_GRAPH_HOSTS, GRAPH_MAX_RETRIES, GRAPH_MAX_WAIT_S,
     GRAPH_SLOT_WAIT_S, GRAPH_TIMEOUT, MASK, MAX_CONCURRENT_PER_MAILBOX, MICROSOFT_UPLOAD_HOSTS, SENSITIVE_KEYS,
 )
+from .logsafe import install_log_filters, redact
 
 _logger = logging.getLogger(__name__)
+# urllib3 logs each request line, query included (an upload session's ``authtoken``), at DEBUG.
+install_log_filters()
 
 # Methods safe to resend after a timeout or a 5xx: the first attempt may have been executed.
 _IDEMPOTENT_METHODS = frozenset({'GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'})
@@ -477,8 +480,9 @@ class GraphClient:
                     waited += delay
                     self._sleep(delay)
                     continue
-                # requests' own message (host, path, SSL reason) helps the admin; it never holds headers.
-                _logger.warning("Graph %s %s failed: %s", method, path, exc)
+                # requests' own message (host, path, SSL reason) helps the admin; it never holds headers, but it
+                # quotes the URL with its query: an upload session's holds its credential (``authtoken``).
+                _logger.warning("Graph %s %s failed: %s", method, path, redact(str(exc)))
                 raise errors.TransientError("Graph %s %s failed: %s" % (method, path, type(exc).__name__)) \
                     from None
 

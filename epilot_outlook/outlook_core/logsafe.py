@@ -1,10 +1,13 @@
 """What may reach a log line: text from outside bounded and escaped, and the connection's identifiers masked.
 
 No log line, at any level, may hold an authorization code, a state, a token, a secret, a tenant id or the
-service account's address. The plain layer's own lines never name them; two kinds of line still could:
+service account's address. The plain layer's own lines never name them; three kinds of text still could:
 
 * text Microsoft (or whoever forged a redirect) wrote, such as an ``error_description``: :func:`loggable` gives
   a bounded form with control characters and markup escaped, and the identifiers masked;
+* the text of an exception that quotes a URL: ``requests`` names the URL it failed to reach, query included, and
+  an upload session's ``uploadUrl`` carries its credential there (``authtoken``). The plain layer's errors mask
+  secret parameters in their own message (:func:`mask_secrets`), and its log lines use :func:`redact`;
 * the lines of the libraries the plain layer calls: ``urllib3`` logs every request's URL at DEBUG (the token
   endpoint's path holds the tenant id; a redirect's query holds the code and state), MSAL logs its authority.
   :func:`install_log_filters` masks those in their records, whatever the level configured.
@@ -32,6 +35,7 @@ _CONTROL_RE = re.compile(r'[\x00-\x1f\x7f-\x9f\u2028\u2029]')
 # The libraries' loggers whose records carry URLs of the identity platform or Graph.
 LIBRARY_LOGGERS = (
     'urllib3.connectionpool',
+    'urllib3.util.retry',
     'msal.application',
     'msal.authority',
     'msal.token_cache',
@@ -41,14 +45,22 @@ LIBRARY_LOGGERS = (
 )
 
 
+def mask_secrets(text):
+    """Return ``text`` with the values of secret parameters masked (``authtoken=[REDACTED]``), the rest as is.
+
+    :param str text: A message that may quote a URL or a form body.
+    :rtype: str
+    """
+    return _PARAM_RE.sub(lambda match: match.group(1) + match.group(2) + MASK, text)
+
+
 def redact(text):
     """Return ``text`` with secret parameters, tenant and object ids (GUIDs) and addresses masked.
 
     :param str text: A log message.
     :rtype: str
     """
-    text = _PARAM_RE.sub(lambda match: match.group(1) + match.group(2) + MASK, text)
-    text = _GUID_RE.sub('[id]', text)
+    text = _GUID_RE.sub('[id]', mask_secrets(text))
     return _ADDRESS_RE.sub('[address]', text)
 
 
