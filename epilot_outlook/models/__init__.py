@@ -17,3 +17,6 @@ from . import ir_mail_server
 from . import mail_mail
 from . import epilot_outlook_subscription
 from . import epilot_outlook_push_event
+from . import mail_message_synced
+from . import mail_thread
+from . import ir_attachment

@@ -24,3 +24,4 @@ from . import test_inbox_access
 from . import test_send
 from . import test_send_tour
 from . import test_push
+from . import test_synced_mail_readonly
