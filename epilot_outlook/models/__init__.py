@@ -15,6 +15,7 @@ from . import res_partner
 from . import epilot_outlook_outbox
 from . import ir_mail_server
 from . import mail_mail
+from . import mail_message
 from . import epilot_outlook_subscription
 from . import epilot_outlook_push_event
 from . import mail_message_synced

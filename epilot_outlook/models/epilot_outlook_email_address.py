@@ -6,6 +6,7 @@ import psycopg2.errors
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
+from odoo.tools import email_normalize
 
 from ..outlook_core import const
 from ..outlook_core.errors import Forbidden, NotFound, OutlookError, Throttled, TransientError
@@ -131,6 +132,17 @@ class EpilotOutlookEmailAddress(models.Model):
              "Empty means Send As.",
         default='send_as',
     )
+    send_odoo_mail = fields.Boolean(
+        string="Send Odoo's Other Mail",
+        help="Off (the default), this mailbox sends only the e-mails of its shared inbox's conversations, written "
+             "by the inbox's members. On, Odoo's other e-mails from this address (quotations, invoices, password "
+             "resets, invitations) leave through it too. Their copies in Sent Items are never shown in the inbox, "
+             "but Outlook users of the mailbox can read them, links and tokens included.",
+        copy=False,
+    )
+    odoo_mail_warning = fields.Text(
+        string="Odoo's Own Mail Warning", compute='_compute_odoo_mail_warning',
+        help="This address is one Odoo sends its own mail from.")
     mail_server_ids = fields.One2many(
         string="Outgoing Mail Server", comodel_name='ir.mail_server', inverse_name='epilot_outlook_address_id',
         context={'active_test': False})
@@ -188,6 +200,30 @@ class EpilotOutlookEmailAddress(models.Model):
                 'backfilling', 'live') else []
             address.sync_problem = '\n'.join(
                 '%s: %s' % (folders[sync.folder], sync.last_error) for sync in failing) or False
+
+    @api.depends('email', 'company_id')
+    def _compute_odoo_mail_warning(self):
+        for address in self:
+            address.odoo_mail_warning = self._outlook_odoo_mail_warning(address.email, address.company_id)
+
+    @api.model
+    def _outlook_odoo_mail_warning(self, email, company):
+        """ Words for an email settings editor adding ``email`` when Odoo sends its own mail from it (the
+        company's e-mail, or the default From address): or ``False``. """
+        email = email_normalize(email or '')
+        if not email:
+            return False
+        company = company or self.env.company
+        own = {email_normalize(company.email or ''), email_normalize(
+            self.env['ir.mail_server'].with_company(company)._get_default_from_address() or '')}
+        if email not in own:
+            return False
+        return self.env._(
+            "Odoo sends its own e-mails from %(email)s: password resets, invitations, quotations and invoices, "
+            "with their links and tokens. This mailbox sends only its inbox's conversations, so those e-mails will "
+            "fail unless you turn on \"Send Odoo's Other Mail\"; and if you do, anyone who opens the mailbox in "
+            "Outlook can read them (Odoo never shows them in the inbox). Better: give Odoo another sender "
+            "address (the company's e-mail, or an outgoing mail server of its own).", email=email)
 
     @api.depends('sync_mode', 'subscription_ids.state', 'subscription_ids.last_error')
     def _compute_push_reason(self):
@@ -551,6 +587,49 @@ class EpilotOutlookEmailAddress(models.Model):
             else:
                 self.env['ir.mail_server'].sudo().create({**values, 'epilot_outlook_address_id': address.id})
 
+    def _outlook_send_refusal(self, mail):
+        """ Why this address's Outlook server must not send ``mail``, in words, or ``False`` when it may.
+
+        The rule, checked where the e-mail leaves (the mail queue's Graph session), whatever screen, API or
+        server field made it: the shared mailbox sends
+
+        - the e-mails of its own inbox's conversations, asked for by a member of the inbox or an email settings
+          editor (the ``mail.mail``'s creator: the author can be anyone's partner), or by Odoo itself (the
+          superuser: a cron, a template it runs);
+        - Odoo's other e-mails (of no conversation: quotations, invoices, password resets) only when an email
+          settings editor turned on ``send_odoo_mail`` for this address.
+
+        Always From the mailbox: the Graph request says so (``outlook_core.sending``), whatever From the e-mail
+        had.
+
+        :param mail: The ``mail.mail``, or an empty recordset (an e-mail handed to ``send_email`` without one).
+        :rtype: str or bool
+        """
+        self.ensure_one()
+        mail = mail.sudo()
+        inbox = self.sudo().shared_inbox_id
+        message = mail.mail_message_id
+        if message.model == 'epilot.shared.conversation' and message.res_id:
+            conversation = self.env['epilot.shared.conversation'].sudo().browse(message.res_id).exists()
+            if not inbox or conversation.inbox_id != inbox:
+                return self.env._(
+                    "%(address)s sends only the e-mails of the conversations of its shared inbox %(inbox)s; this "
+                    "one is of another inbox's conversation. Nothing was sent.",
+                    address=self.email, inbox=inbox.name or '-')
+            requester = mail.create_uid
+            if not inbox._outlook_may_send(requester):
+                return self.env._(
+                    "%(user)s is not a member of the shared inbox %(inbox)s, so cannot send from %(address)s. "
+                    "Nothing was sent.", user=requester.name or '-', inbox=inbox.name, address=self.email)
+            return False
+        if self.sudo().send_odoo_mail:
+            return False
+        return self.env._(
+            "%(address)s is a shared mailbox: it sends only the e-mails of its inbox's conversations, and this one "
+            "(%(subject)s) is Odoo's own mail. Nothing was sent. Send it from another address, or ask an email "
+            "settings editor to turn on \"Send Odoo's Other Mail\" on the Outlook address.",
+            address=self.email, subject=(message.subject or mail.subject or '-'))
+
     def _outlook_reply_parent(self, mail_message):
         """ The Outlook item an outgoing e-mail of a conversation answers: its parent's, when Outlook holds
         it, else the conversation's latest e-mail Outlook holds (this mailbox's first).
@@ -574,15 +653,25 @@ class EpilotOutlookEmailAddress(models.Model):
                 return parent or records[:1]
         return Sync
 
-    def _outlook_record_sent(self, mail_message, draft):
+    def _outlook_record_sent(self, mail_message, draft, odoo_own=False):
         """ Tie the e-mail Graph sent to its ``mail.message``: the sent item's sync record (so that delta finds
-        the copy in Sent Items known, and imports nothing), and the conversation's Outlook conversation.
+        the copy in Sent Items known, and imports nothing), and the conversation's Outlook conversation. The copy
+        of Odoo's own mail (``odoo_own``: of no conversation of the inbox) is recorded as known and hidden.
 
-        :param mail_message: The ``mail.message`` sent.
+        :param mail_message: The ``mail.message`` sent (may be empty).
         :param outlook_core.sending.Draft draft: The sent item.
+        :param bool odoo_own: Whether it is Odoo's own mail.
         """
         self.ensure_one()
-        if not mail_message or mail_message.model != 'epilot.shared.conversation' or not self.shared_inbox_id:
+        if not self.shared_inbox_id or draft.mailbox == 'me':
+            return   # Send on Behalf: the copy is in the service account's Sent Items, which is not synced
+        if odoo_own:
+            Sync = self.env['epilot.outlook.message'].sudo()
+            if not Sync._outlook_known(self.shared_inbox_id, [draft.graph_id]):
+                Sync._outlook_insert_own_mail(self, [(
+                    draft.graph_id, 'sentitems', draft.internet_message_id, fields.Datetime.now())])
+            return
+        if not mail_message or mail_message.model != 'epilot.shared.conversation':
             return
         conversation = self.env['epilot.shared.conversation'].sudo().browse(mail_message.res_id)
         inbox = self.shared_inbox_id
@@ -590,8 +679,8 @@ class EpilotOutlookEmailAddress(models.Model):
                 ('inbox_id', '=', inbox.id), ('graph_conversation_id', '=', draft.conversation_id)]):
             conversation.graph_conversation_id = draft.conversation_id
         Sync = self.env['epilot.outlook.message'].sudo()
-        if draft.mailbox == 'me' or Sync._outlook_known(inbox, [draft.graph_id]):
-            return   # Send on Behalf: the copy is in the service account's Sent Items, which is not synced
+        if Sync._outlook_known(inbox, [draft.graph_id]):
+            return
         now = fields.Datetime.now()
         Sync._outlook_insert([{
             'inbox_id': inbox.id, 'address_id': self.id, 'mailbox_email': self.email,

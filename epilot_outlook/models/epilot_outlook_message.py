@@ -73,6 +73,11 @@ class EpilotOutlookMessage(models.Model):
         help="Deleted or moved out of the synced folders in Outlook. Odoo keeps the e-mail.",
     )
     removed_date = fields.Datetime(string="Removed On")
+    odoo_own_mail = fields.Boolean(
+        string="Odoo's Own Mail",
+        help="A copy of an e-mail Odoo sent for itself through the mailbox (a password reset, an invoice): "
+             "known, so that it is never imported, and shown nowhere.",
+    )
 
     _graph_id_uniq = models.UniqueIndex(
         '(inbox_id, graph_id)',
@@ -119,17 +124,24 @@ class EpilotOutlookMessage(models.Model):
         new = [message for graph_id, message in by_id.items() if graph_id not in known]
         if not new:
             return 0
-        # Items the inbox already shows, or shows twice in this page, by Message-Id: copies.
-        shown = self._outlook_shown(inbox, new, records)
-        fresh, copies, seen = [], [], set()
+        # Items the inbox already shows, or shows twice in this page, by Message-Id: copies. Copies of mail Odoo
+        # sent for itself (a password reset...) are kept apart: known, never shown.
+        shown, own = self._outlook_shown(inbox, new, records)
+        fresh, copies, hidden, seen = [], [], [], set()
         for message in new:
-            if message.internet_message_id in shown or message.internet_message_id in seen:
+            if message.internet_message_id in own:
+                hidden.append(message)
+            elif message.internet_message_id in shown or message.internet_message_id in seen:
                 copies.append(message)
             else:
                 fresh.append(message)
                 if message.internet_message_id:
                     seen.add(message.internet_message_id)
         new = fresh
+        if hidden:
+            self._outlook_insert_own_mail(address, hidden)
+            if not new and not copies:
+                return len(hidden)
 
         env = self.env(context=dict(
             self.env.context, mail_create_nolog=True, mail_create_nosubscribe=True, mail_notrack=True,
@@ -206,7 +218,26 @@ class EpilotOutlookMessage(models.Model):
         touched = {values['conversation_id'] for values in shown_by_id.values()}
         complete = set(created.ids) - {shown_by_id[message.graph_id]['conversation_id'] for message in copies}
         self.env['epilot.shared.conversation'].browse(touched - complete)._outlook_refresh_stats()
-        return len(new) + len(copies)
+        return len(new) + len(copies) + len(hidden)
+
+    @api.model
+    def _outlook_insert_own_mail(self, address, messages):
+        """ Record copies of mail Odoo sent for itself through ``address`` as known and hidden: no e-mail, no
+        conversation, nothing of their content (a reset link must not reach an inbox, issue 17).
+
+        :param list messages: :class:`outlook_core.mapping.Message` items, or ``(graph_id, folder,
+            internet_message_id, date)`` tuples.
+        """
+        rows = []
+        for message in messages:
+            graph_id, folder, internet_message_id, date = message if isinstance(message, tuple) else (
+                message.graph_id, message.folder, message.internet_message_id, message.date)
+            rows.append({
+                'inbox_id': address.shared_inbox_id.id, 'address_id': address.id, 'mailbox_email': address.email,
+                'graph_id': graph_id, 'folder': folder, 'internet_message_id': internet_message_id or None,
+                'date': date, 'is_read': True, 'removed_in_outlook': False, 'odoo_own_mail': True,
+            })
+        self._outlook_insert(rows)
 
     @api.model
     def _outlook_body_sanitizer(self):
@@ -273,21 +304,25 @@ class EpilotOutlookMessage(models.Model):
         """ The e-mails ``inbox`` shows already for the Message-Ids of ``messages``.
 
         :param records: The inbox's sync records for these Message-Ids (:meth:`_outlook_lookup`), in id order.
-        :return: ``{internet_message_id: {'conversation_id': id, 'mail_message_id': id}}``.
-        :rtype: dict
+        :return: ``({internet_message_id: {'conversation_id': id, 'mail_message_id': id}}, {internet_message_id
+            of mail Odoo sent for itself})``.
+        :rtype: tuple
         """
         message_ids = {message.internet_message_id for message in messages if message.internet_message_id}
         if not message_ids:
-            return {}
+            return {}, set()
         shown = {}
         for record in records:
             if record.internet_message_id in message_ids and record.mail_message_id and record.conversation_id:
                 shown.setdefault(record.internet_message_id, {
                     'conversation_id': record.conversation_id.id, 'mail_message_id': record.mail_message_id.id})
-        # An e-mail Odoo sent whose sent copy is synced before Odoo recorded it as sent (a worker died between).
+        # An e-mail Odoo sent whose sent copy is synced before Odoo recorded it as sent (a worker died between),
+        # and mail Odoo sent for itself (never shown).
+        own = set()
         if missing := message_ids - set(shown):
-            shown.update(self.env['epilot.outlook.outbox']._outlook_shown(inbox, missing))
-        return shown
+            sent, own = self.env['epilot.outlook.outbox']._outlook_sent_by_odoo(inbox, missing)
+            shown.update(sent)
+        return shown, own
 
     @api.model
     def _outlook_analyze(self):

@@ -57,9 +57,9 @@ class EpilotOutlookMessage(models.Model):
         self._outlook_push_cron()._trigger()
 
     def _outlook_apply_facts(self, message):
-        """ Override: a tombstone takes no facts; a read flag Outlook has not been told yet wins over delta's;
-        a changed read flag updates the conversation's unread state. """
-        if self.erased:
+        """ Override: a tombstone (or Odoo's own mail) takes no facts; a read flag Outlook has not been told yet
+        wins over delta's; a changed read flag updates the conversation's unread state. """
+        if self.erased or self.odoo_own_mail:
             return
         if self.read_push_pending and message.is_read is not None:
             message = dataclasses.replace(message, is_read=None)

@@ -1,10 +1,16 @@
 import logging
+from collections import namedtuple
 
 from odoo import api, fields, models
 
 from ..outlook_core.sending import Draft
 
 _logger = logging.getLogger(__name__)
+
+# Which outbox row an e-mail is: its address, its ``mail.mail`` (0 for an e-mail handed to ``send_email``
+# directly, without one), its ``mail.message`` (0: none), its Odoo Message-Id, and whether it is Odoo's own
+# mail (not of a conversation of the address's inbox).
+OutboxKey = namedtuple('OutboxKey', 'address_id mail_mail_id mail_message_id message_id odoo_own')
 
 
 class EpilotOutlookOutbox(models.Model):
@@ -14,9 +20,16 @@ class EpilotOutlookOutbox(models.Model):
     Rows are written in **transactions of their own**, committed before the next Graph step: the draft's id
     before ``send``, the time of ``send`` before it is called. A worker dying after Graph accepted the e-mail
     rolls back the ``mail.mail`` (it stays outgoing and is sent again), but not this row: the next attempt
-    asks Graph about the stored draft first, and sends nothing twice. It is keyed on the e-mail's Odoo
-    ``Message-Id`` and holds no foreign key to the mail tables, so it can be written while the transaction
-    sending the mail still holds them.
+    asks Graph about the stored draft first, and sends nothing twice.
+
+    A row is keyed on the ``mail.mail`` it sends (the Message-Id is the author's to choose, so it keys only an
+    e-mail handed to ``send_email`` without a ``mail.mail``). It holds the ids of the mail records as plain
+    integers, no foreign key, so that it can be written while the transaction sending the mail still holds
+    them, and it outlives the ``mail.mail`` (deleted once sent).
+
+    It also tells the import which sent copies are **Odoo's own mail** (a password reset, an invoice: anything
+    not of a conversation of the address's inbox): those are never shown in the inbox (issue 17: a reset link
+    agents could read).
     """
     _name = 'epilot.outlook.outbox'
     _description = "Outlook Outgoing E-mail"
@@ -24,6 +37,12 @@ class EpilotOutlookOutbox(models.Model):
     _rec_name = 'message_id'
 
     message_id = fields.Char(string="Message-Id", required=True, readonly=True)
+    mail_mail_id = fields.Integer(string="Mail", readonly=True, help="Technical: the mail.mail sent (no foreign key).")
+    mail_message_id = fields.Integer(
+        string="Message", readonly=True, help="Technical: the mail.message sent, if any (no foreign key).")
+    odoo_own = fields.Boolean(
+        string="Odoo's Own Mail", readonly=True,
+        help="Not an e-mail of a conversation of the address's inbox: its sent copy is never shown in the inbox.")
     address_id = fields.Many2one(
         string="Outlook Address", comodel_name='epilot.outlook.email.address', required=True, readonly=True,
         ondelete='cascade', index=True)
@@ -34,21 +53,45 @@ class EpilotOutlookOutbox(models.Model):
     send_requested_date = fields.Datetime(string="Handed to Send", readonly=True)
     sent_date = fields.Datetime(string="Sent", readonly=True)
 
+    _mail_address_uniq = models.UniqueIndex(
+        '(address_id, mail_mail_id) WHERE mail_mail_id IS NOT NULL AND mail_mail_id != 0',
+        "An e-mail is sent once per Outlook address.")
     _message_address_uniq = models.UniqueIndex(
-        '(address_id, message_id)', "An e-mail is sent once per Outlook address.")
+        '(address_id, message_id) WHERE mail_mail_id IS NULL OR mail_mail_id = 0',
+        "An e-mail is sent once per Outlook address.")
 
     # === BUSINESS METHODS === #
 
     @api.model
-    def _outlook_read(self, address, message_id):
-        """ The stored row of ``message_id`` as committed now (a fresh transaction: the caller's snapshot may
+    def _outlook_key(self, address, mail, message_id):
+        """ The key of the row of an e-mail ``address`` sends.
+
+        :param mail: Its ``mail.mail``, or an empty recordset (an e-mail handed to ``send_email`` directly).
+        :param str message_id: Its Odoo Message-Id.
+        :rtype: OutboxKey
+        """
+        mail_message = mail.mail_message_id
+        inbox = address.shared_inbox_id
+        of_inbox = bool(inbox) and mail_message.model == 'epilot.shared.conversation' and bool(
+            mail_message.res_id) and self.env['epilot.shared.conversation'].sudo().browse(
+                mail_message.res_id).inbox_id == inbox
+        return OutboxKey(address.id, mail.id or 0, mail_message.id or 0, message_id or '', not of_inbox)
+
+    def _outlook_domain(self, key):
+        return [('address_id', '=', key.address_id)] + (
+            [('mail_mail_id', '=', key.mail_mail_id)] if key.mail_mail_id else
+            [('mail_mail_id', 'in', (0, False)), ('message_id', '=', key.message_id)])
+
+    @api.model
+    def _outlook_read(self, key):
+        """ The stored row of ``key`` as committed now (a fresh transaction: the caller's snapshot may
         predate an earlier attempt's commit).
 
+        :param OutboxKey key: See :meth:`_outlook_key`.
         :return: ``(Draft or None, seconds since it was handed to send or None)``.
         """
         with self.env.registry.cursor() as cr:
-            row = self.with_env(self.env(cr=cr)).sudo().search(
-                [('address_id', '=', address.id), ('message_id', '=', message_id)], limit=1)
+            row = self.with_env(self.env(cr=cr)).sudo().search(self._outlook_domain(key), limit=1)
             if not row or not row.draft_graph_id:
                 return None, None
             draft = Draft(graph_id=row.draft_graph_id, internet_message_id=row.internet_message_id or '',
@@ -59,15 +102,19 @@ class EpilotOutlookOutbox(models.Model):
             return draft, age
 
     @api.model
-    def _outlook_write(self, address, message_id, values):
-        """ Create or update the row of ``message_id`` in a transaction of its own, committed on return. """
+    def _outlook_write(self, key, values):
+        """ Create or update the row of ``key`` in a transaction of its own, committed on return. """
         with self.env.registry.cursor() as cr:
             Outbox = self.with_env(self.env(cr=cr)).sudo()
-            row = Outbox.search([('address_id', '=', address.id), ('message_id', '=', message_id)], limit=1)
+            row = Outbox.search(self._outlook_domain(key), limit=1)
             if row:
                 row.write(values)
             else:
-                Outbox.create({'address_id': address.id, 'message_id': message_id, **values})
+                Outbox.create({
+                    'address_id': key.address_id, 'mail_mail_id': key.mail_mail_id,
+                    'mail_message_id': key.mail_message_id, 'message_id': key.message_id, 'odoo_own': key.odoo_own,
+                    **values,
+                })
 
     @api.model
     def _outlook_draft_values(self, draft):
@@ -76,28 +123,26 @@ class EpilotOutlookOutbox(models.Model):
                 'graph_conversation_id': draft.conversation_id or False}
 
     @api.model
-    def _outlook_shown(self, inbox, internet_message_ids):
-        """ The e-mails of ``inbox`` that Odoo sent under these Outlook Message-Ids (one query each way), for
-        the import: a sent copy synced before Odoo recorded it as sent is that e-mail, not a new one.
+    def _outlook_sent_by_odoo(self, inbox, internet_message_ids):
+        """ What Odoo sent from ``inbox``'s addresses under these Outlook Message-Ids (one query each way), for
+        the import: a sent copy synced before Odoo recorded it as sent is that e-mail, not a new one; and Odoo's
+        own mail is never shown.
 
-        :return: ``{internet_message_id: {'conversation_id': id, 'mail_message_id': id}}``.
-        :rtype: dict
+        :return: ``({internet_message_id: {'conversation_id': id, 'mail_message_id': id}}, {internet_message_id
+            of Odoo's own mail})``.
+        :rtype: tuple
         """
         if not internet_message_ids:
-            return {}
+            return {}, set()
         rows = self.sudo().search([('internet_message_id', 'in', list(internet_message_ids)),
                                    ('address_id.shared_inbox_id', '=', inbox.id)])
-        if not rows:
-            return {}
-        odoo_ids = {row.message_id: row.internet_message_id for row in rows}
-        messages = self.env['mail.message'].sudo().search([
-            ('model', '=', 'epilot.shared.conversation'),
-            ('message_id', 'in', list(odoo_ids) + list(odoo_ids.values())),
-        ])
+        own = {row.internet_message_id for row in rows if row.odoo_own}
+        by_message = {row.mail_message_id: row.internet_message_id for row in rows
+                      if not row.odoo_own and row.mail_message_id}
         shown = {}
-        for message in messages:
-            internet_id = odoo_ids.get(message.message_id, message.message_id)
+        for message in self.env['mail.message'].sudo().browse(list(by_message)).exists():
             conversation = self.env['epilot.shared.conversation'].sudo().browse(message.res_id)
-            if conversation.inbox_id == inbox:
-                shown.setdefault(internet_id, {'conversation_id': conversation.id, 'mail_message_id': message.id})
-        return shown
+            if message.model == conversation._name and conversation.exists().inbox_id == inbox:
+                shown.setdefault(by_message[message.id], {
+                    'conversation_id': conversation.id, 'mail_message_id': message.id})
+        return shown, own

@@ -7,6 +7,14 @@ from odoo.tools.mail import email_split_and_format
 from ..outlook_core.sending import MODE_HEADER
 from ..tools import bulk
 
+# What agents (not email settings editors) may write on a conversation: its work fields. The rest (its inbox, its
+# company, the Outlook facts and figures the import keeps) is the team's record, for editors only.
+AGENT_WRITABLE_FIELDS = frozenset({
+    'user_id', 'state', 'partner_id', 'name',
+    # what Odoo's chatter and activities write on the document itself
+    'message_main_attachment_id', 'activity_ids', 'message_follower_ids',
+})
+
 # The context key naming how an agent answers (``reply``, ``replyAll``, ``forward``); travels to the Graph session
 # as a header of the outgoing e-mail (MODE_HEADER).
 SEND_MODE_KEY = 'epilot_outlook_send_mode'
@@ -137,12 +145,35 @@ class EpilotSharedConversation(models.Model):
         return super()._mail_get_operation_for_mail_message_operation(message_operation)
 
     def write(self, vals):
+        self._outlook_check_write(vals)
         # Taking a new conversation opens it.
         if vals.get('user_id') and 'state' not in vals:
             new = self.filtered(lambda conversation: conversation.state == 'new')
             if new:
                 super(EpilotSharedConversation, new).write({'state': 'open'})
         return super().write(vals)
+
+    def _outlook_check_write(self, vals):
+        """ Agents write a conversation's work fields only (``AGENT_WRITABLE_FIELDS``): moving it to another
+        inbox, or rewriting what sync keeps, is for email settings editors. An assignee must be able to read it.
+
+        :raise AccessError: Otherwise.
+        """
+        if self.env.su:
+            return
+        editor = self.env.user.has_group('epilot_outlook.group_email_setting_edit')
+        if not editor and (refused := sorted(set(vals) - AGENT_WRITABLE_FIELDS)):
+            raise AccessError(self.env._(
+                "Only email settings editors can change %(fields)s of a shared inbox's conversation.",
+                fields=', '.join(self._fields[name].get_description(self.env)['string'] if name in self._fields
+                                 else name for name in refused)))
+        if vals.get('user_id'):
+            user = self.env['res.users'].sudo().browse(vals['user_id'])
+            for conversation in self:
+                if not conversation.inbox_id._outlook_may_send(user):
+                    raise AccessError(self.env._(
+                        "%(user)s is not a member of the shared inbox %(inbox)s: assign the conversation to one of "
+                        "its members.", user=user.name, inbox=conversation.inbox_id.sudo().name))
 
     # === ACTION METHODS === #
 
@@ -232,36 +263,44 @@ class EpilotSharedConversation(models.Model):
     # === MAIL THREAD: SENDING AS THE SHARED MAILBOX === #
 
     def message_post(self, **kwargs):
-        """ Override of `mail`: a message sent to the correspondents (not a note) comes from the shared mailbox,
+        """ Override of `mail`: whatever leaves a conversation by e-mail (a message to the correspondents, and
+        any post that names recipients, a note's or a notification's included) comes from the shared mailbox,
         which only its members may send from; its author stays the agent (the audit trail: Graph only sees the
-        service account). Odoo's mail queue then sends it through the address's Outlook server. """
-        if self and self._outlook_is_outgoing(kwargs):
+        service account). Odoo's mail queue then sends it through the address's Outlook server, which checks
+        the same rule again where the mail leaves (``epilot.outlook.email.address._outlook_send_refusal``): this
+        is the early answer, not the guard. No other server is ever forced onto it. """
+        # Checked for the user even under sudo: Odoo's chatter posts as the superuser once it checked that the user
+        # may read the conversation (``_get_thread_with_access``), which says nothing of membership. The inbox is
+        # read as the superuser: a user may read a conversation without its inbox (another rule).
+        if self and self.sudo().inbox_id.email and self._outlook_is_outgoing(kwargs):
             self.ensure_one()
             self._outlook_check_can_send()
-            inbox = self.inbox_id
+            inbox = self.sudo().inbox_id
             kwargs.setdefault('author_id', self.env.user.partner_id.id)
-            # Always the shared mailbox (the full composer proposes the agent's own address): its Outlook server
-            # sends it, as the mailbox.
+            # Always the shared mailbox (the full composer proposes the agent's own address; an API call may
+            # name any): its Outlook server sends it, as the mailbox.
             kwargs['email_from'] = formataddr((inbox.name, inbox.email))
             kwargs.setdefault('reply_to', inbox.email)
+            kwargs.pop('mail_server_id', None)
         return super().message_post(**kwargs)
 
     def _outlook_is_outgoing(self, post_values):
+        """ Whether a post may e-mail someone: a comment (it notifies the followers), or any post that names
+        recipients or a mail server. """
         comment = self.env['ir.model.data']._xmlid_to_res_id('mail.mt_comment')
         subtype_id = post_values.get('subtype_id') or (
             comment if post_values.get('subtype_xmlid') == 'mail.mt_comment' else None)
-        return (post_values.get('message_type', 'notification') == 'comment' and subtype_id == comment
-                and bool(self.inbox_id.email))
+        return (post_values.get('message_type', 'notification') == 'comment' and subtype_id == comment) or bool(
+            post_values.get('partner_ids') or post_values.get('mail_server_id'))
 
     def _outlook_check_can_send(self):
-        """ Only the inbox's members (and email settings editors) send from it; checked on the server, whatever
-        the screens offer.
+        """ Only the inbox's members (and email settings editors, and Odoo itself) send from it; checked on the
+        server for the user, also under sudo, whatever the screens offer.
 
         :raise AccessError: Otherwise.
         """
         user = self.env.user
-        if self.env.su or user in self.inbox_id.sudo().member_user_ids \
-                or user.has_group('epilot_outlook.group_email_setting_edit'):
+        if self.sudo().inbox_id._outlook_may_send(user):
             return
         raise AccessError(self.env._(
             "%(user)s is not a member of the shared inbox %(inbox)s, so cannot send from it. Ask an email settings "
@@ -273,7 +312,7 @@ class EpilotSharedConversation(models.Model):
         without creating any when the agent may not create contacts, and the e-mail then goes to nobody, without
         a word. On a conversation the user may send from, the missing contacts are made (as the superuser), as
         the import makes them for an inbox that allows it: writing to an address is the agent's decision. """
-        if no_create and emails and len(self) == 1 and self.inbox_id.email and self._outlook_may_send():
+        if no_create and emails and len(self) == 1 and self.inbox_id.email and self._outlook_user_can_send():
             # The composer proposes the shared mailbox itself too (it is the thread's address): never a recipient.
             mailbox = email_normalize(self.inbox_id.email)
             emails = [email for email in emails if email_normalize(email or '') != mailbox]
@@ -285,17 +324,50 @@ class EpilotSharedConversation(models.Model):
             emails, avoid_alias=avoid_alias, ban_emails=ban_emails, filter_found=filter_found,
             additional_values=additional_values, no_create=no_create)
 
-    def _outlook_may_send(self):
+    def _outlook_user_can_send(self):
         try:
             self._outlook_check_can_send()
         except AccessError:
             return False
         return True
 
+    def message_subscribe(self, partner_ids=None, subtype_ids=None):
+        """ Override of `mail`: Odoo's users follow a conversation only when they may read it (members of its
+        inbox, email settings editors): a follower gets every reply of the team, body and files included. """
+        if partner_ids and self:
+            partner_ids = self._outlook_allowed_partner_ids(partner_ids)
+        return super().message_subscribe(partner_ids=partner_ids, subtype_ids=subtype_ids)
+
+    def _message_subscribe(self, partner_ids=None, subtype_ids=None, customer_ids=None):
+        # The ORM's own door too (auto-subscription of authors and assignees, the import's followers).
+        if partner_ids and self:
+            partner_ids = self._outlook_allowed_partner_ids(partner_ids)
+        return super()._message_subscribe(partner_ids=partner_ids, subtype_ids=subtype_ids, customer_ids=customer_ids)
+
+    def _outlook_allowed_partner_ids(self, partner_ids):
+        """ ``partner_ids`` without the partners of internal users who may not read every conversation of
+        ``self`` (not members of its inbox, not editors). Customers' partners stay: they are the recipients. """
+        partners = self.env['res.partner'].sudo().browse(partner_ids)
+        refused = set()
+        for user in partners.user_ids.filtered(lambda user: not user.share):
+            if not all(inbox._outlook_may_send(user) for inbox in self.sudo().inbox_id):
+                refused.add(user.partner_id.id)
+        return [partner_id for partner_id in partner_ids if partner_id not in refused]
+
     def _notify_get_recipients(self, message, msg_vals=False, **kwargs):
-        """ Override of `mail`: an e-mail from the shared mailbox goes to the correspondents only; agents
-        following the conversation read it in Odoo (an e-mail to them would leave from the shared mailbox). """
+        """ Override of `mail`:
+
+        - Odoo's users who may not read the conversation (not members of its inbox: one just removed, a
+          colleague named in a note) are never notified: a notification carries the body and the files;
+        - an e-mail from the shared mailbox goes to the correspondents only; agents following the conversation
+          read it in Odoo (an e-mail to them would leave from the shared mailbox).
+        """
         recipients = super()._notify_get_recipients(message, msg_vals=msg_vals, **kwargs)
+        inbox = self.inbox_id.sudo()[:1]
+        users = self.env['res.users'].sudo().browse([
+            recipient['uid'] for recipient in recipients if recipient.get('uid') and not recipient.get('ushare')])
+        refused = {user.id for user in users if inbox and not inbox._outlook_may_send(user)}
+        recipients = [recipient for recipient in recipients if recipient.get('uid') not in refused]
         email_from = (msg_vals or {}).get('email_from') or message.email_from
         if self.inbox_id.email and email_normalize(email_from or '') == email_normalize(self.inbox_id.email):
             for recipient in recipients:

@@ -96,9 +96,13 @@ class EpilotSharedInbox(models.Model):
         return inboxes
 
     def write(self, vals):
+        members_before = {inbox: inbox.member_user_ids for inbox in self} if 'member_user_ids' in vals else {}
         result = super().write(vals)
         if {'name', 'active', 'member_user_ids'} & set(vals):
             self._outlook_sync_menus()
+        for inbox, before in members_before.items():
+            if removed := before - inbox.member_user_ids:
+                inbox._outlook_unsubscribe(removed)
         return result
 
     def unlink(self):
@@ -113,6 +117,32 @@ class EpilotSharedInbox(models.Model):
     def action_open_conversations(self):
         self.ensure_one()
         return self._outlook_conversations_action_values()
+
+    # === BUSINESS METHODS - MEMBERS === #
+
+    def _outlook_may_send(self, user):
+        """ Whether ``user`` may make mail leave as this inbox's mailbox: its members, email settings editors,
+        and Odoo itself (the superuser). The one rule the composer, ``message_post`` and the mail queue apply.
+
+        :param user: A ``res.users`` record (possibly empty: nobody).
+        :rtype: bool
+        """
+        self.ensure_one()
+        if not user:
+            return False
+        return user._is_superuser() or user in self.sudo().member_user_ids \
+            or user.has_group('epilot_outlook.group_email_setting_edit')
+
+    def _outlook_unsubscribe(self, users):
+        """ ``users`` left the inbox: they stop following its conversations, so no reply of the team (body and
+        files) reaches them any more (they could no longer read them in Odoo either). """
+        partners = users.partner_id
+        if partners:
+            self.env['mail.followers'].sudo().search([
+                ('res_model', '=', 'epilot.shared.conversation'), ('partner_id', 'in', partners.ids),
+                ('res_id', 'in', self.env['epilot.shared.conversation'].sudo().with_context(
+                    active_test=False).search([('inbox_id', 'in', self.ids)]).ids),
+            ]).unlink()
 
     # === BUSINESS METHODS - MENUS === #
 

@@ -18,6 +18,10 @@ _logger = logging.getLogger(__name__)
 # queue for later (the queue cron is triggered for then).
 SEND_MAX_WAIT_S = 2
 OUTLOOK_AUTH = 'epilot_outlook'
+# The ``mail.mail`` an e-mail is, as a header of the e-mail the mail queue built for an Outlook server (set last by
+# ``mail.mail._prepare_outgoing_list``, so an author cannot choose it; removed before Graph): the Graph session
+# checks that mail against the address's sending rule, and keys the outbox by it.
+MAIL_HEADER = 'X-Epilot-Outlook-Mail'
 
 
 class IrMail_Server(models.Model):
@@ -162,7 +166,7 @@ def _outlook_recipients_as_sent(message, smtp_to_list):
 class OutlookGraphSession:
     """ What ``_connect__`` returns for an Outlook server: quacks like an SMTP session, sends through Graph.
 
-    Remembers, per Odoo Message-Id, the e-mails to retry later (throttled, or possibly still on their way):
+    Remembers, per ``mail.mail`` id, the e-mails to retry later (throttled, or possibly still on their way):
     ``mail.mail`` puts those back in the queue instead of failing them.
     """
 
@@ -170,7 +174,7 @@ class OutlookGraphSession:
         self.server = server
         self.env = server.env
         self.from_filter = server.from_filter
-        self.retry_later = {}   # Odoo Message-Id -> seconds
+        self.retry_later = {}   # mail.mail id -> seconds
         self.requests = 0
 
     # --- smtplib's surface, as mail.mail and ir.mail_server use it ---
@@ -189,14 +193,24 @@ class OutlookGraphSession:
     def send_graph(self, message):
         """ Send ``message`` as the shared mailbox, exactly once; return Outlook's Message-Id.
 
+        Nothing leaves that the address may not send (:meth:`epilot.outlook.email.address._outlook_send_refusal`):
+        the check is here, where the e-mail leaves, whatever made it.
+
         :raise MailDeliveryException: With the reason in words (the mail then shows as failed, with Retry).
         """
         env = self.env
         address = self.server.sudo().epilot_outlook_address_id
         odoo_message_id = message['Message-Id']
         mode = (message.get(MODE_HEADER) or '').strip()
+        mail_id = (message.get(MAIL_HEADER) or '').strip()
         del message[MODE_HEADER]
-        mail_message = env['mail.message'].sudo().search([('message_id', '=', odoo_message_id)], limit=1)
+        del message[MAIL_HEADER]
+        mail = env['mail.mail'].sudo().browse(int(mail_id) if mail_id.isdigit() else ()).exists()
+        if not address:
+            raise MailDeliveryException(env._("This Outlook server lost its Outlook address; remove it."))
+        if refusal := address._outlook_send_refusal(mail):
+            raise MailDeliveryException(refusal)
+        mail_message = mail.mail_message_id
         parent = address._outlook_reply_parent(mail_message)
         if parent and not message['In-Reply-To']:
             message['In-Reply-To'] = parent.internet_message_id
@@ -208,17 +222,16 @@ class OutlookGraphSession:
             # Exchange gives the reply the original's subject with "RE:", as Outlook does.
             del message['Subject']
         Outbox = env['epilot.outlook.outbox']
+        key = Outbox._outlook_key(address, mail, odoo_message_id)
 
         def deliver(client):
             sender = MailSender(client, address.email, address.send_mode or SEND_AS)
-            draft, age = Outbox._outlook_read(address, odoo_message_id)
+            draft, age = Outbox._outlook_read(key)
             try:
                 return sender.deliver(
                     message, parent_id=parent_id, mode=mode, draft=draft, send_requested_age=age,
-                    on_draft=lambda made: Outbox._outlook_write(
-                        address, odoo_message_id, Outbox._outlook_draft_values(made)),
-                    on_send=lambda _draft: Outbox._outlook_write(
-                        address, odoo_message_id, {'send_requested_date': fields.Datetime.now()}))
+                    on_draft=lambda made: Outbox._outlook_write(key, Outbox._outlook_draft_values(made)),
+                    on_send=lambda _draft: Outbox._outlook_write(key, {'send_requested_date': fields.Datetime.now()}))
             finally:
                 self.requests += sender.requests
 
@@ -230,30 +243,31 @@ class OutlookGraphSession:
                 delay = error.params.get('seconds') or 60
             elif isinstance(error, Throttled):
                 delay = error.retry_after or const.BACKOFF_MAX_S
-                self._outlook_refused(address, odoo_message_id)
+                self._outlook_refused(key)
             else:
                 delay = 60   # a timeout: Graph may have taken it; the stored draft tells next time
-            self.retry_later[odoo_message_id] = delay
+            if mail:
+                self.retry_later[mail.id] = delay
             raise MailDeliveryException(explain(env, error)) from None
         except GraphError as error:
             # A definite answer: Graph did not send it. The draft stays for Retry.
-            self._outlook_refused(address, odoo_message_id)
+            self._outlook_refused(key)
             raise MailDeliveryException(explain(env, error)) from None
         except OutlookError as error:
             raise MailDeliveryException(explain(env, error)) from None
         except UserError as error:
             raise MailDeliveryException(error.args[0]) from None
-        Outbox._outlook_write(address, odoo_message_id, {'sent_date': fields.Datetime.now()})
+        Outbox._outlook_write(key, {'sent_date': fields.Datetime.now()})
         draft = result.draft
-        address._outlook_record_sent(mail_message, draft)
-        _logger.info("Microsoft Outlook: address %s: mail.message %s sent through Graph%s", address.id,
-                     mail_message.id, " (already sent before)" if result.already_sent else "")
+        address._outlook_record_sent(mail_message, draft, odoo_own=key.odoo_own)
+        _logger.info("Microsoft Outlook: address %s: mail.mail %s (mail.message %s) sent through Graph%s", address.id,
+                     mail.id, mail_message.id, " (already sent before)" if result.already_sent else "")
         return draft.internet_message_id or odoo_message_id
 
-    def _outlook_refused(self, address, odoo_message_id):
+    def _outlook_refused(self, key):
         """ Graph answered and sent nothing: the next attempt may send the stored draft at once. """
-        self.env['epilot.outlook.outbox']._outlook_write(address, odoo_message_id, {'send_requested_date': False})
+        self.env['epilot.outlook.outbox']._outlook_write(key, {'send_requested_date': False})
 
-    def retry_at(self, odoo_message_id):
-        seconds = self.retry_later.get(odoo_message_id)
+    def retry_at(self, mail_id):
+        seconds = self.retry_later.get(mail_id)
         return fields.Datetime.now() + timedelta(seconds=seconds) if seconds is not None else None

@@ -25,3 +25,4 @@ from . import test_send
 from . import test_send_tour
 from . import test_push
 from . import test_synced_mail_readonly
+from . import test_send_authorization

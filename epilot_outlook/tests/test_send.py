@@ -266,7 +266,7 @@ class TestSendFailures(OutlookSendCase):
         class WorkerDied(BaseException):
             """ Not an Exception: mail.mail's error handling does not catch it, as it would not catch a kill. """
 
-        def die(self, mail_message, draft):
+        def die(self, mail_message, draft, odoo_own=False):
             raise WorkerDied()
 
         # (Odoo's assertRaises would roll back what the sender committed in transactions of its own.)

@@ -1,4 +1,4 @@
-from odoo import fields, models
+from odoo import api, fields, models
 
 from ..models.epilot_outlook_email_address import BACKFILL_DAYS_DEFAULT
 
@@ -26,12 +26,24 @@ class EpilotOutlookAddressWizard(models.TransientModel):
         required=True,
         default=BACKFILL_DAYS_DEFAULT,
     )
+    odoo_mail_warning = fields.Text(
+        string="Odoo's Own Mail Warning", compute='_compute_odoo_mail_warning',
+        help="Odoo sends its own mail from this address.")
     shared_inbox_id = fields.Many2one(
         string="Shared Inbox",
         comodel_name='epilot.shared.inbox',
         help="Leave empty: the inbox that already has this address is used, or one is created and named after "
              "the mailbox.",
     )
+
+    # === COMPUTE METHODS === #
+
+    @api.depends('email', 'connection_id')
+    def _compute_odoo_mail_warning(self):
+        Address = self.env['epilot.outlook.email.address']
+        for wizard in self:
+            wizard.odoo_mail_warning = Address._outlook_odoo_mail_warning(
+                wizard.email, wizard.connection_id.company_id)
 
     # === ACTION METHODS === #
 
