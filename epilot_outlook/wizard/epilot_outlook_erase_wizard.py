@@ -2,7 +2,7 @@ import logging
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError
-from odoo.tools import email_normalize, email_normalize_all
+from odoo.tools import email_normalize, email_normalize_all, escape_psql
 
 _logger = logging.getLogger(__name__)
 
@@ -60,7 +60,12 @@ class EpilotOutlookEraseWizard(models.TransientModel):
     # === BUSINESS METHODS === #
 
     def _outlook_targets(self):
-        """ The conversations of the correspondent, and the sync records of every e-mail to erase.
+        """ The conversations of the correspondent, and the sync records of every e-mail to erase, in the
+        companies the user works in (``self.env.companies``; mail of an inbox without a company too, as the
+        record rules let them see it).
+
+        The address is matched whole (case-insensitive, normalized): an erasure request names one person, and
+        ``_`` or ``%`` in it are characters of that address, not LIKE wildcards standing for others'.
 
         :rtype: tuple
         """
@@ -70,15 +75,21 @@ class EpilotOutlookEraseWizard(models.TransientModel):
         email = email_normalize(self.email or '')
         if not email:
             return Conversation_sudo, Message_sudo
+        company_ids = self.env.companies.ids + [False]
+        # The LIKEs only narrow the searches (wildcards escaped; unaccent, where configured, would still let
+        # "josé" match "jose"): the filters decide, on the exact address.
         conversations = Conversation_sudo.search([
-            '|', ('correspondent_email', '=ilike', email), ('partner_id.email_normalized', '=', email)])
+            ('company_id', 'in', company_ids),
+            '|', ('correspondent_email', '=ilike', escape_psql(email)), ('partner_id.email_normalized', '=', email),
+        ]).filtered(lambda conversation: (conversation.correspondent_email or '').lower() == email
+                    or conversation.partner_id.email_normalized == email)
         sent = self.env['mail.message'].sudo().search([
             ('model', '=', Conversation_sudo._name), ('message_type', '=', 'email'),
-            '|', ('author_id.email_normalized', '=', email), ('email_from', 'ilike', email),
+            '|', ('author_id.email_normalized', '=', email), ('email_from', 'ilike', escape_psql(email)),
         ]).filtered(lambda message: message.author_id.email_normalized == email
                     or email in email_normalize_all(message.email_from or ''))
         records = Message_sudo.search([
-            ('erased', '=', False), ('mail_message_id', '!=', False),
+            ('erased', '=', False), ('mail_message_id', '!=', False), ('inbox_id.company_id', 'in', company_ids),
             '|', ('conversation_id', 'in', conversations.ids), ('mail_message_id', 'in', sent.ids),
         ])
         return conversations, records
