@@ -154,6 +154,10 @@ class EpilotOutlookConnection(models.Model):
         help="Path, on the Odoo server, of a PEM file of certificate authorities to trust instead of the "
              "system's (for a sandbox). Changing it discards the client secret.",
         tracking=True,
+        # Whom Odoo trusts with the client secret and the tokens over TLS: as the allowed hosts (a system
+        # parameter), for system administrators only. Email settings editors do not see it; the connection's
+        # clients read it as superuser.
+        groups='base.group_system',
     )
     service_account = fields.Char(
         string="Service Account",
@@ -397,6 +401,12 @@ class EpilotOutlookConnection(models.Model):
                     url=url, hosts=', '.join(hosts), parameter=ALLOWED_HOSTS_PARAM,
                 ))
 
+    def _outlook_ca_bundle(self):
+        """ The CA bundle the clients trust (``None``: the system's), whoever runs them: a system administrator
+        set it, and editors and agents act through the connection without reading the field themselves. """
+        self.ensure_one()
+        return self.sudo().ca_bundle or None
+
     # === BUSINESS METHODS - SECRET STORAGE === #
 
     def _outlook_store_secrets(self, values):
@@ -431,7 +441,7 @@ class EpilotOutlookConnection(models.Model):
                 "secret again (Entra admin center → App registrations → Certificates & secrets)."))
         return OAuthClient(
             self.client_id.strip(), vault.decrypt(ciphertext).decode(), self.authority_host, tenant,
-            ca_bundle=self.ca_bundle or None,
+            ca_bundle=self._outlook_ca_bundle(),
         )
 
     def _outlook_graph_client(self, token_provider=None, **client_options):
@@ -449,7 +459,7 @@ class EpilotOutlookConnection(models.Model):
         client_options.setdefault('slots', OutlookGraphSlots(self.env.cr.dbname))
         # The configured endpoint was checked just above; nextLinks must stay on it.
         return GraphClient(
-            self.graph_endpoint, token_provider or self._outlook_get_access_token, ca_bundle=self.ca_bundle or None,
+            self.graph_endpoint, token_provider or self._outlook_get_access_token, ca_bundle=self._outlook_ca_bundle(),
             allowed_hosts=(*const.DEFAULT_GRAPH_HOSTS, urlsplit(self.graph_endpoint).netloc), **client_options,
         )
 

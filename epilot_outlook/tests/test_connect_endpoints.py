@@ -1,4 +1,5 @@
-from odoo.tests import tagged
+from odoo.exceptions import UserError
+from odoo.tests import new_test_user, tagged
 from odoo.tests.common import JsonRpcException
 
 from .outlook_sandbox_common import OutlookSandboxCase
@@ -7,8 +8,14 @@ from .outlook_sandbox_common import OutlookSandboxCase
 @tagged('post_install', '-at_install')
 class TestConnectEndpoints(OutlookSandboxCase):
     """ An email settings editor, over RPC, cannot send the client secret or a token to a host of their
-    choosing: only Microsoft's hosts and those a system administrator allowed are accepted, a change of endpoint
-    unbinds the secrets issued for the old one, and every change is in the chatter. """
+    choosing: only Microsoft's hosts and those a system administrator allowed are accepted, the CA bundle is a
+    system administrator's, a change of endpoint unbinds the secrets issued for the old one, and every change is
+    in the chatter. """
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.system_admin = new_test_user(cls.env, 'eo_endpoints_system_admin', groups='base.group_system')
 
     def rpc(self, model, method, *args):
         return self.make_jsonrpc_request('/web/dataset/call_kw/%s/%s' % (model, method), {
@@ -44,7 +51,7 @@ class TestConnectEndpoints(OutlookSandboxCase):
                                  ('https://login.partner.microsoftonline.cn',
                                   'https://microsoftgraph.chinacloudapi.cn/v1.0'),
                                  ('https://login.microsoftonline.com', 'https://graph.microsoft.com/v1.0')):
-            self.write_as_editor({'authority_host': authority, 'graph_endpoint': graph, 'ca_bundle': False})
+            self.write_as_editor({'authority_host': authority, 'graph_endpoint': graph})
         # A Microsoft host on another port is not Microsoft's service.
         with self.assertRaises(JsonRpcException):
             self.write_as_editor({'graph_endpoint': 'https://graph.microsoft.com:8443/v1.0'})
@@ -56,18 +63,26 @@ class TestConnectEndpoints(OutlookSandboxCase):
         with self.assertRaises(JsonRpcException):
             self.rpc('ir.config_parameter', 'get_param', 'epilot_outlook.allowed_hosts')
 
+    def write_as_system_admin(self, values):
+        result = self.connection.with_user(self.system_admin).write(values)
+        # Tracking is written when the transaction commits, as at the end of an RPC: do it now.
+        self.env.flush_all()
+        self.env.cr.precommit.run()
+        return result
+
     def test_endpoint_change_discards_the_client_secret(self):
-        for field, value in (('ca_bundle', '/etc/ssl/certs/ca-certificates.crt'),
-                             ('authority_host', 'https://login.microsoftonline.com'),
-                             ('graph_endpoint', 'https://graph.microsoft.com/v1.0')):
+        for field, value, write in (('ca_bundle', '/etc/ssl/certs/ca-certificates.crt', self.write_as_system_admin),
+                                    ('authority_host', 'https://login.microsoftonline.com', self.write_as_editor),
+                                    ('graph_endpoint', 'https://graph.microsoft.com/v1.0', self.write_as_editor)):
             self.connection.sudo().client_secret = self.demo['client_secret']
-            self.write_as_editor({field: value})
+            write({field: value})
             self.connection.invalidate_recordset()
             self.assertFalse(self.connection.has_client_secret, field)
             self.assertIn('client secret and the recorded tenant were discarded', self.tracked())
             self.assertIn('%s: ' % field, self.tracked())
         # Typing the secret again in the same save keeps it.
-        self.write_as_editor({'ca_bundle': self.sandbox.info['ca_bundle'], 'client_secret': 'typed again'})
+        self.write_as_editor({'authority_host': self.sandbox.info['authority_base_url'],
+                              'client_secret': 'typed again'})
         self.connection.invalidate_recordset()
         self.assertTrue(self.connection.has_client_secret)
         self.assertEqual(self.secrets()['client_secret'], 'typed again')
@@ -75,12 +90,17 @@ class TestConnectEndpoints(OutlookSandboxCase):
     def test_endpoint_change_refused_while_tokens_are_held(self):
         self.connect()
         before = self.connection.sudo()._outlook_load_secrets()
-        for field, value in (('ca_bundle', '/etc/ssl/certs/ca-certificates.crt'),
-                             ('authority_host', 'https://login.microsoftonline.com'),
+        for field, value in (('authority_host', 'https://login.microsoftonline.com'),
                              ('graph_endpoint', 'https://graph.microsoft.com/v1.0')):
             with self.assertRaises(JsonRpcException) as caught:
                 self.write_as_editor({field: value})
             self.assertEqual(caught.exception.args[0], 'odoo.exceptions.UserError', field)
+        # The CA bundle is not the editor's to change at all; a system administrator is refused like them.
+        with self.assertRaises(JsonRpcException) as caught:
+            self.write_as_editor({'ca_bundle': '/etc/ssl/certs/ca-certificates.crt'})
+        self.assertEqual(caught.exception.args[0], 'odoo.exceptions.AccessError')
+        with self.assertRaises(UserError):
+            self.write_as_system_admin({'ca_bundle': '/etc/ssl/certs/ca-certificates.crt'})
         self.assertEqual(self.connection.sudo()._outlook_load_secrets(), before, "nothing was discarded")
         # After Disconnect, the change goes through and the tenant and client secret are gone with it.
         self.connection.with_user(self.odoo_admin).action_outlook_disconnect()
