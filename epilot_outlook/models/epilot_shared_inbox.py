@@ -138,10 +138,10 @@ class EpilotSharedInbox(models.Model):
         files) reaches them any more (they could no longer read them in Odoo either). """
         partners = users.partner_id
         if partners:
+            conversations = self.env['epilot.shared.conversation'].sudo()._search([('inbox_id', 'in', self.ids)])
             self.env['mail.followers'].sudo().search([
                 ('res_model', '=', 'epilot.shared.conversation'), ('partner_id', 'in', partners.ids),
-                ('res_id', 'in', self.env['epilot.shared.conversation'].sudo().with_context(
-                    active_test=False).search([('inbox_id', 'in', self.ids)]).ids),
+                ('res_id', 'in', conversations),
             ]).unlink()
 
     # === BUSINESS METHODS - MENUS === #

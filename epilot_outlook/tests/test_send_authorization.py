@@ -222,6 +222,88 @@ class TestSendAuthorization(OutlookSendCase):
         self.assertTrue(any('Erste' in body for body in bodies) and any('Zweite' in body for body in bodies))
 
 
+# Every way to post on a conversation that may e-mail someone, each with the From and the server an attacker would
+# choose (billing@'s): (message_type, subtype xmlid, extra values of message_post).
+POST_KINDS = {
+    'comment': ('comment', 'mail.mt_comment', {}),
+    'note with recipients': ('comment', 'mail.mt_note', {}),
+    'notification (the default type)': (None, None, {}),
+    'email': ('email', 'mail.mt_comment', {}),
+    'auto_comment': ('auto_comment', 'mail.mt_comment', {}),
+    'forced server': ('comment', 'mail.mt_comment', {'server': True}),
+}
+# Who may make a Support conversation's mail leave (as support@ only); everyone else is refused before.
+SENDERS = ('admin', 'member')
+SEND_ROLES = ('admin', 'member', 'other_agent', 'removed', 'internal', 'portal')
+
+
+@tagged('post_install', '-at_install')
+class TestSendMatrix(OutlookSendCase):
+    """ The send cells of the access matrix (issue 17, point 5): roles x every kind of post, the composer in
+    comment and mass-mail mode. Whatever is asked, nothing leaves as billing@, nothing leaves for a role that may
+    not send, and what a sender may send leaves as support@. """
+
+    def setUp(self):
+        super().setUp()
+        self.billing = self.add_address(BILLING)
+        self.run_backfill(self.billing)
+        self.conversation, _delivered = self.customer_writes()
+        self.customer = self.conversation.partner_id
+        other_inbox = self.env['epilot.shared.inbox'].create({'name': 'Sales', 'email': 'sales@example.com'})
+        removed = new_test_user(self.env, 'eo_removed', groups='base.group_user,epilot_outlook.group_agent')
+        self.inbox.member_user_ids = [(4, removed.id)]
+        self.inbox.member_user_ids = [(3, removed.id)]
+        self.roles = {
+            'admin': self.odoo_admin,
+            'member': self.agent,
+            'other_agent': new_test_user(self.env, 'eo_other', groups='base.group_user,epilot_outlook.group_agent'),
+            'removed': removed,
+            'internal': new_test_user(self.env, 'eo_plain', groups='base.group_user'),
+            'portal': new_test_user(self.env, 'eo_portal_sender', groups='base.group_portal'),
+        }
+        other_inbox.member_user_ids = [(4, self.roles['other_agent'].id)]
+        self.sandbox.control('DELETE', '/mail/sent')
+
+    def post(self, user, kind):
+        message_type, subtype, extra = POST_KINDS[kind]
+        values = {'body': '<p>%s</p>' % kind, 'partner_ids': self.customer.ids, 'email_from': BILLING}
+        if message_type:
+            values.update(message_type=message_type, subtype_xmlid=subtype)
+        if extra.get('server'):
+            values['mail_server_id'] = self.billing.mail_server_ids.id
+        self.conversation.with_user(user).message_post(**values)
+
+    def compose(self, user, mode):
+        composer = self.env['mail.compose.message'].with_user(user).with_context(
+            default_model=self.conversation._name, default_res_ids=self.conversation.ids,
+            default_composition_mode=mode, default_subtype_id=self.env.ref('mail.mt_comment').id,
+        ).create({'body': '<p>%s</p>' % mode, 'subject': 'Re', 'partner_ids': self.customer.ids,
+                  'email_from': BILLING})
+        composer._action_send_mail()
+
+    @mute_logger(*MAIL_LOGGERS, 'odoo.addons.base.models.ir_rule', 'odoo.models')
+    def test_send_matrix(self):
+        cells = [(kind, self.post) for kind in POST_KINDS] + [
+            ('composer, comment', lambda user, _kind: self.compose(user, 'comment')),
+            ('composer, mass mail', lambda user, _kind: self.compose(user, 'mass_mail'))]
+        for kind, act in cells:
+            for role in SEND_ROLES:
+                with self.subTest(kind=kind, role=role):
+                    self.sandbox.control('DELETE', '/mail/sent')
+                    if role in SENDERS:
+                        act(self.roles[role], kind)
+                    else:
+                        with self.assertRaises(AccessError):
+                            act(self.roles[role], kind)
+                    self.run_mail_queue()
+                    froms = [record['from']['address'] for record in self.sent()]
+                    self.assertNotIn(BILLING, froms, "nothing leaves as another inbox's mailbox")
+                    if role not in SENDERS:
+                        self.assertEqual(froms, [])
+                    elif kind != 'composer, mass mail':
+                        self.assertEqual(froms, [SUPPORT], "a sender's post leaves as the inbox's mailbox, once")
+
+
 @tagged('post_install', '-at_install')
 class TestMembersAndFollowers(OutlookSendCase):
     """ Followers and notifications follow membership (issue 17, point 4). """
