@@ -28,6 +28,11 @@ CREATE_RETRY_DELAY = timedelta(minutes=15)
 # Wrong clientState or tenant: this many within MISMATCH_WINDOW on one subscription alert the editors, once.
 MISMATCH_ALERT_THRESHOLD = 10
 MISMATCH_WINDOW = timedelta(hours=1)
+# Rows of rejected notifications the webhook queues per subscription, at most, until the delta cron reads the
+# queue (every minute): whoever knows a subscription's id can post forged notifications without end. Those past
+# it are counted in the webhook's process and carried by its next row for the subscription, not stored. As many
+# as the alert threshold, so that the alert never waits for a count held back.
+MISMATCH_QUEUE_MAX = MISMATCH_ALERT_THRESHOLD
 # How long a sync step waits for Retry-After or a mailbox slot before rescheduling (as the sync steps).
 GRAPH_MAX_WAIT_S = 2
 # Errors of the database after which the step is retried later (another worker wrote the same rows).
