@@ -1,6 +1,8 @@
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from unittest.mock import patch
 
 import psutil
@@ -9,6 +11,7 @@ from markupsafe import Markup
 
 from odoo.tests import TransactionCase, tagged
 
+from ..tools import sanitize as sanitize_module
 from ..tools.sanitize import SanitizedBodies, SanitizerPool, field_sanitizer
 
 # What mail from outside brings: active content, odd markup, quotes Odoo tags, nothing at all.
@@ -23,6 +26,24 @@ BODIES = [
     '',
     'plain text, no tags',
 ]
+
+# A helper that hostile HTML took over: whatever it is asked, it answers with the answer named ``answer`` (a
+# pickle whose unpickling creates the file ``marker``, or JSON that is not the page's sanitized bodies), then
+# reads its input to the end.
+HOSTILE_HELPER = '''
+import json, pickle, sys
+class Payload:
+    def __reduce__(self):
+        return (open, (%(marker)r, 'w'))
+answers = {
+    'pickle': pickle.dumps((0, Payload()), protocol=2),
+    'not strings': json.dumps([0, [{'x': 1}] * %(count)d]).encode(),
+    'too few': json.dumps([0, ['<p>unsanitized</p>']]).encode(),
+}
+sys.stdout.buffer.write(answers[%(answer)r] + b'\\n')
+sys.stdout.buffer.flush()
+sys.stdin.buffer.read()
+'''
 
 
 @tagged('post_install', '-at_install')
@@ -92,3 +113,21 @@ class TestSanitizer(TransactionCase):
         with pool.held():   # the next cron run tries again
             self.assertEqual([body or '' for body in pool.submit(self.sanitize, BODIES).result()], self.expected)
             self.assertTrue(pool.helper_pid)
+
+    def test_a_helper_answering_anything_but_plain_text_is_not_believed(self):
+        """ The helper parses hostile HTML: were it ever taken over, its answer must not run code in the worker
+        (a pickle would) nor be taken as sanitized bodies. """
+        workdir = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, workdir)
+        marker = os.path.join(workdir, 'unpickled')
+        for answer in ('pickle', 'not strings', 'too few'):
+            hostile = HOSTILE_HELPER % {'marker': marker, 'answer': answer, 'count': len(BODIES)}
+            pool = SanitizerPool(processes=1)
+            with pool.held(), patch.object(sanitize_module, '_HELPER_SOURCE', hostile):
+                bodies = pool.submit(self.sanitize, BODIES)
+                helper = pool._helper
+                self.assertEqual([body or '' for body in bodies.result()], self.expected, answer)
+                self.assertFalse(os.path.exists(marker), "%s: nothing of the answer was unpickled" % answer)
+                self.assertFalse(helper.alive(), "%s: a helper that answers so is stopped at once" % answer)
+                self.assertEqual([body or '' for body in pool.submit(self.sanitize, BODIES).result()],
+                                 self.expected, "%s: later pages are sanitized too" % answer)

@@ -10,9 +10,16 @@ The sanitizer is Odoo's own, with the options of the field the body is stored in
 the helper process runs the very function ``fields.Html`` runs, with the same arguments. Whatever goes wrong
 there (no second core, a helper that died, a result that is late) costs time only: the body is then sanitized
 here, as ``mail.message.create`` would.
+
+The helper parses hostile HTML, so the worker believes nothing of it but text: it answers each request with one
+line of JSON, the request's id and the sanitized bodies as strings (JSON cannot carry code, as a pickle can). An
+answer of any other shape is refused like a dead helper's: the helper is killed and the page sanitized here.
+What the worker sends it stays a pickle (the sanitizer, by reference, and the raw bodies): data of the worker's
+own, which only the helper reads.
 """
 import functools
 import itertools
+import json
 import logging
 import os
 import pickle
@@ -21,6 +28,8 @@ import sys
 import threading
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 from contextlib import contextmanager
+
+from markupsafe import Markup
 
 from odoo.tools.mail import html_sanitize
 
@@ -33,10 +42,11 @@ RESULT_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 5.0
 
 # The helper: a fresh interpreter that imports what it is sent by name (``odoo.tools.mail.html_sanitize``),
-# then answers each request ``(id, sanitize, bodies)`` with ``(id, sanitized bodies)`` until its input ends.
+# then answers each request ``(id, sanitize, bodies)`` (a pickle) with the line of JSON ``[id, [sanitized
+# bodies]]`` (plain strings, ``null`` for an empty one; ASCII, so no line break inside) until its input ends.
 # It is given Odoo's source directory and nothing else of the worker: no threads, no database connection.
 _HELPER_SOURCE = """
-import pickle, sys
+import json, pickle, sys
 sys.path.insert(0, sys.argv[1])
 requests, answers = sys.stdin.buffer, sys.stdout.buffer
 while True:
@@ -44,7 +54,8 @@ while True:
         request_id, sanitize, bodies = pickle.load(requests)
     except EOFError:
         break
-    pickle.dump((request_id, [sanitize(body) for body in bodies]), answers, protocol=pickle.HIGHEST_PROTOCOL)
+    sanitized = [str(body) if body else None for body in map(sanitize, bodies)]
+    answers.write(json.dumps([request_id, sanitized]).encode('ascii') + b'\\n')
     answers.flush()
 """
 
@@ -172,7 +183,7 @@ class _Helper:
     def __init__(self, process):
         self.process = process
         self.answered = 0
-        self._pending = {}
+        self._pending = {}   # request id -> (future, how many bodies were sent)
         self._ids = itertools.count()
         self._write_lock = threading.Lock()
         self._reader = threading.Thread(target=self._read_answers, name='sanitizer-answers', daemon=True)
@@ -201,7 +212,7 @@ class _Helper:
     def submit(self, sanitize, bodies):
         future = Future()
         request_id = next(self._ids)
-        self._pending[request_id] = future
+        self._pending[request_id] = (future, len(bodies))
         try:
             with self._write_lock:
                 pickle.dump((request_id, sanitize, bodies), self.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
@@ -214,19 +225,41 @@ class _Helper:
     def _read_answers(self):
         answers = self.process.stdout
         try:
-            while True:
-                request_id, sanitized = pickle.load(answers)
+            while (line := answers.readline()).endswith(b'\n'):   # else it ended, maybe in mid-answer
+                request_id, sanitized = self._parse_answer(line)
                 self.answered += 1
-                future = self._pending.pop(request_id, None)
-                if future is not None:
-                    future.set_result(sanitized)
-        except Exception as error:  # noqa: BLE001 - EOF (stopped or died) or garbage: no more answers
-            ended = error if not isinstance(error, EOFError) else RuntimeError(
-                "the helper process ended (exit code %s)" % self.process.wait())
-            for request_id in list(self._pending):
-                future = self._pending.pop(request_id, None)
-                if future is not None and not future.done():
-                    future.set_exception(ended)
+                future, _count = self._pending.pop(request_id)
+                future.set_result(sanitized)
+            ended = RuntimeError("the helper process ended (exit code %s)" % self.process.wait())
+        except Exception as error:  # noqa: BLE001 - whatever it answered, it is not believed any more
+            _logger.warning("The sanitizer helper process answered something else than sanitized bodies; it is "
+                            "stopped and the worker sanitizes")
+            self.process.kill()
+            self.process.wait()
+            ended = error
+        for request_id in list(self._pending):
+            future, _count = self._pending.pop(request_id, (None, 0))
+            if future is not None and not future.done():
+                future.set_exception(ended)
+
+    def _parse_answer(self, line):
+        """ One answer of the helper: the id of a pending request and as many bodies as it sent, each a string
+        (a ``Markup``: the field's sanitizer made it) or ``None``; nothing else is accepted.
+
+        :param bytes line: One line the helper wrote.
+        :rtype: tuple
+        :raise ValueError: Anything else.
+        """
+        answer = json.loads(line)
+        if not (isinstance(answer, list) and len(answer) == 2 and isinstance(answer[1], list)):
+            raise ValueError("not [id, bodies]")
+        request_id, bodies = answer
+        pending = self._pending.get(request_id) if isinstance(request_id, int) else None
+        if pending is None or len(bodies) != pending[1]:
+            raise ValueError("not the answer to a request sent")
+        if not all(body is None or isinstance(body, str) for body in bodies):
+            raise ValueError("bodies that are not strings")
+        return request_id, [Markup(body) if body else body for body in bodies]
 
     def stop(self):
         """ Close its input (it finishes what it was sent, then exits); kill it if it does not. """
