@@ -1,4 +1,4 @@
-from . import test_access
+from . import test_access_matrix
 from . import test_constraints
 from . import test_install
 from . import test_neutralize
