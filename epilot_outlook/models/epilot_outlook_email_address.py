@@ -530,9 +530,12 @@ class EpilotOutlookEmailAddress(models.Model):
             if raise_errors:
                 raise
             _logger.info("Microsoft Outlook: address %s: sync step stopped, the connection is not usable", self.id)
-        except DB_CONFLICTS:
-            _logger.info("Microsoft Outlook: address %s: another worker imported the same messages; retrying",
-                         self.id)
+        except DB_CONFLICTS as error:
+            # Which backstop serialized the two workers (a unique index, and which one, or a serialization
+            # failure): the exactly-once guarantee rests on them, so the log says which held.
+            _logger.info("Microsoft Outlook: address %s: another worker imported the same messages (%s%s); retrying",
+                         self.id, type(error).__name__,
+                         " on %s" % error.diag.constraint_name if error.diag.constraint_name else "")
             self._outlook_step_failed(on_retry, None, 1)
         except OutlookError as error:
             _logger.warning("Microsoft Outlook: address %s: sync step failed: %s", self.id, error)

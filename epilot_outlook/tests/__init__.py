@@ -29,3 +29,4 @@ from . import test_send_authorization
 from . import test_erase_scope
 from . import test_connection_ca_bundle
 from . import test_webhook_limits
+from . import test_backstops

@@ -1,3 +1,4 @@
+import logging
 import threading
 
 from odoo import SUPERUSER_ID, api
@@ -327,7 +328,8 @@ class TestTwoWorkers(_LifecycleMixin, SyncAssertions, TransactionCase):
 
         threads = [threading.Thread(target=worker, args=(kind,)) for kind in ('backfill', 'delta')]
         # The losing INSERT is logged by the cursor before the code handles it.
-        with mute_logger('odoo.sql_db'):
+        with mute_logger('odoo.sql_db'), self.assertLogs(
+                'odoo.addons.epilot_outlook.models.epilot_outlook_email_address', logging.INFO) as logs:
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -335,6 +337,12 @@ class TestTwoWorkers(_LifecycleMixin, SyncAssertions, TransactionCase):
         self.assertFalse(failures, "a worker failed instead of retrying")
         self.assertEqual(len([kind for kind in ('backfill', 'delta') if results.get(kind + '_retry_at')]), 1,
                          "exactly one worker lost the race and scheduled its retry")
+        # What serialized them: a unique index of the import (the conversations' Outlook conversation, created
+        # first, or the sync records' immutable id), never luck.
+        conflicts = [line for line in logs.output if 'another worker imported the same messages' in line]
+        self.assertEqual(len(conflicts), 1, logs.output)
+        self.assertRegex(conflicts[0], r'\(UniqueViolation on epilot_(shared_conversation_graph_conversation_uniq|'
+                                       r'outlook_message_graph_id_uniq)\)')
 
         # The crons go on (the loser's retry is due again) until the backfill is done.
         for _run in range(20):
