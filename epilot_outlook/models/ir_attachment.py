@@ -1,7 +1,7 @@
 from odoo import models
 from odoo.tools import SQL
 
-from .mail_message_synced import synced_mail_read_only
+from .mail_message_synced import refuse_synced_mail
 
 
 class IrAttachment(models.Model):
@@ -14,7 +14,10 @@ class IrAttachment(models.Model):
     def _check_access(self, operation):
         """ Override of `base`: forbid writing and deleting the files of synced e-mails to anyone but email
         settings editors, on top of Odoo's rules. """
-        return synced_mail_read_only(self, operation, super()._check_access(operation))
+        result = super()._check_access(operation)
+        if operation in ('write', 'unlink'):
+            return refuse_synced_mail(self, result, type(self)._outlook_read_only_synced)
+        return result
 
     def _has_attachments_ownership(self, attachment_tokens):
         """ Override of `mail`: the ownership token of the author of a synced e-mail does not make its files

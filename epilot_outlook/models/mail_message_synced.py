@@ -3,21 +3,22 @@ from odoo.exceptions import AccessError
 from odoo.tools import SQL
 
 
-def synced_mail_read_only(records, operation, result):
-    """ The answer of ``records._check_access(operation)`` (``result``, Odoo's), with the synced mail among
-    ``records`` forbidden to write and delete (``records._outlook_read_only_synced()``).
+def refuse_synced_mail(records, result, find):
+    """ The answer of ``records._check_access()`` (``result``, Odoo's), with the records that ``find`` returns
+    among those Odoo allows forbidden too.
 
     :param records: ``mail.message`` or ``ir.attachment`` records.
+    :param find: Called on the allowed records, returns those to refuse (each with ``_outlook_read_only_error``).
     :return: ``None`` or ``(forbidden, make_error)``, as ``_check_access``.
     """
-    if operation not in ('write', 'unlink') or not records:
+    if not records:
         return result
     allowed = records - result[0] if result else records
-    if not (synced := allowed._outlook_read_only_synced()):
+    if not (refused := find(allowed)):
         return result
     if result:
-        return result[0] + synced, result[1]
-    return synced, synced._outlook_read_only_error
+        return result[0] + refused, result[1]
+    return refused, refused._outlook_read_only_error
 
 
 class MailMessage(models.Model):
@@ -27,15 +28,30 @@ class MailMessage(models.Model):
     was said (issue 17). Odoo lets whoever may write the document write its messages, and lets an author or a
     recipient write a message whatever their rights on the document: agents write conversations (to assign
     them), and author the replies they send. Writing or deleting such an e-mail therefore takes an email
-    settings editor (or the superuser), whatever else allowed it. Agents still post, edit their own notes,
-    react, star and mark read as Odoo allows.
+    settings editor (or the superuser), whatever else allowed it. Nor does anyone else make one up: Odoo lets
+    whoever may post post an e-mail with any author (or make their note one), an e-mail from the customer here.
+    Agents still post as themselves, edit their own notes, react, star and mark read as Odoo allows.
     """
     _inherit = 'mail.message'
 
     def _check_access(self, operation):
-        """ Override of `mail`: forbid writing and deleting synced e-mails to anyone but email settings editors,
-        on top of Odoo's rules (which stay as they are for every other message). """
-        return synced_mail_read_only(self, operation, super()._check_access(operation))
+        """ Override of `mail`: forbid writing and deleting synced e-mails, and creating an e-mail in someone
+        else's name, to anyone but email settings editors, on top of Odoo's rules (which stay as they are for
+        every other message). """
+        result = super()._check_access(operation)
+        if operation in ('write', 'unlink'):
+            return refuse_synced_mail(self, result, type(self)._outlook_read_only_synced)
+        if operation == 'create':
+            return refuse_synced_mail(self, result, type(self)._outlook_forged_mail)
+        return result
+
+    def write(self, vals):
+        """ Override of `mail`: an author turning their message into an e-mail in someone else's name (checked
+        once written: Odoo checks the message as it was). """
+        result = super().write(vals)
+        if {'message_type', 'author_id'} & set(vals) and (forged := self._outlook_forged_mail()):
+            raise forged._outlook_read_only_error()
+        return result
 
     @api.model
     def _outlook_may_change_synced_mail(self):
@@ -47,23 +63,33 @@ class MailMessage(models.Model):
         of a shared inbox's conversation that Outlook synced (a sync record points to it) or that is an e-mail
         (a sync record erased, or one not written yet). Empty for those who may change synced mail.
         """
+        records = SQL.identifier(self.env['epilot.outlook.message']._table)
+        return self._outlook_conversation_messages(SQL(
+            "message.message_type = 'email' OR EXISTS (SELECT 1 FROM %s AS record WHERE record.mail_message_id = "
+            "message.id)", records))
+
+    def _outlook_forged_mail(self):
+        """ The messages of ``self`` that are e-mails of a shared inbox's conversation in the name of someone else
+        than the current user (only Outlook's are; the import runs as the superuser). Empty for those who may
+        change synced mail. """
+        return self._outlook_conversation_messages(SQL(
+            "message.message_type = 'email' AND message.author_id IS DISTINCT FROM %s", self.env.user.partner_id.id))
+
+    def _outlook_conversation_messages(self, condition):
+        """ The messages of ``self`` of a shared inbox's conversation that meet ``condition`` (SQL on
+        ``message``), unless the current user may change synced mail. """
         if not self or self._outlook_may_change_synced_mail():
             return self.browse()
-        Record = self.env['epilot.outlook.message']
-        self.flush_recordset(['model', 'message_type'])
-        Record.flush_model(['mail_message_id'])
+        self.flush_recordset(['model', 'message_type', 'author_id'])
+        self.env['epilot.outlook.message'].flush_model(['mail_message_id'])
         rows = self.env.execute_query(SQL(
-            """SELECT message.id FROM %(messages)s AS message
-                WHERE message.id = ANY(%(ids)s) AND message.model = %(model)s
-                  AND (message.message_type = 'email'
-                       OR EXISTS (SELECT 1 FROM %(records)s AS record WHERE record.mail_message_id = message.id))""",
-            messages=SQL.identifier(self._table), records=SQL.identifier(Record._table),
-            ids=[id_ for id_ in self._ids if isinstance(id_, int)],
-            model='epilot.shared.conversation',
+            "SELECT message.id FROM %s AS message WHERE message.id = ANY(%s) AND message.model = %s AND (%s)",
+            SQL.identifier(self._table), [id_ for id_ in self._ids if isinstance(id_, int)],
+            'epilot.shared.conversation', condition,
         ))
         return self.browse(message_id for [message_id] in rows)
 
     def _outlook_read_only_error(self):
         return AccessError(self.env._(
             "The e-mails synced from Outlook and their files are the team's record of what was said: only email "
-            "settings editors may change or delete them."))
+            "settings editors may change or delete them, and agents post as themselves."))

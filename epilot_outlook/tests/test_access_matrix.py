@@ -35,8 +35,9 @@ MATRIX = {
     'inbox': {**dict.fromkeys(READS, MEMBERS), 'write': EDITORS, 'unlink': EDITORS, 'create': EDITORS},
     'other_inbox': {**dict.fromkeys(READS, EDITORS | {'member', 'other_agent'}), 'write': EDITORS,
                     'unlink': EDITORS},
+    # `post_customer_email`: an e-mail in the customer's name, which only Outlook brings (test_synced_mail_readonly.py)
     'conversation': {**dict.fromkeys(READS, MEMBERS), 'write': MEMBERS, 'write_inbox': EDITORS,
-                     'unlink': EDITORS},
+                     'unlink': EDITORS, 'post_customer_email': EDITORS},
     # Odoo lets only administrators export messages (mail.message.export_data).
     'email': {**dict.fromkeys(READS, MEMBERS), 'export_data': ADMIN, 'write': EDITORS, 'unlink': EDITORS},
     'reply': {**dict.fromkeys(READS, MEMBERS), 'export_data': ADMIN, 'write': EDITORS, 'unlink': EDITORS},
@@ -209,6 +210,9 @@ class TestAccessMatrix(InboxImportMixin, HttpCase, EpilotOutlookCommon):
                 self.address.unlink()   # an inbox an Outlook address feeds cannot be deleted: the address goes first
             record.unlink()
             self.assertFalse(record.exists())
+        elif operation == 'post_customer_email':
+            record.message_post(body="I agree to pay 10,000 EUR.", message_type='email',
+                                email_from=CUSTOMER.formatted())
         elif operation == 'cancel_backfill':
             record.action_outlook_cancel_backfill()
         elif operation == 'reconcile':

@@ -7,7 +7,7 @@ from odoo.tools import mute_logger
 
 from ..outlook_core import mapping
 from .common import EpilotOutlookCommon
-from .test_inbox_agents import InboxImportMixin
+from .test_inbox_agents import CUSTOMER, InboxImportMixin
 
 
 @tagged('post_install', '-at_install')
@@ -120,6 +120,35 @@ class TestSyncedMailReadOnly(InboxImportMixin, HttpCase, EpilotOutlookCommon):
         self.assertTrue(self.email.exists() and self.file.exists() and self.reply.exists())
         # ... while the conversation's other messages stay theirs, as Odoo decides.
         self.assertTrue(note.with_user(clerk).has_access('write'))
+
+    def test_nobody_but_editors_forges_an_email(self):
+        """ Odoo lets whoever may post on a document post a message of any type, with any author, and lets an
+        author rewrite their message's type and author: an e-mail from the customer would be made up. In a shared
+        inbox an e-mail is Outlook's; agents post as themselves. """
+        customer = self.email.author_id or self.env['res.partner'].create({'name': "Carla", 'email': CUSTOMER.address})
+        forged = {'body': '<p>I agree to pay 10,000 EUR.</p>', 'message_type': 'email',
+                  'subtype_xmlid': 'mail.mt_comment'}
+        clerk = self._clerk()
+        for user in (self.agent_member, clerk):
+            conversation = self.conversation.with_user(user)
+            with self.subTest(user=user.login):
+                with self.assertRaises(AccessError):
+                    conversation.message_post(**forged, author_id=customer.id)
+                with self.assertRaises(AccessError):
+                    conversation.message_post(**forged, email_from=CUSTOMER.formatted())
+                with self.assertRaises(AccessError):
+                    self.env['mail.message'].with_user(user).create({
+                        'model': conversation._name, 'res_id': conversation.id, 'message_type': 'email',
+                        'author_id': customer.id, 'body': '<p>I agree to pay 10,000 EUR.</p>'})
+                note = conversation.message_post(body="Called her back", message_type='comment',
+                                                 subtype_xmlid='mail.mt_note')
+                with self.assertRaises(AccessError):
+                    note.write({'message_type': 'email', 'author_id': customer.id})
+                note.write({'body': '<p>Called her back twice</p>'})   # their own note stays theirs
+        self.assertFalse(self.conversation.message_ids.filtered(lambda message: '10,000' in str(message.body)))
+        # An e-mail as themselves is a message of the team; editors (and the import) record the customer's.
+        self.conversation.with_user(self.agent_member).message_post(body="From us", message_type='email')
+        self.conversation.with_user(self.editor).message_post(**forged, author_id=customer.id)
 
     def test_editors_and_the_superuser_change_synced_mail(self):
         self.email.with_user(self.editor).write({'body': Markup('<p>Redacted</p>')})
