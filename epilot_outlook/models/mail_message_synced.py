@@ -29,28 +29,35 @@ class MailMessage(models.Model):
     recipient write a message whatever their rights on the document: agents write conversations (to assign
     them), and author the replies they send. Writing or deleting such an e-mail therefore takes an email
     settings editor (or the superuser), whatever else allowed it. Nor does anyone else make one up: Odoo lets
-    whoever may post post an e-mail with any author (or make their note one), an e-mail from the customer here.
+    whoever may post post an e-mail with any author (or make their note one), an e-mail from the customer here;
+    nor take a synced e-mail's file into their own message, whose deletion would delete it.
     Agents still post as themselves, edit their own notes, react, star and mark read as Odoo allows.
     """
     _inherit = 'mail.message'
 
     def _check_access(self, operation):
         """ Override of `mail`: forbid writing and deleting synced e-mails, and creating an e-mail in someone
-        else's name, to anyone but email settings editors, on top of Odoo's rules (which stay as they are for
-        every other message). """
+        else's name or a message holding a synced e-mail's file, to anyone but email settings editors, on top of
+        Odoo's rules (which stay as they are for every other message). """
         result = super()._check_access(operation)
         if operation in ('write', 'unlink'):
             return refuse_synced_mail(self, result, type(self)._outlook_read_only_synced)
         if operation == 'create':
-            return refuse_synced_mail(self, result, type(self)._outlook_forged_mail)
+            return refuse_synced_mail(self, result, lambda messages: (
+                messages._outlook_forged_mail() | messages._outlook_borrowing_synced_files()))
         return result
 
     def write(self, vals):
-        """ Override of `mail`: an author turning their message into an e-mail in someone else's name (checked
-        once written: Odoo checks the message as it was). """
+        """ Override of `mail`: an author turning their message into an e-mail in someone else's name, or
+        giving it a synced e-mail's file (checked once written: Odoo checks the message as it was). """
         result = super().write(vals)
-        if {'message_type', 'author_id'} & set(vals) and (forged := self._outlook_forged_mail()):
-            raise forged._outlook_read_only_error()
+        refused = self.browse()
+        if {'message_type', 'author_id'} & set(vals):
+            refused |= self._outlook_forged_mail()
+        if 'attachment_ids' in vals:
+            refused |= self._outlook_borrowing_synced_files()
+        if refused:
+            raise refused._outlook_read_only_error()
         return result
 
     @api.model
@@ -74,6 +81,24 @@ class MailMessage(models.Model):
         change synced mail. """
         return self._outlook_conversation_messages(SQL(
             "message.message_type = 'email' AND message.author_id IS DISTINCT FROM %s", self.env.user.partner_id.id))
+
+    def _outlook_borrowing_synced_files(self):
+        """ The messages of ``self`` holding a file of another synced e-mail the current user may not change:
+        deleting a message deletes its files as the superuser (``/mail/message/update_content``), so a synced
+        e-mail's file is no one else's. Empty for those who may change synced mail. """
+        if not self or self._outlook_may_change_synced_mail():
+            return self.browse()
+        field = self._fields['attachment_ids']
+        self.flush_recordset(['attachment_ids'])
+        rows = self.env.execute_query(SQL(
+            "SELECT %(mine)s, %(other)s FROM %(relation)s AS mine JOIN %(relation)s AS other "
+            "ON %(other_file)s = %(my_file)s AND %(other)s != %(mine)s WHERE %(mine)s = ANY(%(ids)s)",
+            mine=SQL.identifier('mine', field.column1), other=SQL.identifier('other', field.column1),
+            my_file=SQL.identifier('mine', field.column2), other_file=SQL.identifier('other', field.column2),
+            relation=SQL.identifier(field.relation), ids=[id_ for id_ in self._ids if isinstance(id_, int)],
+        ))
+        synced = self.browse({other for _mine, other in rows})._outlook_read_only_synced()
+        return self.browse({mine for mine, other in rows if other in synced._ids})
 
     def _outlook_conversation_messages(self, condition):
         """ The messages of ``self`` of a shared inbox's conversation that meet ``condition`` (SQL on

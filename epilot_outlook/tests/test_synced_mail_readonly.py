@@ -215,6 +215,25 @@ class TestSyncedMailReadOnly(InboxImportMixin, HttpCase, EpilotOutlookCommon):
         self.assertIn('Here is our offer.', str(self.reply.body))
         self.assertTrue(self.file.exists() and self.reply_file.exists())
 
+    @mute_logger('odoo.http')
+    def test_no_synced_file_deleted_through_a_note(self):
+        """ Deleting a note deletes its files, as the superuser: a synced e-mail's file cannot be made a file of
+        an agent's note (Odoo lets an author link any file they read to their message). """
+        Conversation = self.conversation.with_user(self.agent_member)
+        note = Conversation.message_post(body="See her contract", message_type='comment',
+                                         subtype_xmlid='mail.mt_note')
+        with self.assertRaises(AccessError):
+            note.write({'attachment_ids': [Command.link(self.file.id)]})
+        with self.assertRaises(AccessError):
+            Conversation.message_post(body="Her contract again", message_type='comment',
+                                      subtype_xmlid='mail.mt_note', attachment_ids=self.reply_file.ids)
+        self.login(self.agent_member)
+        self.remove(note)
+        self.assertTrue(self.file.exists() and self.reply_file.exists())
+        self.assertEqual(self.email.attachment_ids, self.file)
+        # Editors may: it is their record to arrange.
+        note.with_user(self.editor).write({'attachment_ids': [Command.link(self.file.id)]})
+
     def test_web_client_lets_the_agent_work_on_their_notes(self):
         self.login(self.agent_member)
         posted = self.make_jsonrpc_request('/mail/message/post', {
