@@ -41,7 +41,7 @@ MATRIX = {
     # Odoo lets only administrators export messages (mail.message.export_data).
     'email': {**dict.fromkeys(READS, MEMBERS), 'export_data': ADMIN, 'write': EDITORS, 'unlink': EDITORS},
     'reply': {**dict.fromkeys(READS, MEMBERS), 'export_data': ADMIN, 'write': EDITORS, 'unlink': EDITORS},
-    'file': {**dict.fromkeys(READS, MEMBERS), 'write': EDITORS, 'unlink': EDITORS},
+    'file': {**dict.fromkeys(READS, MEMBERS), 'write': EDITORS, 'unlink': EDITORS, 'create': MEMBERS},
     'sync_record': {**dict.fromkeys(READS, EDITORS), 'write': NOBODY, 'unlink': NOBODY},
     'erase_wizard': {'create': EDITORS, 'erase': EDITORS},
 }
@@ -189,6 +189,10 @@ class TestAccessMatrix(InboxImportMixin, HttpCase, EpilotOutlookCommon):
             elif target == 'address':
                 self.env['epilot.outlook.email.address'].with_user(user).create({
                     'email': 'sales@contoso.com', 'connection_id': self.connection.id})
+            elif target == 'file':   # a file of one's own, on the conversation
+                self.env['ir.attachment'].with_user(user).create({
+                    'name': 'notes.txt', 'raw': b'notes', 'res_model': self.conversation._name,
+                    'res_id': self.conversation.id})
             elif target == 'erase_wizard':
                 self.env['epilot.outlook.erase.wizard'].with_user(user).create({'email': CUSTOMER.address})
             return
