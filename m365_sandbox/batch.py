@@ -1,4 +1,4 @@
-"""JSON batching: ``POST /v1.0/$batch`` (contract §5).
+"""JSON batching: ``POST /v1.0/$batch`` (docs/microsoft-graph.md §5).
 
 At most 20 requests with unique ids (else 400); a ``body`` needs a ``Content-Type`` header (else 400). Each item is
 dispatched in-process through the graph application itself (same handlers, same throttling: an item can get 429

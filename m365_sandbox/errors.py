@@ -6,14 +6,14 @@ import uuid
 
 from starlette.responses import JSONResponse
 
-# Graph's ``WWW-Authenticate`` on 401 InvalidAuthenticationToken (graph-contract §3.5).
+# Graph's ``WWW-Authenticate`` on 401 InvalidAuthenticationToken (docs/microsoft-graph.md §3.5).
 GRAPH_WWW_AUTHENTICATE = ('Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/'
                           'authorize", client_id="00000003-0000-0000-c000-000000000000"')
 
 
 def graph_error(status: int, code: str, message: str, headers: dict | None = None,
                 client_request_id: str | None = None) -> JSONResponse:
-    """Graph's error envelope: ``{"error": {"code", "message", "innerError": {...}}}`` (contract §6)."""
+    """Graph's error envelope: ``{"error": {"code", "message", "innerError": {...}}}`` (docs/microsoft-graph.md §6)."""
     request_id = str(uuid.uuid4())
     inner = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
              "request-id": request_id, "client-request-id": client_request_id or request_id}
@@ -33,7 +33,7 @@ def graph_error_body(code: str, message: str) -> dict:
 
 def aad_error(error: str, aadsts: int, text: str, status: int = 400, suberror: str | None = None,
               claims: str | None = None) -> JSONResponse:
-    """The identity platform's token-endpoint error JSON (contract §1.6)."""
+    """The identity platform's token-endpoint error JSON (docs/microsoft-graph.md §1.6)."""
     now = dt.datetime.now(dt.timezone.utc)
     trace_id, correlation_id = str(uuid.uuid4()), str(uuid.uuid4())
     timestamp = now.strftime("%Y-%m-%d %H:%M:%SZ")

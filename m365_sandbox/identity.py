@@ -1,4 +1,4 @@
-"""Room: identity. Plays ``login.microsoftonline.com`` (identity platform v2.0), graph-contract §1.
+"""Room: identity. Plays ``login.microsoftonline.com`` (identity platform v2.0), docs/microsoft-graph.md §1.
 
 Endpoints (``{tenant}`` = tenant GUID, verified domain, ``organizations`` or ``common``):
 
@@ -13,7 +13,7 @@ The HTML pages need no JavaScript: the sign-in form posts ``tx``, ``login`` and 
 
 Settings read (``state.settings``): ``aad_scope_echo`` (``short``, the default, or ``as_requested``),
 ``aad_mfa_error`` (``invalid_grant``, the default, or ``interaction_required``), ``access_token_lifetime_s``
-(3600) or, when ``access_token_lifetime_random`` is true, a random 3600-5400 s (contract §1.7),
+(3600) or, when ``access_token_lifetime_random`` is true, a random 3600-5400 s (docs/microsoft-graph.md §1.7),
 ``admin_consent_cancel_error`` (``access_denied``, the default, or ``consent_required`` as in the docs' example).
 Faults read (``state.faults``): ``token_endpoint`` = ``{"status": 503, "times": N}`` (``times`` absent: always).
 """
@@ -721,7 +721,7 @@ def redeem_refresh_token(state: SandboxState, app, form: dict, tenant, issuer_ba
 def token_response(state: SandboxState, app, user: User, requested: list[str], granted: set[str], *,
                    oidc: set[str], nonce: str | None, client_info: bool, mfa: bool,
                    issuer_base: str) -> JSONResponse:
-    """Mint tokens (``state.issue_tokens``) and shape AAD's success JSON (contract §1.4)."""
+    """Mint tokens (``state.issue_tokens``) and shape AAD's success JSON (docs/microsoft-graph.md §1.4)."""
     lifetime = None
     if state.settings.get("access_token_lifetime_random"):      # §1.7: 60-90 min, 75 on average
         lifetime = secrets.SystemRandom().randint(3600, 5400)
@@ -742,7 +742,7 @@ def token_response(state: SandboxState, app, user: User, requested: list[str], g
 
 
 def id_token(state: SandboxState, app, user: User, nonce: str | None, with_profile: bool, base: str) -> str:
-    """An RS256 id_token (v2.0 claims, contract §1.5), signed with the key the JWKS publishes."""
+    """An RS256 id_token (v2.0 claims, docs/microsoft-graph.md §1.5), signed with the key the JWKS publishes."""
     now = state.now()
     claims = {
         "aud": app.client_id, "iss": f"{base}/{user.tenant_id}/v2.0",

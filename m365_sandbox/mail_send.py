@@ -1,4 +1,4 @@
-"""Sending as a shared mailbox (contract §4): ``sendMail`` (JSON or base64 MIME), ``reply``/``replyAll``/
+"""Sending as a shared mailbox (docs/microsoft-graph.md §4): ``sendMail`` (JSON or base64 MIME), ``reply``/``replyAll``/
 ``forward`` (202), ``createReply``/``createReplyAll``/``createForward`` (201 draft) and ``send`` of a draft.
 
 Rights: Send As → ``from == sender`` = the shared mailbox; Send on Behalf only → ``sender`` = the signed-in

@@ -1,4 +1,4 @@
-"""Room: Graph change-notification subscriptions for Outlook messages (contract §0, §2, §7.1, §7.4-7.6).
+"""Room: Graph change-notification subscriptions for Outlook messages (docs/microsoft-graph.md §0, §2, §7.1, §7.4-7.6).
 
 Graph routes (bearer token required)
 ------------------------------------

@@ -1,5 +1,5 @@
 """The Graph edge every mail endpoint runs behind: bearer token, request ids, Outlook throttling per
-(client app id, mailbox) (contract §5), injected faults, and request counters for the control plane.
+(client app id, mailbox) (docs/microsoft-graph.md §5), injected faults, and request counters for the control plane.
 
 Settings (``state.settings``): ``throttle_window_requests`` (10000), ``throttle_window_s`` (600),
 ``throttle_concurrency`` (4), ``throttle_concurrency_retry_after`` (2 s), ``throttle_upload_bytes``
@@ -32,7 +32,7 @@ from .state import AccessToken, SandboxState
 
 
 def too_many_requests(retry_after: int, client_request_id: str | None = None) -> JSONResponse:
-    """The exact Outlook 429 of contract §5."""
+    """The exact Outlook 429 of docs/microsoft-graph.md §5."""
     request_id = str(uuid.uuid4())
     body = {"error": {"code": "TooManyRequests", "innerError": {
         "code": "429", "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
@@ -129,7 +129,7 @@ def fault_response(status: int, retry_after: int, client_request_id: str | None,
 
 def _check_rest_enabled(state: SandboxState, mailbox_id: str) -> None:
     """Mailboxes listed in ``state.settings["mailboxes_not_rest_enabled"]`` (ids or UPNs) are inactive,
-    soft-deleted or on-premises: 404 ``MailboxNotEnabledForRESTAPI`` (contract §3.5)."""
+    soft-deleted or on-premises: 404 ``MailboxNotEnabledForRESTAPI`` (docs/microsoft-graph.md §3.5)."""
     disabled = state.settings.get("mailboxes_not_rest_enabled") or ()
     if not disabled:
         return

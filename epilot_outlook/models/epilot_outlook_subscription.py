@@ -20,7 +20,7 @@ _lt = LazyTranslate(__name__)
 OUTLOOK_SECRET_COLUMNS = {'client_state': 'outlook_client_state_ciphertext'}
 # Renew (PATCH) once less than this is left of the ~7 days Graph grants: a day of Odoo downtime still renews.
 RENEW_BEFORE = timedelta(days=2)
-# Microsoft: never PATCH and reauthorize the same subscription within 10 minutes (contract §2.4).
+# Microsoft: never PATCH and reauthorize the same subscription within 10 minutes (docs/microsoft-graph.md §2.4).
 REAUTHORIZE_PATCH_GAP = timedelta(minutes=10)
 # A subscription Graph could not create for another reason than a refusal (handshake failed, 5xx) is tried
 # again after this; meanwhile delta polling covers the address.
@@ -57,7 +57,7 @@ class EpilotOutlookSubscription(models.Model):
     A notification only says "run this folder's delta round now": delta stays the truth. The subscription is
     created when the address starts syncing and again after a reconnect; the subscription cron renews it before
     it expires, reacts to Graph's lifecycle events and recreates it when Graph lost it. Where Graph refuses it
-    (shared mailboxes under delegated permissions, contract §0), the address polls, and says why.
+    (shared mailboxes under delegated permissions, docs/microsoft-graph.md §0), the address polls, and says why.
 
     The ``clientState`` is stored encrypted (secret mixin), never as a field.
     """

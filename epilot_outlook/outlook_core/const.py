@@ -1,6 +1,6 @@
 """The numbers and names of the plain layer in one place: scopes, endpoints, Graph limits, timeouts.
 
-Sources are ``shared/docs/graph-contract.md`` (cited as "contract §n"). Nothing here does anything.
+Source: ``docs/microsoft-graph.md``, cited by section (§n). Nothing here does anything.
 """
 
 # === SCOPES === #
@@ -16,12 +16,12 @@ DELEGATED_SCOPES = (
 )
 
 # MSAL adds ``offline_access openid profile`` to every request by itself and raises ``ValueError`` when a
-# caller passes one of them, so the list handed to MSAL leaves them out (contract §1.8).
+# caller passes one of them, so the list handed to MSAL leaves them out (docs/microsoft-graph.md §1.8).
 MSAL_RESERVED_SCOPES = frozenset({'offline_access', 'openid', 'profile'})
 MSAL_SCOPES = tuple(scope for scope in DELEGATED_SCOPES if scope not in MSAL_RESERVED_SCOPES)
 
 # The resource the Graph scopes belong to; the admin-consent endpoint wants scopes in full form
-# (``https://graph.microsoft.com/Mail.Read.Shared``), contract §1.2.
+# (``https://graph.microsoft.com/Mail.Read.Shared``), docs/microsoft-graph.md §1.2.
 GRAPH_RESOURCE = 'https://graph.microsoft.com'
 
 
@@ -44,7 +44,7 @@ MICROSOFT_GRAPH_HOSTS = (
     'microsoftgraph.chinacloudapi.cn',
 )
 # ``organizations`` lets any work account's admin consent; ``common`` is refused by the admin-consent
-# endpoint (contract §1.2).
+# endpoint (docs/microsoft-graph.md §1.2).
 DEFAULT_CONSENT_TENANT = 'organizations'
 GRAPH_BASE_URL = 'https://graph.microsoft.com/v1.0'
 # Hosts the Graph client may call, including every ``@odata.nextLink``/``@odata.deltaLink`` it follows.
@@ -75,7 +75,7 @@ WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
 GRAPH_TIMEOUT = 30
 # Seconds for MSAL's calls to the identity platform (a single number, for the same reason).
 TOKEN_HTTP_TIMEOUT = 30
-# Refresh an access token once it has less than this left; MSAL uses the same 5 minutes (contract §1.8).
+# Refresh an access token once it has less than this left; MSAL uses the same 5 minutes (docs/microsoft-graph.md §1.8).
 TOKEN_REFRESH_MARGIN_S = 5 * 60
 # An OAuth ``state`` is accepted for one hour after it was issued.
 OAUTH_STATE_MAX_AGE_S = 3600
@@ -85,23 +85,23 @@ OAUTH_STATE_CLOCK_SKEW_S = 60
 
 # === GRAPH LIMITS === #
 
-# Outlook allows 4 concurrent requests per app and mailbox; a 5th gets 429 (contract §5).
+# Outlook allows 4 concurrent requests per app and mailbox; a 5th gets 429 (docs/microsoft-graph.md §5).
 MAX_CONCURRENT_PER_MAILBOX = 4
 # Seconds a request waits for one of its mailbox's slots before giving up with ``MailboxBusy`` (a cron then
 # reschedules). A slot is held for one HTTP exchange, at most ``GRAPH_TIMEOUT``, so a slot that does not free
 # up within that means the mailbox is saturated, and waiting longer only holds a worker.
 GRAPH_SLOT_WAIT_S = 30
-# A JSON ``$batch`` holds at most 20 requests (contract §5).
+# A JSON ``$batch`` holds at most 20 requests (docs/microsoft-graph.md §5).
 BATCH_MAX_REQUESTS = 20
-# A live tenant refuses 10,080 and accepts 10,070 minutes (contract §0); under 45 min is raised to 45.
+# A live tenant refuses 10,080 and accepts 10,070 minutes (docs/microsoft-graph.md §0); under 45 min is raised to 45.
 SUBSCRIPTION_MAX_MINUTES = 10070
 SUBSCRIPTION_MIN_MINUTES = 45
-# A subscription covers new, changed and removed messages (contract §2.3).
+# A subscription covers new, changed and removed messages (docs/microsoft-graph.md §2.3).
 SUBSCRIPTION_CHANGE_TYPES = 'created,updated,deleted'
 # Random bytes of a subscription's ``clientState`` (≥ 32 asked; 48 bytes are 64 URL-safe characters, Graph
 # allows 128).
 CLIENT_STATE_BYTES = 48
-# ``$top`` bounds for message lists (contract §3.1); big pages with bodies risk 504, so stay modest.
+# ``$top`` bounds for message lists (docs/microsoft-graph.md §3.1); big pages with bodies risk 504, so stay modest.
 PAGE_SIZE = 50
 DELTA_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000

@@ -15,7 +15,7 @@ the plain layer knows, and the Odoo layer has a wording for each of them (a test
 
 Identity errors are chosen by AADSTS code first, then by ``suberror``, then by the OAuth ``error`` (contract
 §1.6). Graph errors are chosen by the envelope's ``code`` first, then by HTTP status, never by ``message``
-(contract §6).
+(docs/microsoft-graph.md §6).
 """
 import base64
 import re
@@ -47,7 +47,7 @@ class OutlookError(Exception):
 # === GRAPH === #
 
 class GraphError(OutlookError):
-    """An error answer from Microsoft Graph (contract §6).
+    """An error answer from Microsoft Graph (docs/microsoft-graph.md §6).
 
     :param int status: HTTP status, or ``None`` when no response was received.
     :param str code: The envelope's ``error.code`` (may be empty).
@@ -355,7 +355,7 @@ GRAPH_CODES = frozenset({
 def parse_retry_after(value):
     """Return ``Retry-After`` as whole seconds, or ``None`` when absent or not an integer.
 
-    Graph sends integer seconds (contract §5); an HTTP date is not used by Graph and is ignored.
+    Graph sends integer seconds (docs/microsoft-graph.md §5); an HTTP date is not used by Graph and is ignored.
 
     :param str value: The header value.
     :rtype: int or None

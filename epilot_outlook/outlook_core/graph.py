@@ -5,14 +5,14 @@
 * the ``Authorization`` header from ``token_provider()``, asked per request so the caller can refresh;
 * the host allow-list, checked on every URL including ``@odata.nextLink``/``@odata.deltaLink`` (a forged link
   must not make Odoo send its token elsewhere: SSRF);
-* at most 4 requests in flight per mailbox (Outlook's limit, contract §5), through a slot provider: the
+* at most 4 requests in flight per mailbox (Outlook's limit, docs/microsoft-graph.md §5), through a slot provider: the
   process's semaphores by default, one shared by every process where there are several (the Odoo layer's);
   a request waits a bounded time for a slot, then raises :class:`~.errors.MailboxBusy`;
 * ``Retry-After`` on 429/503, exponential backoff with jitter otherwise, a bounded number of retries;
 * Graph's error envelope mapped to ``errors`` (401 is raised at once: refreshing is the caller's decision).
 
 Paging follows ``@odata.nextLink`` **verbatim**: the server encodes ``$select``/``$filter``/``$skip`` into its
-links, and rebuilding them breaks paging (contract §3.1, §3.2).
+links, and rebuilding them breaks paging (docs/microsoft-graph.md §3.1, §3.2).
 
 Logs carry the method, URL path (no query), status and ``request-id``; never headers or bodies.
 """

@@ -1,7 +1,7 @@
 """Reading one shared mailbox through Graph: the request shapes of backfill, delta and reconciliation.
 
 Everything goes through :class:`~.graph.GraphClient` (auth, allow-list, retries, the 4-per-mailbox limit).
-This module only knows which URL, query and ``Prefer`` header each step needs (contract §3):
+This module only knows which URL, query and ``Prefer`` header each step needs (docs/microsoft-graph.md §3):
 
 * ids are **immutable** (``Prefer: IdType="ImmutableId"`` on every request, §3.4), so a message moved in
   Outlook keeps the id Odoo stores as its key;
@@ -25,7 +25,7 @@ MESSAGE_SELECT = ','.join((
     'replyTo', 'sentDateTime', 'receivedDateTime', 'lastModifiedDateTime', 'changeKey', 'isRead', 'isDraft',
     'parentFolderId', 'hasAttachments', 'body', 'internetMessageHeaders',
 ))
-# What a delta round needs to apply changes to messages Odoo has (contract §3.2: updated items carry the
+# What a delta round needs to apply changes to messages Odoo has (docs/microsoft-graph.md §3.2: updated items carry the
 # changed properties).
 DELTA_SELECT = 'id,changeKey,isRead,lastModifiedDateTime,subject,receivedDateTime,parentFolderId'
 # Messages per backfill page: ~20 requests per 1,000 messages, small enough that bodies with attachments do

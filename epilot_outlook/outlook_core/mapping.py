@@ -1,4 +1,4 @@
-"""Graph message JSON → the plain values Odoo stores (contract §3.3, §3.4). Pure functions, no I/O.
+"""Graph message JSON → the plain values Odoo stores (docs/microsoft-graph.md §3.3, §3.4). Pure functions, no I/O.
 
 Graph's JSON is treated as untrusted input: any property may be missing, ``null`` or of the wrong type (a
 docs sample sends ``"isRead": "true"``), addresses may be malformed, bodies huge or hostile. Mapping never
@@ -184,7 +184,7 @@ def map_messages(items, folder):
 
 
 def map_delta_item(item):
-    """Map one delta item: ``@removed`` or the (partial) changed properties (contract §3.2).
+    """Map one delta item: ``@removed`` or the (partial) changed properties (docs/microsoft-graph.md §3.2).
 
     :rtype: DeltaChange
     :raise MappingError: When the item has no id.

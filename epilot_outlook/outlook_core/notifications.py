@@ -16,7 +16,7 @@ UNKNOWN_SUBSCRIPTION = 'unknown_subscription'
 CLIENT_STATE_MISMATCH = 'client_state_mismatch'
 TENANT_MISMATCH = 'tenant_mismatch'
 
-# Lifecycle events (contract §2.4); anything else in ``lifecycleEvent`` is malformed.
+# Lifecycle events (docs/microsoft-graph.md §2.4); anything else in ``lifecycleEvent`` is malformed.
 REAUTHORIZATION_REQUIRED = 'reauthorizationRequired'
 SUBSCRIPTION_REMOVED = 'subscriptionRemoved'
 MISSED = 'missed'

@@ -7,9 +7,9 @@ Three moments, each one method of :class:`OAuthClient`:
 2. **Sign-in** (:meth:`~OAuthClient.start_sign_in`, :meth:`~OAuthClient.finish_sign_in`): the service account
    signs in with the authorization-code flow and PKCE; Odoo receives an access and a refresh token.
 3. **Refresh** (:meth:`~OAuthClient.refresh`): every refresh returns a new refresh token, which the caller
-   must store in place of the old one (the old one is not revoked, contract §1.4).
+   must store in place of the old one (the old one is not revoked, docs/microsoft-graph.md §1.4).
 
-Facts about MSAL worth knowing here (contract §1.8):
+Facts about MSAL worth knowing here (docs/microsoft-graph.md §1.8):
 
 * ``ConfidentialClientApplication(...)`` fetches OIDC discovery inside its constructor, so it is built lazily on
   first use, and ``instance_discovery=False`` keeps it from calling ``login.microsoftonline.com`` for a
@@ -207,7 +207,7 @@ class OAuthClient:
     # === BUSINESS METHODS - ADMIN CONSENT === #
 
     def admin_consent_url(self, redirect_uri, state, tenant=DEFAULT_CONSENT_TENANT):
-        """Return the v2.0 admin-consent URL for the product's Graph permissions (contract §1.2).
+        """Return the v2.0 admin-consent URL for the product's Graph permissions (docs/microsoft-graph.md §1.2).
 
         :param str redirect_uri: Registered redirect URI (exact match).
         :param str state: A signed state from ``oauth_state.issue``.

@@ -1,4 +1,4 @@
-"""Sending one e-mail as a shared mailbox through Graph, exactly once (contract §4).
+"""Sending one e-mail as a shared mailbox through Graph, exactly once (docs/microsoft-graph.md §4).
 
 Every e-mail goes **draft, then send**:
 

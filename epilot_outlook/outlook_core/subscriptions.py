@@ -1,7 +1,7 @@
 """Graph change-notification subscriptions for one mailbox folder: create, renew, reauthorize, delete
 (contract §2.1, §2.4, §2.5). Plain functions over the one Graph request helper (:class:`~.graph.GraphClient`).
 
-Microsoft refuses subscriptions on shared mailboxes under delegated permissions (contract §0, 403
+Microsoft refuses subscriptions on shared mailboxes under delegated permissions (docs/microsoft-graph.md §0, 403
 ``ExtensionError``): :func:`create` raises that :class:`~.errors.Forbidden` unchanged, and the caller falls back
 to delta polling. Nothing here words an error: the Odoo layer does.
 """
@@ -23,7 +23,7 @@ class SubscriptionInfo:
     :param str id: Graph's subscription id.
     :param str resource: The resource subscribed to.
     :param datetime expiration: Naive UTC ``expirationDateTime`` **as Graph returned it** (it may differ from the
-        one asked for: under 45 minutes is raised, contract §7.5).
+        one asked for: under 45 minutes is raised, docs/microsoft-graph.md §7.5).
     """
 
     id: str
@@ -64,7 +64,7 @@ def longest_expiry(now=None):
 def create(client, mailbox, folder, notification_url, lifecycle_url, client_state, now=None):
     """Create the subscription of one folder (``created,updated,deleted``, immutable ids, the longest expiry).
 
-    Graph validates both URLs before answering (the handshake, contract §2.2): the receiver must be up.
+    Graph validates both URLs before answering (the handshake, docs/microsoft-graph.md §2.2): the receiver must be up.
     A ``409`` (a subscription for the same resource and change types exists, one Odoo lost track of) deletes
     that one and creates again: its ``clientState`` is unknown, so it is of no use.
 
@@ -96,7 +96,7 @@ def create(client, mailbox, folder, notification_url, lifecycle_url, client_stat
 
 
 def renew(client, subscription_id, now=None):
-    """PATCH the expiry to the longest Graph allows; a PATCH also reauthorizes (contract §2.4).
+    """PATCH the expiry to the longest Graph allows; a PATCH also reauthorizes (docs/microsoft-graph.md §2.4).
 
     :return: The subscription, with the expiry Graph returned.
     :rtype: SubscriptionInfo

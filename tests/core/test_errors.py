@@ -10,7 +10,7 @@ from outlook_core.errors import (
 
 
 def aad(code, error='invalid_grant', **extra):
-    """An identity-platform error dict shaped like MSAL returns it (contract §1.6)."""
+    """An identity-platform error dict shaped like MSAL returns it (docs/microsoft-graph.md §1.6)."""
     body = {
         'error': error,
         'error_description': 'AADSTS%d: Something happened.\r\nTrace ID: t-1\r\nCorrelation ID: c-1\r\n'

@@ -1,4 +1,4 @@
-"""mailbox.py's ``MailboxReader`` against the sandbox's Graph mail room over HTTPS (contract §3, §5, §6).
+"""mailbox.py's ``MailboxReader`` against the sandbox's Graph mail room over HTTPS (docs/microsoft-graph.md §3, §5, §6).
 
 Messages are made through the control API (``/control/mail/generate``, ``/deliver``, ``/move``, ``/delete``,
 ``/delta/expire``); the cost of each step is counted twice: the HTTP requests the client sent (a counting

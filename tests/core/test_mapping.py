@@ -1,4 +1,4 @@
-"""mapping.py: Graph message JSON → plain values, fed realistic and hostile JSON (contract §3.2-§3.4).
+"""mapping.py: Graph message JSON → plain values, fed realistic and hostile JSON (docs/microsoft-graph.md §3.2-§3.4).
 
 Graph's JSON is untrusted input: every property may be missing, null or of another type, and mapping must
 never raise on content; only an item without ``id`` is refused (``MappingError``).
@@ -151,7 +151,7 @@ def test_a_numeric_subject_is_kept_as_text():
     ('False', False), ('', False), (None, False), (1, True), (0, False),
 ])
 def test_is_read_tolerates_the_string_form(raw, expected):
-    """A docs sample sends ``"isRead": "true"`` (contract §3.2); ``bool("false")`` would be True."""
+    """A docs sample sends ``"isRead": "true"`` (docs/microsoft-graph.md §3.2); ``bool("false")`` would be True."""
     assert map_message(graph_message(isRead=raw), 'inbox').is_read is expected
     assert map_message(graph_message(isDraft=raw), 'inbox').is_draft is expected
 

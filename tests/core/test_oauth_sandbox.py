@@ -170,7 +170,7 @@ def test_refresh_rotates_the_refresh_token(sandbox, http, demo):
     assert second.refresh_token and second.refresh_token != first.refresh_token
     assert second.access_token != first.access_token
     assert second.identity.oid == demo['service_account']['id']
-    # The old refresh token is not revoked by the rotation (contract §1.4)...
+    # The old refresh token is not revoked by the rotation (docs/microsoft-graph.md §1.4)...
     third = client.refresh(first.refresh_token)
     # ...and the rotated one works too, from a fresh client (as after an Odoo restart).
     fourth = oauth_client(sandbox, demo).refresh(second.refresh_token)

@@ -1,4 +1,4 @@
-"""JSON batching: POST /v1.0/$batch (contract §5, §7.9)."""
+"""JSON batching: POST /v1.0/$batch (docs/microsoft-graph.md §5, §7.9)."""
 from m365_sandbox.graph_mail import deliver_inbound
 
 from mail_helpers import seed, url

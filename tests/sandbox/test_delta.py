@@ -1,4 +1,4 @@
-"""Delta query on a mail folder (contract §3.2, §7.3)."""
+"""Delta query on a mail folder (docs/microsoft-graph.md §3.2, §7.3)."""
 import datetime as dt
 import urllib.parse
 

@@ -41,7 +41,7 @@ def test_mail_folders_with_counts(sandbox, http):
     assert http.get(url(sandbox, "/me/mailFolders/sentitems"), headers=s.auth).json()["displayName"] == "Sent Items"
 
 
-# --- access errors (contract §3.5, §7.7) ---------------------------------------------------------------
+# --- access errors (docs/microsoft-graph.md §3.5, §7.7) ---------------------------------------------------------------
 
 def test_bad_and_expired_tokens_are_401_with_www_authenticate(sandbox, http):
     s = seed(sandbox.state)

@@ -1,4 +1,4 @@
-"""The login app (identity platform v2.0, graph-contract §1), proven with MSAL Python itself."""
+"""The login app (identity platform v2.0, docs/microsoft-graph.md §1), proven with MSAL Python itself."""
 import base64
 import datetime as dt
 import json

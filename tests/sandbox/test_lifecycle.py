@@ -1,4 +1,4 @@
-"""Lifecycle notifications and the reactions they need (contract §2.4, §7.6, §7.7)."""
+"""Lifecycle notifications and the reactions they need (docs/microsoft-graph.md §2.4, §7.6, §7.7)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -82,7 +82,7 @@ def test_consent_revoked_sends_reauthorization_required_to_that_app_only(graph, 
 
 
 def test_consent_revoked_through_the_control_plane(graph, receiver, world, http, sandbox):
-    """The identity/control room's revoke endpoint runs this room's hook (contract §7.7)."""
+    """The identity/control room's revoke endpoint runs this room's hook (docs/microsoft-graph.md §7.7)."""
     from m365_sandbox.state import Consent
     state = sandbox.state
     sub = subscribe(graph, receiver)

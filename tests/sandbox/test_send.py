@@ -1,4 +1,4 @@
-"""Sending as a shared mailbox (contract §4, §7.10)."""
+"""Sending as a shared mailbox (docs/microsoft-graph.md §4, §7.10)."""
 import base64
 
 from m365_sandbox.graph_mail import deliver_inbound

@@ -1,4 +1,4 @@
-"""Outlook throttling per (app id, mailbox) and injected faults (contract §5, §7.9)."""
+"""Outlook throttling per (app id, mailbox) and injected faults (docs/microsoft-graph.md §5, §7.9)."""
 import threading
 
 from m365_sandbox.graph_mail import deliver_inbound
