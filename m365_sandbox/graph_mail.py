@@ -5,7 +5,10 @@ Graph routes (each under ``/v1.0/me`` and ``/v1.0/users/{id|upn}``; errors in Gr
 carries ``request-id`` and ``client-request-id``; throttled per (app id, mailbox), see ``throttle.py``):
 
     GET    /me, /users/{m}                                     minimal user resource
-    GET    …/mailFolders, …/mailFolders/{inbox|sentitems|drafts|deleteditems|id}
+    GET    …/mailFolders, …/mailFolders/{f}/childFolders       $top (10 by default) $skip $select $count,
+                                                               includeHiddenFolders
+    GET    …/mailFolders/{f}                                   f: an id or a well-known name (archive, junkemail,
+                                                               outbox, …: state.DEFAULT_FOLDERS), in any case
     GET    …/messages, …/mailFolders/{f}/messages              $select $filter $orderby $top $skip $count $expand
     GET    …/mailFolders/{f}/messages/delta                    delta (mail_delta.py)
     GET    …/messages/{id}       PATCH …/messages/{id}         DELETE …/messages/{id}
@@ -18,6 +21,8 @@ carries ``request-id`` and ``client-request-id``; throttled per (app id, mailbox
     POST   …/messages (new draft, JSON or MIME), …/messages/{id}/attachments/createUploadSession, PUT {uploadUrl}
                                                                (mail_drafts.py)
     POST   /v1.0/$batch                                        (batch.py)
+
+Every mailbox has Exchange's default folders (``state.DEFAULT_FOLDERS``), addressed by id or well-known name.
 
 Control routes (JSON, no auth; for tests, demos and benchmarks):
 
@@ -77,7 +82,7 @@ from .mail_store import (PROP_BY_LOWER, RenderContext, address, delete_message, 
                          folder_counts, make_attachment, message_mime, move_message, render_attachment,
                          render_message, sorted_messages, update_message, version, well_known)
 from .mailgen import generate_mail
-from .state import Folder, SandboxState, User
+from .state import WELL_KNOWN_NAMES, Folder, SandboxState, User
 from .throttle import graph_endpoint, odata
 
 __all__ = ["routes", "deliver_inbound", "generate_mail"]
@@ -100,7 +105,7 @@ def mailbox_of(state: SandboxState, request: Request, token, need: str = "read")
 def folder_of(state: SandboxState, mailbox: User, ref: str) -> Folder:
     folder = state.folder_by_ref(mailbox.id, ref)
     if folder is None:
-        if ref.lower() in ("inbox", "sentitems", "drafts", "deleteditems"):
+        if ref.lower() in WELL_KNOWN_NAMES:
             return well_known(state, mailbox.id, ref.lower())
         raise not_found()
     return folder
@@ -145,11 +150,20 @@ def _user_json(request: Request, user: User) -> dict:
             "userPrincipalName": user.upn, "id": user.id}
 
 
-def _folder_json(state: SandboxState, folder: Folder) -> dict:
+FOLDER_PROPS = ("id", "displayName", "parentFolderId", "childFolderCount", "unreadItemCount", "totalItemCount",
+                "sizeInBytes", "isHidden")
+FOLDER_PROP_BY_LOWER = {p.lower(): p for p in FOLDER_PROPS}
+FOLDER_QUERY = {"$select", "$top", "$skip", "$count"}
+
+
+def _folder_json(state: SandboxState, folder: Folder, select: tuple | None = None) -> dict:
     total, unread = folder_counts(state, folder.id, folder.mailbox_id)
-    return {"id": folder.id, "displayName": folder.display_name,
-            "parentFolderId": "AAMkRoot" + folder.mailbox_id.replace("-", ""), "childFolderCount": 0,
-            "unreadItemCount": unread, "totalItemCount": total, "sizeInBytes": total * 4096, "isHidden": False}
+    children = sum(1 for f in state.mailbox_folders(folder.mailbox_id) if f.parent_id == folder.id)
+    out = {"id": folder.id, "displayName": folder.display_name,
+           "parentFolderId": folder.parent_id or "AAMkRoot" + folder.mailbox_id.replace("-", ""),
+           "childFolderCount": children,
+           "unreadItemCount": unread, "totalItemCount": total, "sizeInBytes": total * 4096, "isHidden": folder.hidden}
+    return out if select is None else {"id": folder.id, **{p: out[p] for p in select}}
 
 
 def _stream_skip(state: SandboxState, index: int) -> int:
@@ -199,19 +213,45 @@ def routes(state: SandboxState) -> list:
 
     @endpoint
     def folders(request: Request, token):
+        """``…/mailFolders`` (the children of msgfolderroot, "Top of Information Store") or
+        ``…/mailFolders/{f}/childFolders``: by display name, hidden folders only with ``includeHiddenFolders=true``,
+        10 a page unless ``$top`` says otherwise, the nextLink carrying ``$skip`` (learn.microsoft.com "List
+        mailFolders", "List childFolders")."""
         mailbox = mailbox_of(state, request, token)
-        for name in ("inbox", "sentitems", "drafts", "deleteditems"):
-            well_known(state, mailbox.id, name)
-        value = [_folder_json(state, f) for f in state.folders.values() if f.mailbox_id == mailbox.id]
-        return odata({"@odata.context": graph_base(request) + f"/$metadata#users('{mailbox.id}')/mailFolders",
-                      "value": value})
+        parent = folder_of(state, mailbox, request.path_params.get("folder", "msgfolderroot"))
+        params = query_once(request)
+        unsupported = {k for k in params if k.startswith("$")} - FOLDER_QUERY
+        if unsupported:
+            raise bad_request("BadRequest", f"Query option(s) {', '.join(sorted(unsupported))} not supported here.")
+        hidden = any(k.lower() == "includehiddenfolders" and v.lower() == "true" for k, v in params.items())
+        select = parse_select(params.get("$select"), FOLDER_PROP_BY_LOWER, "mailFolder")
+        top = parse_top(params.get("$top"))
+        skip = params.get("$skip", "0")
+        if not skip.isdigit():
+            raise bad_request("BadRequest", "Invalid $skip value.")
+        skip = int(skip)
+        children = sorted((f for f in state.mailbox_folders(mailbox.id)
+                           if f.parent_id == parent.id and (hidden or not f.hidden)),
+                          key=lambda f: (f.display_name.lower(), f.id))
+        base = graph_base(request)
+        where = f"users('{mailbox.id}')/mailFolders" + (
+            f"('{request.path_params['folder']}')/childFolders" if "folder" in request.path_params else "")
+        body = {"@odata.context": f"{base}/$metadata#{where}"}
+        if params.get("$count", "").lower() == "true":
+            body["@odata.count"] = len(children)
+        body["value"] = [_folder_json(state, f, select) for f in children[skip:skip + top]]
+        if skip + top < len(children):
+            body["@odata.nextLink"] = link(base + request.url.path[len("/v1.0"):], [
+                (k, v) for k, v in params.items() if k != "$skip"] + [("$skip", str(skip + top))])
+        return odata(body)
 
     @endpoint
     def folder(request: Request, token):
         mailbox = mailbox_of(state, request, token)
         found = folder_of(state, mailbox, request.path_params["folder"])
+        select = parse_select(query_once(request).get("$select"), FOLDER_PROP_BY_LOWER, "mailFolder")
         return odata({"@odata.context": graph_base(request) + f"/$metadata#users('{mailbox.id}')/mailFolders"
-                      "/$entity", **_folder_json(state, found)})
+                      "/$entity", **_folder_json(state, found, select)})
 
     # --- message lists ----------------------------------------------------------------------------
     @endpoint
@@ -415,6 +455,7 @@ def routes(state: SandboxState) -> list:
         both(prefix + "/messages/{message}/attachments/{attachment}", get_attachment)
         both(prefix + "/messages/{message}/attachments/{attachment}/$value", attachment_value)
     both("/mailFolders/{folder}", folder)
+    both("/mailFolders/{folder}/childFolders", folders)
     both("/translateExchangeIds", translate_ids, ("POST",))
     graph.extend(mail_send.routes(state, endpoint))
     graph.extend(batch.routes(state))

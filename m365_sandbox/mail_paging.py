@@ -109,15 +109,16 @@ class Prefer:
 # $select, $filter, $orderby, $top
 # ------------------------------------------------------------------------------------------------------
 
-def parse_select(text: str | None) -> tuple | None:
+def parse_select(text: str | None, by_lower: dict = PROP_BY_LOWER, entity: str = "message") -> tuple | None:
+    """``$select`` as the properties' own spelling (``by_lower``: lower-case name -> name, a message's by default)."""
     if not text:
         return None
     props = []
     for name in (p.strip() for p in text.split(",")):
-        prop = PROP_BY_LOWER.get(name.lower())
+        prop = by_lower.get(name.lower())
         if prop is None:
             raise bad_request("RequestBroker--ParseUri",
-                              f"Could not find a property named '{name}' on type 'microsoft.graph.message'.")
+                              f"Could not find a property named '{name}' on type 'microsoft.graph.{entity}'.")
         if prop not in props:
             props.append(prop)
     return tuple(props)

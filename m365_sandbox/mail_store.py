@@ -126,13 +126,16 @@ def folder_counts(state: SandboxState, folder_id: str, mailbox_id: str) -> tuple
 
 
 def well_known(state: SandboxState, mailbox_id: str, name: str) -> Folder:
+    """The mailbox's folder of well-known ``name``: a default folder (added if the mailbox lacks it), or a folder
+    of that name under msgfolderroot, made on first use (``generate_mail(folder=…)``)."""
     folder = state.folder_by_ref(mailbox_id, name)
-    if folder is None:   # a mailbox added without its default folders
-        display = {"inbox": "Inbox", "sentitems": "Sent Items", "drafts": "Drafts",
-                   "deleteditems": "Deleted Items"}.get(name, name)
-        folder = Folder(id="AAMkF" + secrets.token_urlsafe(30), mailbox_id=mailbox_id, display_name=display,
-                        well_known_name=name)
-        state.folders[folder.id] = folder
+    if folder is None:
+        state.add_default_folders(mailbox_id)
+        folder = state.folder_by_ref(mailbox_id, name)
+    if folder is None:
+        root = state.folder_by_ref(mailbox_id, "msgfolderroot")
+        folder = state.add_folder(Folder(id="AAMkF" + secrets.token_urlsafe(30), mailbox_id=mailbox_id,
+                                         display_name=name, well_known_name=name, parent_id=root.id))
     return folder
 
 

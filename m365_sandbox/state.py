@@ -160,7 +160,38 @@ class Folder:
     id: str
     mailbox_id: str
     display_name: str
-    well_known_name: str | None = None   # "inbox", "sentitems", "drafts", "deleteditems", ...
+    well_known_name: str | None = None   # "inbox", "sentitems", "archive", ... (DEFAULT_FOLDERS)
+    parent_id: str | None = None         # None: a child of the mailbox's root (msgfolderroot's parent)
+    hidden: bool = False                 # isHidden: listed only with includeHiddenFolders=true
+
+
+# Exchange's default folders, by the well-known names Graph takes in place of their ids (learn.microsoft.com
+# "mailFolder resource type", Well-known folder names, the whole list): (name, display name, parent's well-known
+# name, hidden). msgfolderroot ("Top of Information Store") holds the folders mail clients show, which
+# ``GET …/mailFolders`` lists; Sync Issues holds Conflicts, Local Failures and Server Failures; the Finder
+# (searchfolders, "also known as the Finder folder" in EWS's WellKnownFolderName) and Recoverable Items' Deletions
+# sit outside it. Display names are those of an English mailbox; the well-known names work in any locale.
+# Exchange creates Clutter and Scheduled when those features are first used; the sandbox's mailboxes have them all.
+DEFAULT_FOLDERS = (
+    ("msgfolderroot", "Top of Information Store", None, False),
+    ("archive", "Archive", "msgfolderroot", False),
+    ("clutter", "Clutter", "msgfolderroot", False),
+    ("conversationhistory", "Conversation History", "msgfolderroot", False),
+    ("deleteditems", "Deleted Items", "msgfolderroot", False),
+    ("drafts", "Drafts", "msgfolderroot", False),
+    ("inbox", "Inbox", "msgfolderroot", False),
+    ("junkemail", "Junk Email", "msgfolderroot", False),
+    ("outbox", "Outbox", "msgfolderroot", False),
+    ("scheduled", "Scheduled", "msgfolderroot", False),
+    ("sentitems", "Sent Items", "msgfolderroot", False),
+    ("syncissues", "Sync Issues", "msgfolderroot", False),
+    ("conflicts", "Conflicts", "syncissues", False),
+    ("localfailures", "Local Failures", "syncissues", False),
+    ("serverfailures", "Server Failures", "syncissues", False),
+    ("searchfolders", "Finder", None, True),
+    ("recoverableitemsdeletions", "Deletions", None, True),
+)
+WELL_KNOWN_NAMES = frozenset(name for name, *_rest in DEFAULT_FOLDERS)
 
 
 @dataclass
@@ -245,6 +276,8 @@ class SandboxState:
             self.access_tokens: dict[str, AccessToken] = {}
             self.refresh_tokens: dict[str, RefreshToken] = {}
             self.folders: dict[str, Folder] = {}
+            self._well_known: dict[tuple[str, str], str] = {}      # (mailbox id, well-known name) -> folder id
+            self._mailbox_folders: dict[str, list[str]] = {}      # mailbox id -> its folder ids
             self.messages: dict[str, Message] = {}          # keyed by immutable_id
             self.subscriptions: dict[str, Subscription] = {}
             # Behaviour switches and injected faults; each room documents the keys it reads.
@@ -290,14 +323,39 @@ class SandboxState:
         return None
 
     def folder_by_ref(self, mailbox_id: str, ref: str) -> Folder | None:
-        """A folder by id or well-known name (``inbox``, ``sentitems``, ...; case-insensitive)."""
-        ref_l = ref.lower()
-        for folder in self.folders.values():
-            if folder.mailbox_id != mailbox_id:
-                continue
-            if folder.id == ref or (folder.well_known_name and folder.well_known_name == ref_l):
-                return folder
-        return None
+        """A folder by id or well-known name (``inbox``, ``archive``, ...; case-insensitive)."""
+        folder = self.folders.get(ref)
+        if folder is None:
+            folder_id = self._well_known.get((mailbox_id, ref.lower()))
+            folder = self.folders.get(folder_id) if folder_id else None
+        return folder if folder is not None and folder.mailbox_id == mailbox_id else None
+
+    def mailbox_folders(self, mailbox_id: str) -> list[Folder]:
+        """Every folder of the mailbox, in the order they were added."""
+        return [self.folders[fid] for fid in self._mailbox_folders.get(mailbox_id, ())]
+
+    def add_folder(self, folder: Folder) -> Folder:
+        """Add a folder (the one way to: it keeps the look-ups of ``folder_by_ref`` and ``mailbox_folders``)."""
+        with self.lock:
+            self.folders[folder.id] = folder
+            self._mailbox_folders.setdefault(folder.mailbox_id, []).append(folder.id)
+            if folder.well_known_name:
+                self._well_known[(folder.mailbox_id, folder.well_known_name)] = folder.id
+            return folder
+
+    def add_default_folders(self, mailbox_id: str) -> None:
+        """Give a mailbox the default folders (DEFAULT_FOLDERS) it lacks: a new mailbox, or one from a state file
+        saved when mailboxes had only Inbox, Sent Items, Drafts and Deleted Items."""
+        with self.lock:
+            for name, display_name, parent_name, hidden in DEFAULT_FOLDERS:
+                parent = self.folder_by_ref(mailbox_id, parent_name) if parent_name else None
+                folder = self.folder_by_ref(mailbox_id, name)
+                if folder is None:
+                    self.add_folder(Folder(id=new_opaque("AAMkF", 30), mailbox_id=mailbox_id,
+                                           display_name=display_name, well_known_name=name,
+                                           parent_id=parent.id if parent else None, hidden=hidden))
+                elif folder.parent_id is None and parent is not None:
+                    folder.parent_id = parent.id
 
     # --- seeding helpers used by the control plane and tests -----------------------------------------
 
@@ -319,16 +377,12 @@ class SandboxState:
 
     def add_user(self, tenant_id: str, upn: str, display_name: str, *, kind: str = "user",
                  password: str | None = None, is_tenant_admin: bool = False) -> User:
-        """Add a user or shared mailbox, with its Inbox, Sent Items, Drafts and Deleted Items."""
+        """Add a user or shared mailbox, with Exchange's default folders (DEFAULT_FOLDERS)."""
         with self.lock:
             user = User(id=new_guid(), tenant_id=tenant_id, upn=upn.lower(), display_name=display_name,
                         kind=kind, password=password, is_tenant_admin=is_tenant_admin)
             self.users[user.id] = user
-            for well_known, name in (("inbox", "Inbox"), ("sentitems", "Sent Items"),
-                                     ("drafts", "Drafts"), ("deleteditems", "Deleted Items")):
-                folder = Folder(id=new_opaque("AAMkF", 30), mailbox_id=user.id, display_name=name,
-                                well_known_name=well_known)
-                self.folders[folder.id] = folder
+            self.add_default_folders(user.id)
             return user
 
     def grant(self, mailbox_id: str, user_id: str, *, full_access: bool = False, send_as: bool = False,
@@ -420,7 +474,10 @@ class SandboxState:
             self.permissions = data["permissions"]
             self.consents = {(c.tenant_id, c.client_id): c for c in data["consents"]}
             self.refresh_tokens = {r.token: r for r in data["refresh_tokens"]}
-            self.folders = {f.id: f for f in data["folders"]}
+            for folder in data["folders"]:
+                self.add_folder(folder)
+            for user in self.users.values():
+                self.add_default_folders(user.id)
             self.messages = {m.immutable_id: m for m in data["messages"]}
             self.subscriptions = {s.id: s for s in data["subscriptions"]}
             self.settings.update(data["settings"])

@@ -1,7 +1,8 @@
 """Room: web. A small server-rendered page on the graph app to look inside the sandbox.
 
 * ``GET  /``: tenants, users and shared mailboxes, and a form to deliver an inbound message;
-* ``GET  /web/mailboxes/{id}?folder=inbox|sentitems|drafts|deleteditems``: a folder's messages, newest first;
+* ``GET  /web/mailboxes/{id}?folder=inbox|archive|…``: a folder's messages (any well-known name or folder id),
+  newest first;
 * ``GET  /web/mailboxes/{id}/messages/{immutable_id}``: one message (the HTML body in a sandboxed iframe);
 * ``POST /web/deliver``: form fields ``mailbox``, ``from``, ``subject``, ``body``; delivers through the mail
   room's ``deliver_inbound`` and redirects (303) to that mailbox's Inbox.
@@ -22,7 +23,8 @@ from .graph_mail import deliver_inbound
 from .identity import form_of
 from .state import SandboxState, iso
 
-FOLDERS = (("inbox", "Inbox"), ("sentitems", "Sent Items"), ("drafts", "Drafts"), ("deleteditems", "Deleted Items"))
+FOLDERS = (("inbox", "Inbox"), ("archive", "Archive"), ("sentitems", "Sent Items"), ("drafts", "Drafts"),
+           ("deleteditems", "Deleted Items"), ("junkemail", "Junk Email"))
 
 STYLE = ("body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse;width:100%}"
          "td,th{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:left}nav a{margin-right:1em}"

@@ -2,7 +2,8 @@
 Graph call the mail sync makes. The URLs, query strings, headers and bodies are the SDK's, not hand-written, so
 this holds the sandbox to what Microsoft's clients send: ``%24``-encoded or bare ``$`` options in the SDK's own
 order, URL-encoded ``$filter`` values and UPNs, ``$count=true``, ``delta()`` with parentheses, ``@odata.type`` in
-PATCH bodies and the SDK's ``$batch`` body (lower-case item headers, a ``depends_on`` member).
+PATCH bodies and the SDK's ``$batch`` body (lower-case item headers, a ``depends_on`` member). Section (g): the
+mailbox's well-known folders.
 
 The SDK is async; each test runs one coroutine with :func:`run_sdk`, which builds a fresh client inside the event
 loop (an httpx client must not outlive its loop).
@@ -383,3 +384,23 @@ def test_draft_upload_session_and_send(sandbox, http, token):
     assert draft.is_draft is True and sent.is_draft is False
     assert [a.name for a in sent.attachments] == ["big.bin"] and sent.attachments[0].content == content
     assert sent.from_addr["address"] == SUPPORT
+
+
+# === (g) Exchange's well-known folders === #
+
+def test_list_mail_folders_with_the_sdk_pages_through_the_well_known_folders(sandbox, token):
+    async def scenario(client, _adapter):
+        folders = client.users.by_user_id(SUPPORT).mail_folders
+        pages = [await folders.get()]
+        while pages[-1].odata_next_link:
+            pages.append(await folders.with_url(pages[-1].odata_next_link).get())
+        junk = await folders.by_mail_folder_id("junkemail").get()
+        return pages, junk
+
+    pages, junk = run_sdk(sandbox, token, scenario)
+    assert len(pages[0].value) == 10 and len(pages) == 2          # Graph's default page: 10 folders
+    names = [f.display_name for page in pages for f in page.value]
+    assert {"Archive", "Conversation History", "Deleted Items", "Drafts", "Inbox", "Junk Email", "Outbox",
+            "Sent Items"} <= set(names)
+    assert names == sorted(names, key=str.lower) and len(names) == len(set(names))
+    assert junk.display_name == "Junk Email" and junk.id in {f.id for page in pages for f in page.value}
