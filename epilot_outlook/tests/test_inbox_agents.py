@@ -110,6 +110,7 @@ class TestConversationState(InboxImportMixin, EpilotOutlookCommon):
         conversation.with_user(self.agent_member).action_outlook_assign_to_me()
         self.assertEqual((conversation.user_id, conversation.state), (self.agent_member, 'open'))
         conversation.state = 'waiting'
+        conversation.inbox_id.member_user_ids = [(4, self.agent_outsider.id)]
         conversation.with_user(self.agent_member).user_id = self.agent_outsider
         self.assertEqual(conversation.state, 'waiting', "only a new conversation opens when taken")
 
