@@ -420,3 +420,34 @@ class TestAccessBasics(EpilotOutlookCommon):
         self.editor.company_ids = [Command.link(self.other_company.id)]
         self.assertEqual(Connection.with_context(allowed_company_ids=self.other_company.ids).search([]),
                          other_connection)
+
+    def test_sync_records_are_company_bound(self):
+        """ The sync's technical records of another company's address (sync records, folder syncs, backfills,
+        outgoing e-mails) are not an editor's to read: they follow their address's company (found by the docs'
+        review of the models, issue 17). """
+        other_connection = self.env['epilot.outlook.connection'].create({'company_id': self.other_company.id})
+        other_inbox = self.env['epilot.shared.inbox'].create({'name': "Fabrikam", 'company_id': self.other_company.id})
+        other_address = self.env['epilot.outlook.email.address'].create({
+            'email': 'info@fabrikam.com', 'connection_id': other_connection.id, 'shared_inbox_id': other_inbox.id})
+        own = {
+            'epilot.outlook.message': {'inbox_id': self.inbox_other.id, 'address_id': self.address.id},
+            'epilot.outlook.folder.sync': {'address_id': self.address.id},
+            'epilot.outlook.backfill': {'address_id': self.address.id},
+            'epilot.outlook.outbox': {'address_id': self.address.id},
+        }
+        for model, values in own.items():
+            with self.subTest(model=model):
+                extra = {
+                    'epilot.outlook.message': {'mailbox_email': 'x@contoso.com', 'graph_id': model, 'folder': 'inbox'},
+                    'epilot.outlook.folder.sync': {'folder': 'inbox'},
+                    'epilot.outlook.backfill': {'window_start': '2026-01-01 00:00:00'},
+                    'epilot.outlook.outbox': {'message_id': '<%s@x>' % model},
+                }[model]
+                mine = self.env[model].create({**values, **extra})
+                theirs_values = {key: (other_inbox.id if key == 'inbox_id' else other_address.id)
+                                 for key in values}
+                theirs = self.env[model].create({**theirs_values, **extra})
+                Model = self.env[model].with_user(self.editor)
+                self.assertEqual(Model.search([('id', 'in', (mine | theirs).ids)]), mine)
+                with self.assertRaises(AccessError):
+                    theirs.with_user(self.editor).read(['id'])
