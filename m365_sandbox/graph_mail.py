@@ -22,7 +22,10 @@ carries ``request-id`` and ``client-request-id``; throttled per (app id, mailbox
                                                                (mail_drafts.py)
     POST   /v1.0/$batch                                        (batch.py)
 
-Every mailbox has Exchange's default folders (``state.DEFAULT_FOLDERS``), addressed by id or well-known name.
+The actions (move, translateExchangeIds, sendMail, reply…, create…, createUploadSession) take their parameters'
+names in any letter case, as Graph does (the SDKs send ``DestinationId``, the docs show ``destinationId``), and
+refuse an undeclared one with 400 ``RequestBodyRead``: ``mail_paging.action_parameters``. Every mailbox has
+Exchange's default folders (``state.DEFAULT_FOLDERS``), addressed by id or well-known name.
 
 Control routes (JSON, no auth; for tests, demos and benchmarks):
 
@@ -76,8 +79,8 @@ from starlette.routing import Match, Route
 from . import batch, mail_delta, mail_drafts, mail_send
 from .auth import GraphDenied, resolve_mailbox
 from .errors import graph_error
-from .mail_paging import (Filter, Prefer, bad_request, json_body, link, parse_expand, parse_orderby,
-                          parse_select, parse_top, query_once, sign, unsign)
+from .mail_paging import (Filter, Prefer, action_parameters, bad_request, json_body, link, parse_expand,
+                          parse_orderby, parse_select, parse_top, query_once, sign, unsign)
 from .mail_store import (PROP_BY_LOWER, RenderContext, address, delete_message, deliver_inbound, find_message,
                          folder_counts, make_attachment, message_mime, move_message, render_attachment,
                          render_message, sorted_messages, update_message, version, well_known)
@@ -352,7 +355,7 @@ def routes(state: SandboxState) -> list:
     @endpoint
     async def move(request: Request, token):
         mailbox, msg = message_of(state, request, token, "write")
-        data = json_body(await request.body())
+        data = action_parameters(await request.body(), "move", ("destinationId",))
         if not data.get("destinationId"):
             raise bad_request("ErrorInvalidParameter", "The destinationId parameter is required.")
         target = folder_of(state, mailbox, data["destinationId"])
@@ -414,7 +417,8 @@ def routes(state: SandboxState) -> list:
     @endpoint
     async def translate_ids(request: Request, token):
         mailbox = mailbox_of(state, request, token)
-        data = json_body(await request.body())
+        data = action_parameters(await request.body(), "translateExchangeIds",
+                                 ("inputIds", "sourceIdType", "targetIdType"))
         ids, source, target = data.get("inputIds"), data.get("sourceIdType"), data.get("targetIdType")
         if not isinstance(ids, list) or not ids or len(ids) > 1000:
             raise bad_request("ErrorInvalidParameter", "inputIds must hold 1 to 1000 ids.")

@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .errors import graph_error
-from .mail_paging import Prefer, bad_request, json_body
+from .mail_paging import Prefer, action_parameters, bad_request, json_body
 from .mail_send import _from_mime, build_message
 from .mail_store import (RenderContext, add_message, address, find_message, mailbox_address, make_attachment,
                          render_message, update_message)
@@ -70,7 +70,8 @@ def routes(state: SandboxState, endpoint) -> list:
     @endpoint
     async def create_upload_session(request: Request, token):
         mailbox, msg = mailbox_and_message(request, token)
-        item = json_body(await request.body()).get("AttachmentItem")
+        params = action_parameters(await request.body(), "createUploadSession", ("AttachmentItem",))
+        item = params.get("AttachmentItem")
         if not isinstance(item, dict) or not item.get("name"):
             raise bad_request("ErrorInvalidParameter", "The AttachmentItem parameter with a name is required.")
         if (item.get("attachmentType") or "file").lower() != "file":

@@ -1,5 +1,6 @@
 """Query options of message lists and delta: ``$select``, ``$filter``, ``$orderby``, ``$top``, the
-``Prefer`` header, and opaque, HMAC-signed ``$skiptoken``/``$deltatoken`` values (contract §3.1, §3.2, §7.2).
+``Prefer`` header, and opaque, HMAC-signed ``$skiptoken``/``$deltatoken`` values (contract §3.1, §3.2, §7.2);
+request bodies: JSON objects and OData action parameters (:func:`action_parameters`).
 """
 from __future__ import annotations
 
@@ -64,6 +65,34 @@ def json_body(raw: bytes) -> dict:
     if not isinstance(data, dict):
         raise bad_request("BadRequest", "Unable to read JSON request payload.")
     return data
+
+
+def action_parameters(raw: bytes, action: str, declared: tuple[str, ...]) -> dict:
+    """The parameters of a POST to the OData action ``action`` (``sendMail``, ``reply``, ``move``, …), under the
+    ``declared`` spelling whatever the letter case they came in, as Graph takes them: learn.microsoft.com writes
+    them camelCase (``saveToSentItems``, ``destinationId``), Graph's metadata and so Microsoft's SDKs PascalCase
+    (``SaveToSentItems``, ``DestinationId``) [O: microsoft-graph-docs PR #2086, "Both destinationId and
+    DestinationId work"]. Only the top level: the values (a ``message``, an ``AttachmentItem``) are resources
+    with their own property names. Instance annotations (``@odata.type``, ``DestinationId@odata.type``) are not
+    parameters and are dropped; an empty body has no parameters.
+
+    A name the action does not declare, or a parameter given twice, is a 400 ``RequestBodyRead`` with the
+    message of Microsoft's OData reader (the contract is silent; Graph rejects a payload it cannot bind rather
+    than ignore part of it)."""
+    by_lower = {name.lower(): name for name in declared}
+    params: dict = {}
+    for key, value in (json_body(raw) if raw.strip() else {}).items():
+        if "@" in key:
+            continue
+        name = by_lower.get(key.lower())
+        if name is None:
+            raise bad_request("RequestBodyRead", f"The parameter '{key}' in the request payload is not a valid "
+                              f"parameter for the operation '{action}'.")
+        if name in params:
+            raise bad_request("RequestBodyRead", f"Multiple parameters with the name '{key}' were found in the "
+                              "request payload.")
+        params[name] = value
+    return params
 
 
 def link(base: str, params: list[tuple[str, str]], safe: str = ",") -> str:

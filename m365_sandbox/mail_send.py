@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from .auth import GraphDenied, resolve_mailbox
 from .errors import graph_error
-from .mail_paging import Prefer, bad_request, json_body
+from .mail_paging import Prefer, action_parameters, bad_request
 from .mail_store import (RenderContext, add_message, address, conversation_index, default_headers,
                          deliver_inbound, find_message, mailbox_address, make_attachment, move_message,
                          new_attachment_id, new_change_key, new_immutable_id, new_internet_message_id,
@@ -153,6 +153,12 @@ def build_message(state: SandboxState, mailbox: User, folder_name: str, spec: di
     return msg
 
 
+def reply_parameters(raw: bytes, mode: str, draft: bool = False) -> dict:
+    """The parameters of ``reply``/``replyAll``/``forward`` (``mode``) or, ``draft``, of its ``create…`` action."""
+    action = "create" + mode[0].upper() + mode[1:] if draft else mode
+    return action_parameters(raw, action, ("comment", "message") + (("toRecipients",) if mode == "forward" else ()))
+
+
 def _reply_spec(parent: Message, data: dict, mode: str, mailbox: User) -> dict:
     """The message a ``reply``/``replyAll``/``forward`` (or its ``create…`` draft) sends."""
     message = dict(data.get("message") or {})
@@ -195,7 +201,7 @@ def routes(state: SandboxState, endpoint) -> list:
         if request.headers.get("content-type", "").split(";")[0].strip().lower() == "text/plain":
             spec, save = _from_mime(raw), True
         else:
-            data = json_body(raw)
+            data = action_parameters(raw, "sendMail", ("message", "saveToSentItems"))
             spec = data.get("message")
             if not isinstance(spec, dict):
                 raise bad_request("ErrorInvalidParameter", "The message parameter is required.")
@@ -225,7 +231,7 @@ def message_routes(state: SandboxState, endpoint, prefix: str) -> list:
         @endpoint
         async def send_now(request: Request, token):       # reply, replyAll, forward: 202
             mailbox, parent = original(request, token, "read")
-            spec = _reply_spec(parent, json_body(await request.body()), mode, mailbox)
+            spec = _reply_spec(parent, reply_parameters(await request.body(), mode), mode, mailbox)
             if not spec.get("toRecipients"):
                 raise bad_request("ErrorInvalidRecipients", "A message can't be sent because it contains no "
                                   "recipients.")
@@ -240,8 +246,7 @@ def message_routes(state: SandboxState, endpoint, prefix: str) -> list:
         @endpoint
         async def create_draft(request: Request, token):   # createReply, createReplyAll, createForward: 201
             mailbox, parent = original(request, token, "write")
-            raw = await request.body()
-            spec = _reply_spec(parent, json_body(raw) if raw.strip() else {}, mode, mailbox)
+            spec = _reply_spec(parent, reply_parameters(await request.body(), mode, draft=True), mode, mailbox)
             owner = address(spec["from"]) if spec.get("from") else mailbox_address(mailbox)
             msg = build_message(state, mailbox, "drafts", spec, owner, owner, parent=parent, draft=True)
             add_message(state, msg)

@@ -3,7 +3,8 @@ Graph call the mail sync makes. The URLs, query strings, headers and bodies are 
 this holds the sandbox to what Microsoft's clients send: ``%24``-encoded or bare ``$`` options in the SDK's own
 order, URL-encoded ``$filter`` values and UPNs, ``$count=true``, ``delta()`` with parentheses, ``@odata.type`` in
 PATCH bodies and the SDK's ``$batch`` body (lower-case item headers, a ``depends_on`` member). Section (g): the
-mailbox's well-known folders.
+actions' parameters as the SDK spells them (``Message``, ``SaveToSentItems``, ``Comment``, ``DestinationId``), and
+the mailbox's well-known folders.
 
 The SDK is async; each test runs one coroutine with :func:`run_sdk`, which builds a fresh client inside the event
 loop (an httpx client must not outlive its loop).
@@ -26,19 +27,29 @@ with warnings.catch_warnings():
                                                    BaseBearerTokenAuthenticationProvider)
     from kiota_abstractions.base_request_configuration import RequestConfiguration
     from msgraph import GraphRequestAdapter, GraphServiceClient
+    from msgraph.generated.models.body_type import BodyType
+    from msgraph.generated.models.email_address import EmailAddress
+    from msgraph.generated.models.item_body import ItemBody
     from msgraph.generated.models.message import Message
     from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+    from msgraph.generated.models.recipient import Recipient
     from msgraph.generated.users.item.mail_folders.item.mail_folder_item_request_builder import (
         MailFolderItemRequestBuilder)
     from msgraph.generated.users.item.mail_folders.item.messages.delta.delta_request_builder import DeltaRequestBuilder
     from msgraph.generated.users.item.mail_folders.item.messages.messages_request_builder import MessagesRequestBuilder
     from msgraph.generated.users.item.messages.item.message_item_request_builder import MessageItemRequestBuilder
+    from msgraph.generated.users.item.messages.item.move.move_post_request_body import MovePostRequestBody
+    from msgraph.generated.users.item.messages.item.reply.reply_post_request_body import ReplyPostRequestBody
+    from msgraph.generated.users.item.send_mail.send_mail_post_request_body import SendMailPostRequestBody
     from msgraph_core import GraphClientFactory
     from msgraph_core.requests.batch_request_content import BatchRequestContent
     from msgraph_core.requests.batch_request_item import BatchRequestItem
 
+from m365_sandbox.graph_mail import deliver_inbound
 from m365_sandbox.mailgen import generate_mail
 from m365_sandbox.seed import CONNECTOR_SCOPES, seed_demo
+
+from mail_helpers import delta_round
 
 pytestmark = pytest.mark.filterwarnings("ignore:This class is deprecated:DeprecationWarning")
 
@@ -386,7 +397,66 @@ def test_draft_upload_session_and_send(sandbox, http, token):
     assert sent.from_addr["address"] == SUPPORT
 
 
-# === (g) Exchange's well-known folders === #
+# === (g) actions with the SDK's parameter names; Exchange's well-known folders === #
+# The SDK serializes action parameters as Graph's metadata spells them (``Message``, ``SaveToSentItems``,
+# ``Comment``, ``DestinationId``); Microsoft documents them in camelCase and Graph takes either.
+
+@pytest.mark.parametrize("save", [True, False])
+def test_send_mail_takes_the_sdks_message_and_save_to_sent_items(sandbox, token, save):
+    billing = "billing@" + DOMAIN
+
+    async def scenario(client, _adapter):
+        await client.users.by_user_id(SUPPORT).send_mail.post(SendMailPostRequestBody(
+            message=Message(subject="Your meter reading", body=ItemBody(content_type=BodyType.Html,
+                                                                        content="<p>Thanks</p>"),
+                            to_recipients=[Recipient(email_address=EmailAddress(address=billing))]),
+            save_to_sent_items=save))
+
+    run_sdk(sandbox, token, scenario)
+    [record] = sandbox.state.extra["mail_sent"]
+    assert record["subject"] == "Your meter reading" and record["from"]["address"] == SUPPORT
+    copies = [m for m in folder_messages(sandbox.state, SUPPORT, "sentitems") if m.subject == "Your meter reading"]
+    assert len(copies) == (1 if save else 0) and bool(record["sentCopy"]) is save
+    [delivered] = [m for m in folder_messages(sandbox.state, billing, "inbox") if m.subject == "Your meter reading"]
+    assert delivered.body == "<p>Thanks</p>"
+
+
+def test_reply_keeps_the_sdks_comment(sandbox, token):
+    msg = deliver_inbound(sandbox.state, SUPPORT, from_addr="kunde@example.com", subject="Meter broken",
+                          body_html="<p>It is broken</p>")
+
+    async def scenario(client, _adapter):
+        await client.users.by_user_id(SUPPORT).messages.by_message_id(msg.immutable_id).reply.post(
+            ReplyPostRequestBody(comment="We send a technician on Monday."))
+
+    run_sdk(sandbox, token, scenario)
+    [record] = sandbox.state.extra["mail_sent"]
+    assert record["to"] == [{"name": "kunde@example.com", "address": "kunde@example.com"}]
+    assert record["subject"] == "RE: Meter broken" and record["inReplyTo"] == msg.internet_message_id
+    assert "We send a technician on Monday." in record["body"]["content"]
+
+
+def test_move_to_archive_with_the_sdk_and_inbox_delta_reports_it_removed(sandbox, http, token):
+    msg = deliver_inbound(sandbox.state, SUPPORT, from_addr="kunde@example.com", subject="Done, thanks",
+                          body_html="<p>All good</p>")
+    box = sandbox.state.user_by_ref(SUPPORT)
+    auth = {"Authorization": f"Bearer {token}", "Prefer": "odata.maxpagesize=100"}
+    first_delta = f"{sandbox.graph_base}/users/{SUPPORT}/mailFolders/inbox/messages/delta?$select=subject"
+    _items, link, _pages = delta_round(http, first_delta, auth)
+    old_id = msg.id
+
+    async def scenario(client, _adapter):
+        return await client.users.by_user_id(SUPPORT).messages.by_message_id(old_id).move.post(
+            MovePostRequestBody(destination_id="archive"))
+
+    moved = run_sdk(sandbox, token, scenario)
+    archive = sandbox.state.folder_by_ref(box.id, "archive")
+    assert archive is not None and archive.display_name == "Archive"
+    assert moved.parent_folder_id == archive.id and moved.id == msg.id != old_id
+    assert sandbox.state.messages[msg.immutable_id].folder_id == archive.id
+    items, _link, _pages = delta_round(http, link, auth)
+    assert {"@odata.type": "#microsoft.graph.message", "id": old_id, "@removed": {"reason": "deleted"}} in items
+
 
 def test_list_mail_folders_with_the_sdk_pages_through_the_well_known_folders(sandbox, token):
     async def scenario(client, _adapter):
