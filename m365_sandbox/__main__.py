@@ -106,8 +106,8 @@ def ctl_request(args):
     if c == "revoke-consent":
         return "POST", f"/tenants/{args.tenant}/consent/revoke", ({"client_id": args.client_id}
                                                                    if args.client_id else {})
-    if c == "reset-password":
-        return "POST", f"/users/{user}/reset-password", ({"password": args.password} if args.password else {})
+    if c in ("reset-password", "change-password"):
+        return "POST", f"/users/{user}/{c}", ({"password": args.password} if args.password else {})
     if c == "mfa":
         return "POST", f"/users/{user}/mfa", {"required": _flag(args.value)}
     if c == "ca-block":
@@ -192,9 +192,13 @@ def parser() -> argparse.ArgumentParser:
     rc.add_argument("--client-id")
     for name in ("disable-user", "enable-user", "revoke-sessions"):
         cmds.add_parser(name).add_argument("user")
-    rp = cmds.add_parser("reset-password")
-    rp.add_argument("user")
-    rp.add_argument("--password")
+    for name, text in (("reset-password", "an admin resets the password: subscriptions removed, refresh "
+                                           "tokens revoked (50173)"),
+                       ("change-password", "the user changes their own password: subscriptions removed, "
+                                           "refresh tokens of confidential clients kept")):
+        rp = cmds.add_parser(name, help=text)
+        rp.add_argument("user")
+        rp.add_argument("--password")
     for name in ("mfa", "ca-block"):
         sw = cmds.add_parser(name)
         sw.add_argument("user")

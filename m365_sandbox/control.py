@@ -18,7 +18,8 @@ from .state import SandboxState, iso, new_opaque
 CONSENT_EVENTS = "consent_revoked_events"   # list of {"tenant_id", "client_id", "at"}
 CONSENT_HOOKS = "on_consent_revoked"        # callables fn(state, tenant_id, client_id), e.g. subscriptions.py
 USER_HOOKS = "on_user_event"                # callables fn(state, user_id, event): "disabled", "enabled",
-                                            # "password_reset", "sessions_revoked" (for a room that reacts)
+                                            # "password_reset", "password_changed", "sessions_revoked"; a hook
+                                            # may return a dict, merged into the answer (subscriptions.py)
 
 
 class ControlError(Exception):
@@ -130,9 +131,12 @@ def revoke_consent(state: SandboxState, request, body) -> dict:
     return {"revoked": [k[1] for k in keys]}
 
 
-def user_event(state: SandboxState, user_id: str, event: str) -> None:
+def user_event(state: SandboxState, user_id: str, event: str) -> dict:
+    """Run the ``on_user_event`` hooks; what they return (dicts) is merged into the control answer."""
+    merged: dict = {}
     for hook in list(state.extra.get(USER_HOOKS, [])):
-        hook(state, user_id, event)
+        merged.update(hook(state, user_id, event) or {})
+    return merged
 
 
 def _set_user_flag(attr: str, body_key: str | None, value: bool | None = None, event: str | None = None):
@@ -142,14 +146,18 @@ def _set_user_flag(attr: str, body_key: str | None, value: bool | None = None, e
             setattr(user, attr, bool(body.get(body_key, True)) if body_key else value)
             if attr == "mfa_required" and "enrollment_required" in body:
                 user.mfa_enrollment_required = bool(body["enrollment_required"])
+        result = {"id": user.id, "upn": user.upn, attr: getattr(user, attr)}
         if event:
-            user_event(state, user.id, event)
-        return {"id": user.id, "upn": user.upn, attr: getattr(user, attr)}
+            result.update(user_event(state, user.id, event))
+        return result
     return handler
 
 
 def _revoke_sessions(reason: str):
-    """Refresh tokens issued before now stop working: 50173 after a password reset, 70008 after a revoke."""
+    """Refresh tokens issued before now stop working: 50173 after a password reset, 70008 after a revoke.
+
+    ``reset-password`` is an admin's reset in the Entra or Microsoft 365 admin center, which revokes the refresh
+    tokens of confidential clients too (docs/microsoft-graph.md §1.7)."""
     def handler(state: SandboxState, request, body) -> dict:
         user = user_of(state, request.path_params["uid"])
         with state.lock:
@@ -159,9 +167,25 @@ def _revoke_sessions(reason: str):
             if reason == "password_reset":
                 user.password = body.get("password") or "Sbx-" + new_opaque("", 9)
                 result["password"] = user.password
-        user_event(state, user.id, "password_reset" if reason == "password_reset" else "sessions_revoked")
+        result.update(user_event(state, user.id,
+                                 "password_reset" if reason == "password_reset" else "sessions_revoked"))
         return result
     return handler
+
+
+def change_password(state: SandboxState, request, body) -> dict:
+    """The user changes their own password (or resets it themselves, SSPR).
+
+    Outlook removes the subscriptions the user's token created (``subscriptionRemoved``, by the hook of
+    subscriptions.py); the refresh tokens of confidential clients stay valid, as Microsoft's revocation table
+    says (the sandbox's clients are all confidential), and so do access tokens (docs/microsoft-graph.md §2.4.1).
+    """
+    user = user_of(state, request.path_params["uid"])
+    with state.lock:
+        user.password = body.get("password") or "Sbx-" + new_opaque("", 9)
+        result = {"id": user.id, "upn": user.upn, "password": user.password}
+    result.update(user_event(state, user.id, "password_changed"))
+    return result
 
 
 def expire_secret(state: SandboxState, request, _body) -> dict:
@@ -221,6 +245,7 @@ TABLE = [
     ("/control/users/{uid}/disable", _set_user_flag("disabled", None, True, "disabled"), ["POST"]),
     ("/control/users/{uid}/enable", _set_user_flag("disabled", None, False, "enabled"), ["POST"]),
     ("/control/users/{uid}/reset-password", _revoke_sessions("password_reset"), ["POST"]),
+    ("/control/users/{uid}/change-password", change_password, ["POST"]),
     ("/control/users/{uid}/revoke-sessions", _revoke_sessions("revoke_sessions"), ["POST"]),
     ("/control/users/{uid}/mfa", _set_user_flag("mfa_required", "required"), ["POST"]),
     ("/control/users/{uid}/conditional-access", _set_user_flag("ca_blocked", "blocked"), ["POST"]),

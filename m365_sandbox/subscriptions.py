@@ -60,8 +60,9 @@ Settings (``state.settings``; defaults in :data:`m365_sandbox.delivery.DEFAULTS`
 ``lifecycle_token_expiry`` false       ``reauthorizationRequired`` 15 min before the access token that last
                                        authorized the subscription (create, PATCH, reauthorize) expires; once
                                        it has expired, delivery pauses until the next reauthorize or PATCH
-``remove_subscriptions_on_session_revoke`` true  [O] ``subscriptionRemoved`` when the creator is disabled or
-                                       their sessions are revoked (password reset) after the last authorization
+``remove_subscriptions_on_session_revoke`` true  [O] ``subscriptionRemoved`` when the creator's password is
+                                       changed or reset or the account disabled (at once), or their sessions
+                                       were revoked after the last authorization (checked twice a second)
 ``delivery_throttle_window_s`` 600, ``delivery_throttle_min_samples`` 10, ``delivery_slow_delay_s`` 600
                                        §2.3 slow/drop accounting (with the fault below)
 
@@ -79,8 +80,10 @@ Faults (``state.faults``, or ``POST /control/subscriptions/faults``)
 
 Hooks: the room registers ``state.extra["on_mail_change"]`` (``cb(state, message, change_type)``) and
 ``state.extra["on_consent_revoked"]`` (``fn(state, tenant_id, client_id)``: every live subscription of that app in
-that tenant gets ``reauthorizationRequired`` and is paused). ``state.reset()`` wipes ``extra``; the hooks are
-installed again by the next request to this room.
+that tenant gets ``reauthorizationRequired`` and is paused) and ``state.extra["on_user_event"]`` (a password
+change or reset, or a disabled account: every live subscription the user created gets ``subscriptionRemoved`` at
+once; their ids are in the control answer as ``subscriptions_removed``). ``state.reset()`` wipes ``extra``; the
+hooks are installed again by the next request to this room.
 """
 from __future__ import annotations
 
@@ -168,9 +171,29 @@ def on_consent_revoked(state: SandboxState, tenant_id: str, client_id: str) -> N
                 lifecycle_event(state, sub, "reauthorizationRequired", pause=True)
 
 
+# Account state changes after which Outlook removes the subscriptions the user's token created (2019 Graph blog,
+# docs/microsoft-graph.md §2.4.1); a revocation of the user's sessions is not one of them.
+REMOVING_USER_EVENTS = ("password_changed", "password_reset", "disabled")
+
+
+def on_user_event(state: SandboxState, user_id: str, event: str) -> dict:
+    """``subscriptionRemoved`` for every live subscription ``user_id`` created, to its lifecycle URL if any."""
+    if event not in REMOVING_USER_EVENTS or not setting(state, "remove_subscriptions_on_session_revoke"):
+        return {}
+    removed = []
+    with state.lock:
+        now = state.now()
+        for sub in list(state.subscriptions.values()):
+            if sub.creator_id == user_id and live(sub, now):
+                lifecycle_event(state, sub, "subscriptionRemoved")
+                removed.append(sub.id)
+    return {"subscriptions_removed": removed}
+
+
 def install_hooks(state: SandboxState) -> None:
     with state.lock:
-        for key, fn in (("on_mail_change", on_mail_change), ("on_consent_revoked", on_consent_revoked)):
+        for key, fn in (("on_mail_change", on_mail_change), ("on_consent_revoked", on_consent_revoked),
+                        ("on_user_event", on_user_event)):
             hooks = state.extra.setdefault(key, [])
             if fn not in hooks:
                 hooks.append(fn)
