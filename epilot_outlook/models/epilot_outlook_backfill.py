@@ -90,16 +90,19 @@ class EpilotOutlookBackfill(models.Model):
         """ Import the due backfills a step at a time (a batch of pages), committing after each step. """
         with SANITIZER.held():
             self.env['epilot.outlook.email.address']._outlook_run_due_steps(
-                self._outlook_due, lambda backfill: backfill._outlook_run_page())
+                self.sudo(), lambda only=None: self._outlook_due(only).ids,
+                lambda backfill: backfill._outlook_run_page())
 
     @api.model
-    def _outlook_due(self):
+    def _outlook_due(self, only=None):
+        """ The backfills with a step to run now (among the ids ``only`` when given), oldest first. """
         now = fields.Datetime.now()
         return self.sudo().search([
             ('state', 'in', ('pending', 'running', 'waiting')),
             ('address_id.sync_state', '=', 'backfilling'),
             ('address_id.connection_id.state', '=', 'connected'),
             '|', ('retry_at', '=', False), ('retry_at', '<=', now),
+            *([('id', 'in', only)] if only is not None else []),
         ], order='id')
 
     # === BUSINESS METHODS === #

@@ -17,7 +17,7 @@ from ..outlook_core.errors import (
     ClientCredentialError, ConsentRequired, GrantRevoked, InteractionRequired, NotFound, OutlookError,
     StateInvalid, TenantNotFound, Throttled, TokenError, TransientError, Unauthorized, VaultError,
 )
-from ..outlook_core.graph import GraphClient
+from ..outlook_core.graph import GraphClient, thread_session
 from ..outlook_core.oauth import OAuthClient
 from ..tools.explain import explain
 
@@ -457,6 +457,7 @@ class EpilotOutlookConnection(models.Model):
         from .outlook_graph_slots import OutlookGraphSlots
         # Outlook's 4 requests per mailbox hold across every worker and server on the database, not per process.
         client_options.setdefault('slots', OutlookGraphSlots(self.env.cr.dbname))
+        client_options.setdefault('session', thread_session(self.graph_endpoint))
         # The configured endpoint was checked just above; nextLinks must stay on it.
         return GraphClient(
             self.graph_endpoint, token_provider or self._outlook_get_access_token, ca_bundle=self._outlook_ca_bundle(),
@@ -862,9 +863,6 @@ class EpilotOutlookConnection(models.Model):
         self.email_address_ids._outlook_pause()
         _logger.warning("Microsoft Outlook: connection %s needs a reconnect (%s)", self.id, error.__class__.__name__)
         if first_time:
-            editors = self.env.ref('epilot_outlook.group_email_setting_edit').all_user_ids.filtered(
-                lambda user: user.active and not user.share and self.company_id in user.company_ids
-            )
             # The button the form shows now: Grant Admin Consent when consent is needed, Connect otherwise.
             if self.needs_admin_consent:
                 body = self.env._(
@@ -876,11 +874,14 @@ class EpilotOutlookConnection(models.Model):
                     "Outlook sync is paused: the connection needs to be reconnected. %(explanation)s Open the "
                     "connection and click Connect; sync resumes where it stopped.",
                     explanation=explain(self.env, error))
-            self.message_post(
-                body=body,
-                partner_ids=editors.partner_id.ids,
-                subtype_xmlid='mail.mt_comment',
-            )
+            self._outlook_tell_editors(body)
+
+    def _outlook_tell_editors(self, body):
+        """ Post ``body`` in the connection's chatter, notifying the email settings editors of its company. """
+        self.ensure_one()
+        editors = self.env.ref('epilot_outlook.group_email_setting_edit').all_user_ids.filtered(
+            lambda user: user.active and not user.share and self.company_id in user.company_ids)
+        self.message_post(body=body, partner_ids=editors.partner_id.ids, subtype_xmlid='mail.mt_comment')
 
     # === BUSINESS METHODS - GRAPH === #
 

@@ -6,7 +6,7 @@ import psycopg2.errors
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
-from odoo.tools import email_normalize
+from odoo.tools import SQL, email_normalize
 
 from ..outlook_core import const
 from ..outlook_core.errors import Forbidden, NotFound, OutlookError, Throttled, TransientError
@@ -229,7 +229,7 @@ class EpilotOutlookEmailAddress(models.Model):
     def _compute_push_reason(self):
         for address in self:
             subscriptions = address.subscription_ids
-            errors = subscriptions.filtered(lambda sub: sub.state in ('refused', 'error') and sub.last_error)
+            errors = subscriptions.filtered(lambda sub: sub.state in ('refused', 'removed', 'error') and sub.last_error)
             if address.sync_mode == 'polling' and errors:
                 address.push_reason = errors[0].last_error
             elif address.sync_mode == 'polling' and subscriptions.filtered(lambda sub: sub.state == 'pending'):
@@ -462,27 +462,34 @@ class EpilotOutlookEmailAddress(models.Model):
     # === BUSINESS METHODS - SYNC STEPS === #
 
     @api.model
-    def _outlook_run_due_steps(self, due, step):
-        """ The loop of the sync crons: lock one due record (skipping those another worker holds), run one
-        step on it, commit with progress, until nothing is due or the cron's time budget is spent.
+    def _outlook_run_due_steps(self, records, due_ids, step):
+        """ The loop of the sync crons, run by every lane of every Odoo server at once: take the due work in
+        order (one query), then for each item lock it, skipping it when another worker holds it (``SKIP
+        LOCKED``), check that it is still due (another lane may have just done it), run one step, and commit with
+        progress; until nothing is due or the cron's time budget is spent. Nothing is queued but the rows
+        themselves, and no item runs twice at once.
 
-        :param callable due: Returns the records due now, in order.
-        :param callable step: Runs one step on a locked record; returns True when it may go on at once.
+        Fair: a step is bounded (a backfill batch, a few delta pages); an item whose step could not finish
+        (``step`` returned False: it waits, or has more to do after the others) is set aside until this run's
+        next look at the due work, so a storm in one mailbox never starves the others.
+
+        :param records: The model of the work items (sudo).
+        :param callable due_ids: ``due_ids(only=None)``: the ids of the due items, in order (those of ``only``
+            when given), in one query.
+        :param callable step: Runs one step on a locked item; returns True when it may go on at once.
         """
         cron = self.env['ir.cron']
-        set_aside = set()   # held by another worker, or waiting: not again in this run
-        while True:
-            candidates = due().filtered(lambda record: record.id not in set_aside)
-            record = candidates[:1].try_lock_for_update(limit=1)
-            if not record:
-                if not candidates:
+        set_aside = set()   # held by another worker, no longer due, or waiting: not again in this run
+        while queue := [record_id for record_id in due_ids() if record_id not in set_aside]:
+            for position, record_id in enumerate(queue):
+                record = _try_lock(records.browse(record_id))
+                if not record or not due_ids(only=[record_id]):
+                    set_aside.add(record_id)
+                    continue
+                if not step(record):
+                    set_aside.add(record_id)
+                if not cron._commit_progress(1, remaining=len(queue) - position - 1):
                     return
-                set_aside.update(candidates[:1].ids)
-                continue
-            if not step(record):
-                set_aside.add(record.id)
-            if not cron._commit_progress(1, remaining=len(candidates) - (record.id in set_aside)):
-                return
 
     def _outlook_backfill_covers(self, received_at):
         """ Whether mail received at ``received_at`` is the backfill's business, not delta's: it arrived
@@ -694,3 +701,17 @@ class EpilotOutlookEmailAddress(models.Model):
             'change_key': None, 'is_read': True, 'sender_email': None, 'removed_in_outlook': False,
         }])
         conversation._outlook_refresh_stats()
+
+
+def _try_lock(record):
+    """ ``record`` locked for this transaction, or an empty recordset when another worker holds it, or changed it
+    since this transaction's snapshot (REPEATABLE READ refuses to lock a row a concurrent transaction updated:
+    that worker just ran its step). """
+    cr = record.env.cr
+    try:
+        with cr.savepoint(flush=False):
+            cr.execute(SQL("SELECT id FROM %s WHERE id = %s FOR NO KEY UPDATE SKIP LOCKED",
+                           SQL.identifier(record._table), record.id), log_exceptions=False)
+            return record if cr.fetchone() else record.browse()
+    except psycopg2.errors.SerializationFailure:
+        return record.browse()

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from odoo import api, fields, models
 from odoo.fields import Domain
+from odoo.tools import SQL
 
 from ..outlook_core import mapping
 from ..outlook_core.errors import SyncReset
@@ -70,40 +71,68 @@ class EpilotOutlookFolderSync(models.Model):
 
     @api.model
     def _cron_outlook_delta(self):
-        """ Run the due delta rounds, a few pages per folder per turn, committing after each turn. """
+        """ Run the due delta rounds, a few pages per folder per turn, committing after each turn.
+
+        Every delta lane runs this (``ir_cron_outlook_delta`` and its siblings in data/ir_cron_data.xml: Odoo runs
+        different cron jobs at once, one job at a time): each lane locks the folder it works on, so the lanes of
+        every cron thread of every server share the folders without overlap (see ``_outlook_run_due_steps``).
+        """
+        self.env['epilot.outlook.subscription']._outlook_collect_notifications()
         self.env['epilot.outlook.email.address']._outlook_run_due_steps(
-            self._outlook_due, lambda folder_sync: folder_sync._outlook_run_round(max_pages=DELTA_PAGES_PER_RUN))
+            self.sudo(), self._outlook_due_ids,
+            lambda folder_sync: folder_sync._outlook_run_round(max_pages=DELTA_PAGES_PER_RUN))
         # Notified folders still due (the time budget ran out, or notifications came after the last look): run
         # again at once. The webhook does not trigger while this run's own trigger is recent, and Odoo's "again
         # soon" for a partial run waits for the cron worker's next poll, without waking it.
+        self.env['epilot.outlook.subscription']._outlook_collect_notifications()
         if self._outlook_due().filtered('push_pending_since'):
             self._outlook_cron()._trigger()
 
     @api.model
     def _outlook_due(self):
-        """ Folders whose next delta round is due: their address syncs, their connection is connected,
-        no ``Retry-After`` holds them back, and their connection's polling interval has passed (or a round
-        is in progress). """
+        """ Folders whose next delta round is due (see :meth:`_outlook_due_ids`), after folding in the
+        notifications the webhook queued. """
         self.env['epilot.outlook.subscription']._outlook_collect_notifications()
-        now = fields.Datetime.now()
-        candidates = self.sudo().search([
-            ('address_id.sync_state', 'in', ('backfilling', 'live')),
-            ('address_id.connection_id.state', '=', 'connected'),
-            '|', ('retry_at', '=', False), ('retry_at', '<=', now),
-        ], order='last_round_date asc nulls first, id')
-        # The cron itself ticks every minute, a few seconds late or early: a round that is due within the next
-        # tick's slack runs now, else a 1-minute interval would often wait two ticks.
-        soon = now + POLL_SLACK
-        return candidates.filtered(lambda sync: sync.delta_next_link or not sync.last_round_date
-                                   or sync.push_pending_since or sync.last_round_date + sync._outlook_interval() <= soon)
+        return self.sudo().browse(self._outlook_due_ids())
 
-    def _outlook_interval(self):
-        """ The polling interval of this folder: the connection's, or :data:`PUSH_SAFETY_POLL` when push works
-        for its address (then notifications start the rounds). """
-        interval = timedelta(minutes=self.address_id.connection_id.poll_interval_minutes)
-        if self.address_id._outlook_push_healthy():
-            return max(interval, PUSH_SAFETY_POLL)
-        return interval
+    @api.model
+    def _outlook_due_ids(self, only=None):
+        """ The folders whose next delta round is due, notified ones first, then the longest waiting, in one
+        query (the cron's loop asks again for each folder it locks): their address syncs, their connection is
+        connected, no ``Retry-After`` holds them back, and their polling interval has passed (or a round is in
+        progress, or a notification asks for one). The interval is the connection's, or :data:`PUSH_SAFETY_POLL`
+        when push works for the address (every folder's subscription active and unexpired, as
+        ``epilot.outlook.email.address._outlook_push_healthy`` says for one address).
+
+        :param list only: Consider these ids only.
+        :rtype: list
+        """
+        now = fields.Datetime.now()
+        rows = self.env.execute_query(SQL(
+            """SELECT sync.id
+                 FROM epilot_outlook_folder_sync sync
+                 JOIN epilot_outlook_email_address address ON address.id = sync.address_id
+                 JOIN epilot_outlook_connection connection ON connection.id = address.connection_id
+                WHERE address.sync_state IN ('backfilling', 'live') AND connection.state = 'connected'
+                  AND (sync.retry_at IS NULL OR sync.retry_at <= %(now)s)
+                  AND %(only)s
+                  AND (sync.delta_next_link IS NOT NULL OR sync.last_round_date IS NULL
+                       OR sync.push_pending_since IS NOT NULL
+                       OR sync.last_round_date + make_interval(mins => CASE
+                              WHEN address.sync_mode = 'webhook'
+                               AND EXISTS (SELECT 1 FROM epilot_outlook_subscription sub
+                                            WHERE sub.address_id = address.id)
+                               AND NOT EXISTS (SELECT 1 FROM epilot_outlook_subscription sub
+                                                WHERE sub.address_id = address.id
+                                                  AND (sub.state != 'active' OR sub.expiration IS NULL
+                                                       OR sub.expiration <= %(now)s))
+                              THEN GREATEST(connection.poll_interval_minutes, %(push_minutes)s)
+                              ELSE connection.poll_interval_minutes END) <= %(soon)s)
+             ORDER BY sync.push_pending_since IS NULL, sync.last_round_date ASC NULLS FIRST, sync.id""",
+            now=now, soon=now + POLL_SLACK, push_minutes=int(PUSH_SAFETY_POLL.total_seconds() // 60),
+            only=SQL("sync.id IN %s", tuple(only)) if only is not None else SQL("TRUE"),
+        ))
+        return [sync_id for (sync_id,) in rows]
 
     def _outlook_want_round_now(self, since):
         """ A notification arrived (at ``since``): the next delta cron run starts a round of these folders. """

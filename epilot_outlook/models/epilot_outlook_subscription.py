@@ -44,6 +44,19 @@ REFUSED_WORDING = _lt(
     "permissions subscribe to shared mailboxes. Odoo asks Graph for changes every %(minutes)s minute(s) instead "
     "(delta polling); nothing is lost. Push is tried again after a reconnect, or with Retry Push."
 )
+REMOVED_WORDING = _lt(
+    "Microsoft 365 removed the change notifications for this mailbox, as it does when the service account's "
+    "password is changed or reset, or its account is disabled. Odoo asks Graph for changes every %(minutes)s "
+    "minute(s) instead (delta polling); nothing is lost. It subscribes again once the service account's sign-in "
+    "is confirmed at the next token refresh, or after the connection is reconnected."
+)
+REMOVED_NOTE = _lt(
+    "Microsoft 365 removed Odoo's change notifications for %(mailboxes)s. Microsoft does this when the service "
+    "account's password is changed or reset, or its account is disabled. Odoo polls these mailboxes meanwhile "
+    "(every %(minutes)s minute(s)), so no mail is lost. If an admin reset the password, Microsoft also ended "
+    "Odoo's sign-in: the connection asks for a reconnect at its next token refresh (click Reconnect now to sign "
+    "in with the new password). Otherwise Odoo subscribes again by itself after that refresh."
+)
 FAILED_WORDING = _lt(
     "Odoo could not subscribe to change notifications for this mailbox: %(reason)s Odoo polls Graph for changes "
     "meanwhile and tries again in %(minutes)s minutes. Check that the Webhook Base URL on the connection is "
@@ -83,6 +96,7 @@ class EpilotOutlookSubscription(models.Model):
             ('pending', "To Create"),
             ('active', "Active"),
             ('refused', "Refused by Microsoft"),
+            ('removed', "Removed by Microsoft"),
             ('error', "Failed, Retrying"),
         ],
         required=True, default='pending', copy=False,
@@ -120,21 +134,25 @@ class EpilotOutlookSubscription(models.Model):
             ('sync_state', 'in', ('backfilling', 'live')), ('connection_id.state', '=', 'connected'),
             ('subscription_ids', '=', False)])._outlook_subscribe()
         self.env['epilot.outlook.email.address']._outlook_run_due_steps(
-            self._outlook_due, lambda subscription: subscription._outlook_maintain())
+            self.sudo(), lambda only=None: self._outlook_due(only).ids,
+            lambda subscription: subscription._outlook_maintain())
 
     @api.model
-    def _outlook_due(self):
+    def _outlook_due(self, only=None):
         now = fields.Datetime.now()
         return self.sudo().search([
+            *([('id', 'in', only)] if only is not None else []),
             ('address_id.sync_state', 'in', ('backfilling', 'live')),
             ('connection_id.state', '=', 'connected'),
             '|', ('retry_at', '=', False), ('retry_at', '<=', now),
-            '|', '|', '|',
+            '|', '|', '|', '|',
             ('state', '=', 'pending'),
             ('state', '=', 'error'),
+            ('state', '=', 'removed'),
             ('needs_reauthorization', '=', True),
             '&', ('state', '=', 'active'), ('expiration', '<', now + RENEW_BEFORE),
-        ], order='retry_at asc nulls first, id')
+        ], order='retry_at asc nulls first, id').filtered(
+            lambda sub: sub.state != 'removed' or sub._outlook_signed_in_since_removal())
 
     # === BUSINESS METHODS - MAINTENANCE === #
 
@@ -145,7 +163,7 @@ class EpilotOutlookSubscription(models.Model):
         """
         self.ensure_one()
         now = fields.Datetime.now()
-        if self.state in ('pending', 'error'):
+        if self.state in ('pending', 'error', 'removed'):
             self._outlook_create()
         elif self.needs_reauthorization:
             self._outlook_reauthorize(now)
@@ -306,6 +324,7 @@ class EpilotOutlookSubscription(models.Model):
             entry[1] = max(entry[1], received_at) if entry[1] else received_at
         subscriptions = self.sudo().browse(list(per_subscription)).exists()
         wake_maintenance = False
+        removed = self.sudo()
         now = fields.Datetime.now()
         for subscription in subscriptions:
             events = per_subscription[subscription.id]
@@ -322,11 +341,15 @@ class EpilotOutlookSubscription(models.Model):
             if 'reauthorizationRequired' in events and subscription.state == 'active':
                 values['needs_reauthorization'] = True
                 wake_maintenance = True
-            if 'subscriptionRemoved' in events:
-                _logger.info("Microsoft Outlook: subscription %s removed by Microsoft; creating it again",
-                             subscription.id)
-                values.update({'state': 'pending', 'graph_id': False, 'retry_at': False})
-                wake_maintenance = True
+            if 'subscriptionRemoved' in events and subscription.state != 'removed':
+                _logger.info("Microsoft Outlook: subscription %s removed by Microsoft; polling until a token "
+                             "refresh confirms the service account's sign-in", subscription.id)
+                values.update({
+                    'state': 'removed', 'graph_id': False, 'expiration': False, 'needs_reauthorization': False,
+                    'retry_at': False, 'last_error': self.env._(REMOVED_WORDING) % {
+                        'minutes': subscription.address_id.connection_id.poll_interval_minutes},
+                })
+                removed |= subscription
             if 'mismatch' in events:
                 values.update(subscription._outlook_count_mismatches(events['mismatch'][0], now))
             if values:
@@ -334,8 +357,33 @@ class EpilotOutlookSubscription(models.Model):
             if {'change', 'missed', 'resync'} & set(events):
                 subscription._outlook_folder_sync()._outlook_want_round_now(
                     min(events[kind][1] for kind in ('change', 'missed', 'resync') if kind in events))
+        if removed:
+            removed.address_id._outlook_update_push_mode()
+            removed._outlook_tell_removed()
         if wake_maintenance:
             self._outlook_cron()._trigger()
+
+    def _outlook_signed_in_since_removal(self):
+        """ Whether the service account's sign-in worked after Microsoft removed this subscription: a token
+        refresh (or a sign-in) succeeded since. Until then it is not recreated: after an admin's password reset
+        the refresh token is revoked, and the connection asks for a reconnect at its next refresh
+        (docs/microsoft-graph.md §2.4.1). """
+        self.ensure_one()
+        refreshed = self.connection_id.last_refresh_date
+        return bool(refreshed and self.last_lifecycle_date and refreshed >= self.last_lifecycle_date)
+
+    def _outlook_tell_removed(self):
+        """ One chatter note per connection on these subscriptions just removed by Microsoft, unless others of
+        the connection were already removed (the lifecycle notifications of one removal come in several
+        POSTs). """
+        for connection in self.connection_id:
+            if self.sudo().search_count([('connection_id', '=', connection.id), ('state', '=', 'removed'),
+                                         ('id', 'not in', self.ids)], limit=1):
+                continue
+            mailboxes = sorted(set(self.filtered(lambda sub: sub.connection_id == connection).address_id.mapped(
+                'email')))
+            connection._outlook_tell_editors(self.env._(REMOVED_NOTE) % {
+                'mailboxes': ', '.join(mailboxes), 'minutes': connection.poll_interval_minutes})
 
     def _outlook_count_mismatches(self, count, now):
         """ Count rejected notifications; above the threshold within the window, alert the editors once. """
@@ -357,19 +405,13 @@ class EpilotOutlookSubscription(models.Model):
         connection = self.address_id.connection_id
         _logger.warning("Microsoft Outlook: subscription %s: %d notifications with a wrong clientState or tenant "
                         "within an hour", self.id, count)
-        editors = self.env.ref('epilot_outlook.group_email_setting_edit').all_user_ids.filtered(
-            lambda user: user.active and not user.share and connection.company_id in user.company_ids)
-        connection.message_post(
-            body=self.env._(
-                "Odoo rejected %(count)s change notifications for %(mailbox)s (%(folder)s) within an hour: their "
-                "clientState or tenant did not match the subscription's. Someone may be sending forged "
-                "notifications to Odoo's webhook; they were ignored and changed nothing. If it goes on, check "
-                "the web server's logs for their origin.",
-                count=count, mailbox=self.address_id.email,
-                folder=dict(self._fields['folder']._description_selection(self.env))[self.folder]),
-            partner_ids=editors.partner_id.ids,
-            subtype_xmlid='mail.mt_comment',
-        )
+        connection._outlook_tell_editors(self.env._(
+            "Odoo rejected %(count)s change notifications for %(mailbox)s (%(folder)s) within an hour: their "
+            "clientState or tenant did not match the subscription's. Someone may be sending forged "
+            "notifications to Odoo's webhook; they were ignored and changed nothing. If it goes on, check "
+            "the web server's logs for their origin.",
+            count=count, mailbox=self.address_id.email,
+            folder=dict(self._fields['folder']._description_selection(self.env))[self.folder]))
 
     def _outlook_want_round(self):
         """ Ask for a delta round of this subscription's folder, through the queue (no row written here that

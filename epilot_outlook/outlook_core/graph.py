@@ -155,6 +155,23 @@ def mailbox_busy(key, timeout):
 # Shared by every client of the process that is given no provider of its own.
 _PROCESS_SLOTS = ProcessSlots()
 
+# One HTTPS session per thread and Graph endpoint, kept for the life of the process: its pooled connections
+# spare each sync step a new TCP and TLS handshake with Graph (issue 18: an idle round is one request per folder).
+# Per thread, as a requests.Session is not meant to be shared between threads; a handful of endpoints at most.
+_THREAD_SESSIONS = threading.local()
+
+
+def thread_session(base_url):
+    """The ``requests.Session`` this thread uses for ``base_url`` (made on first use).
+
+    :param str base_url: The Graph endpoint.
+    :rtype: requests.Session
+    """
+    sessions = _THREAD_SESSIONS.__dict__.setdefault('by_endpoint', {})
+    if base_url not in sessions:
+        sessions[base_url] = requests.Session()
+    return sessions[base_url]
+
 
 class _NoSlot:
     def __enter__(self):

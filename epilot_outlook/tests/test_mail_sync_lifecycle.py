@@ -1,5 +1,6 @@
 import logging
 import threading
+import time
 
 from odoo import SUPERUSER_ID, api
 from odoo.modules.registry import DummyRLock, Registry
@@ -247,11 +248,10 @@ class TestDisconnect(_LifecycleMixin, OutlookMailSyncCase):
         self.assertInSync(third)
 
 
-@tagged('post_install', '-at_install')
-class TestTwoWorkers(_LifecycleMixin, SyncAssertions, TransactionCase):
-    """ A backfill page and a delta round of one address import the same messages at the same moment, in two
-    real transactions (as two cron workers would). ``TransactionCase`` does not put the registry in test mode,
-    so ``registry.cursor()`` opens real transactions; what they commit is deleted again in a cleanup. """
+class _CommittedSyncCase(_LifecycleMixin, SyncAssertions, TransactionCase):
+    """ An address of a connection to the sandbox, committed, for workers in real transactions of their own (as
+    cron workers are). ``TransactionCase`` does not put the registry in test mode, so ``registry.cursor()`` opens
+    real transactions; what they commit is deleted again in a cleanup. """
 
     @classmethod
     def setUpClass(cls):
@@ -268,6 +268,7 @@ class TestTwoWorkers(_LifecycleMixin, SyncAssertions, TransactionCase):
         with self.registry.cursor() as cr:
             cr.execute("SELECT COALESCE(MAX(id), 0) FROM ir_cron_trigger")
             self.last_trigger_id = cr.fetchone()[0]
+        self.other_inbox_ids = []
         self.addCleanup(self._delete_committed_records)
         with self.registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
@@ -283,10 +284,22 @@ class TestTwoWorkers(_LifecycleMixin, SyncAssertions, TransactionCase):
             self.inbox_id = address.shared_inbox_id.id
             address.backfill_id._outlook_run_page()   # counts the window
 
+    def add_committed_address(self, email):
+        """ Another address of the connection, synced (its backfill done), committed; returns its id. """
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            address = env['epilot.outlook.email.address'].create({'email': email, 'connection_id': self.connection_id})
+            address._outlook_start_sync()
+            self.other_inbox_ids.append(address.shared_inbox_id.id)
+            while address.backfill_id.state != 'done':
+                address.backfill_id._outlook_run_page()
+            return address.id
+
     def _delete_committed_records(self):
         with self.registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
-            inbox = env['epilot.shared.inbox'].browse(getattr(self, 'inbox_id', None)).exists()
+            inbox = env['epilot.shared.inbox'].browse(
+                [getattr(self, 'inbox_id', None), *self.other_inbox_ids]).exists()
             conversations = env['epilot.shared.conversation'].search([('inbox_id', 'in', inbox.ids)])
             env['ir.attachment'].search([
                 ('res_model', '=', 'epilot.shared.conversation'), ('res_id', 'in', conversations.ids)]).unlink()
@@ -296,6 +309,11 @@ class TestTwoWorkers(_LifecycleMixin, SyncAssertions, TransactionCase):
             inbox.unlink()
             env['res.company'].browse(getattr(self, 'company_id', None)).exists().unlink()
             cr.execute("DELETE FROM ir_cron_trigger WHERE id > %s", [self.last_trigger_id])
+
+@tagged('post_install', '-at_install')
+class TestTwoWorkers(_CommittedSyncCase):
+    """ A backfill page and a delta round of one address import the same messages at the same moment, in two
+    real transactions (as two cron workers would). """
 
     def test_backfill_page_and_delta_round_at_once_import_each_message_once(self):
         # Mail that arrived after the backfill started: the first backfill page and delta's first round
@@ -365,3 +383,57 @@ class TestTwoWorkers(_LifecycleMixin, SyncAssertions, TransactionCase):
                 self.assertEqual(len(records.filtered(lambda record: record.graph_id == message['immutable_id'])), 1)
             self.assertEqual(len(self.inbox_emails(address.shared_inbox_id)), len(records))
             self.assertInSync(address)
+
+
+@tagged('post_install', '-at_install')
+class TestDeltaLanes(_CommittedSyncCase):
+    """ The delta lanes (one cron job each, every cron thread of every server) share the due folders through
+    row locks: each folder's round runs once, in one lane, and the lanes work at the same time (issue 18). """
+
+    def test_two_lanes_share_the_folders_without_overlap(self):
+        BILLING = 'billing@contoso.onmicrosoft.com'
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            address = env['epilot.outlook.email.address'].browse(self.address_id)
+            while address.backfill_id.state != 'done':
+                address.backfill_id._outlook_run_page()
+        self.add_committed_address(BILLING)
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            syncs = env['epilot.outlook.folder.sync'].search([('address_id.connection_id', '=', self.connection_id)])
+            syncs.write({'last_round_date': False, 'retry_at': False, 'round_count': 0})
+            sync_ids = set(syncs.ids)
+        self.assertEqual(len(sync_ids), 4)
+
+        FolderSync = self.registry['epilot.outlook.folder.sync']
+        run_round = FolderSync._outlook_run_round
+        rounds, start, failures = [], threading.Barrier(2), []
+
+        def slow_round(sync, max_pages):
+            rounds.append((threading.current_thread().name, sync.id))
+            time.sleep(0.3)   # long enough for the other lane to come by while this one holds the folder
+            return run_round(sync, max_pages=max_pages)
+
+        def lane():
+            try:
+                with self.registry.cursor() as cr:
+                    env = api.Environment(cr, SUPERUSER_ID, {})
+                    start.wait(timeout=30)
+                    env['epilot.outlook.folder.sync']._cron_outlook_delta()
+            except Exception as error:  # noqa: BLE001 - reported by the assertion below
+                failures.append(error)
+
+        self.patch(FolderSync, '_outlook_run_round', slow_round)
+        threads = [threading.Thread(target=lane, name='lane-%d' % number) for number in (1, 2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        self.assertFalse(failures)
+        ran = [sync_id for _lane, sync_id in rounds if sync_id in sync_ids]
+        self.assertEqual(sorted(ran), sorted(sync_ids), "every due folder ran once, none twice")
+        self.assertEqual({lane_name for lane_name, _sync in rounds}, {'lane-1', 'lane-2'}, "both lanes worked")
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            syncs = env['epilot.outlook.folder.sync'].browse(sorted(sync_ids))
+            self.assertEqual(syncs.mapped('round_count'), [1, 1, 1, 1])
