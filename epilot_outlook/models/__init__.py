@@ -21,3 +21,4 @@ from . import epilot_outlook_push_event
 from . import mail_message_synced
 from . import mail_thread
 from . import ir_attachment
+from . import epilot_outlook_freshness

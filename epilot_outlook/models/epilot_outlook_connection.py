@@ -907,6 +907,9 @@ class EpilotOutlookConnection(models.Model):
                     self.with_env(self.env(cr=cr)).sudo()._outlook_mark_needs_reconnect(error)
                 self.env.invalidate_all()
                 raise UserError(explain(self.env, error)) from None
+        finally:
+            # Counted whatever the outcome: throttled calls are what the figures are for.
+            self.env['epilot.outlook.graph.usage'].sudo()._outlook_record(self, client.usage)
         self._outlook_touch_graph_success()
         return result
 

@@ -87,6 +87,9 @@ OAUTH_STATE_CLOCK_SKEW_S = 60
 
 # Outlook allows 4 concurrent requests per app and mailbox; a 5th gets 429 (docs/microsoft-graph.md §5).
 MAX_CONCURRENT_PER_MAILBOX = 4
+# And 10,000 requests per 10 minutes per app and mailbox (docs/microsoft-graph.md §5): the connection shows its
+# busiest mailbox against it.
+GRAPH_REQUESTS_PER_MAILBOX_PER_10_MIN = 10000
 # Seconds a request waits for one of its mailbox's slots before giving up with ``MailboxBusy`` (a cron then
 # reschedules). A slot is held for one HTTP exchange, at most ``GRAPH_TIMEOUT``, so a slot that does not free
 # up within that means the mailbox is saturated, and waiting longer only holds a worker.

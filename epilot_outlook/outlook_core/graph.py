@@ -218,6 +218,10 @@ class GraphClient:
         self._slots = slots or _PROCESS_SLOTS
         self._sleep = sleep
         self._session = session or requests.Session()
+        # Requests sent per mailbox (each attempt, each $batch item, as Outlook counts them against its limit of
+        # 10,000 per 10 minutes per app and mailbox), and how many of those were throttled: ``{mailbox: [sent,
+        # throttled]}``, for the caller to record (the connection's freshness figures).
+        self.usage = {}
         # Passed on every request: requests lets REQUESTS_CA_BUNDLE override a session's ``verify``.
         self._verify = ca_bundle or True
         self.check_url(self.base_url)
@@ -349,6 +353,9 @@ class GraphClient:
         for attempt in range(self.max_retries + 1):
             for response in self._send_batch(pending):
                 results[str(response.get('id'))] = response
+            for item in pending:
+                if mailbox_key := self._mailbox_key(self.url_for(item['url'])):
+                    self._count(mailbox_key, results.get(item['id'], {}).get('status') in _THROTTLE_STATUSES)
             throttled = {item['id'] for item in pending
                          if results.get(item['id'], {}).get('status') in _THROTTLE_STATUSES}
             if not throttled:
@@ -504,6 +511,8 @@ class GraphClient:
                     from None
 
             status = response.status_code
+            if mailbox_key:
+                self._count(mailbox_key, status in _THROTTLE_STATUSES)
             request_id = response.headers.get('request-id')
             _logger.debug("Graph %s %s -> %s (request-id %s, %d ms)", method, path, status, request_id,
                           (time.monotonic() - started) * 1000)
@@ -540,6 +549,11 @@ class GraphClient:
         else:
             return None
         return urlsplit(self.base_url).netloc.lower(), mailbox
+
+    def _count(self, mailbox_key, throttled):
+        counts = self.usage.setdefault(mailbox_key[1], [0, 0])
+        counts[0] += 1
+        counts[1] += bool(throttled)
 
     @staticmethod
     def _backoff(attempt):

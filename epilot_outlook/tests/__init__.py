@@ -30,3 +30,4 @@ from . import test_erase_scope
 from . import test_connection_ca_bundle
 from . import test_webhook_limits
 from . import test_backstops
+from . import test_freshness

@@ -227,3 +227,16 @@ def test_batch_item_errors_are_mapped(graph):
                            {'id': 'hr', 'method': 'GET', 'url': '/users/%s/messages' % HR}])
     assert batch_item_error(results['ok']) is None
     assert isinstance(batch_item_error(results['hr']), errors.Forbidden)
+
+
+# === USAGE === #
+
+def test_usage_counts_each_request_and_batch_item_per_mailbox(sandbox, graph):
+    """ What Outlook counts against its limit per mailbox: every attempt (a throttled one too) and every $batch
+    item, under the mailbox it addresses; the $batch envelope itself names no mailbox. """
+    sandbox.state.faults['graph'] = {'429': 1, 'retry_after': 0}
+    graph.get(INBOX, params={'$top': 1})                       # 429, then 200
+    graph.get('/users/%s/mailFolders/sentitems' % SUPPORT)
+    graph.batch([{'id': '1', 'method': 'GET', 'url': '/users/%s/mailFolders/inbox' % SUPPORT},
+                 {'id': '2', 'method': 'GET', 'url': '/users/%s/mailFolders/inbox' % ('billing@' + DOMAIN)}])
+    assert graph.usage == {SUPPORT: [4, 1], 'billing@' + DOMAIN: [1, 0]}
