@@ -128,6 +128,17 @@ def ctl_request(args):
     if c == "deliver":
         return "POST", "/mail/deliver", {"mailbox": args.mailbox, "from": args.sender, "subject": args.subject,
                                          "body_html": args.body}
+    if c == "mailboxes":
+        body = {"prefix": args.prefix, "count": args.count, "start": args.start}
+        if args.domain:
+            body["domain"] = args.domain
+        if args.grant:
+            body["grant"] = {"user": args.grant, "full_access": args.full_access, "send_as": args.send_as,
+                             "send_on_behalf": args.send_on_behalf}
+        return "POST", "/mailboxes", body
+    if c == "deliver-many":
+        return "POST", "/mail/deliver-many", {"mailboxes": args.mailboxes, "from": args.sender,
+                                              "subject": args.subject, "body_html": args.body}
     if c == "expire-subscription":
         return "POST", f"/subscriptions/{args.id}/expire" if args.id else "/subscriptions/expire", None
     if c == "raw":
@@ -217,6 +228,19 @@ def parser() -> argparse.ArgumentParser:
     dl.add_argument("--from", dest="sender", required=True)
     dl.add_argument("--subject", default="Hello")
     dl.add_argument("--body", default="<p>Hello from the sandbox.</p>")
+    mb = cmds.add_parser("mailboxes", help="create COUNT shared mailboxes PREFIX0001@domain..., in one call")
+    mb.add_argument("prefix")
+    mb.add_argument("count", type=int)
+    mb.add_argument("--start", type=int, default=1, help="the first number (default 1)")
+    mb.add_argument("--domain", help="the tenant's domain (default: the only tenant)")
+    mb.add_argument("--grant", metavar="USER", help="give USER the rights below on each")
+    for flag in ("--full-access", "--send-as", "--send-on-behalf"):
+        mb.add_argument(flag, action="store_true")
+    dm = cmds.add_parser("deliver-many", help="one inbound message into each mailbox's Inbox, in one call")
+    dm.add_argument("mailboxes", nargs="+")
+    dm.add_argument("--from", dest="sender", required=True)
+    dm.add_argument("--subject", default="Hello")
+    dm.add_argument("--body", default="<p>Hello from the sandbox.</p>")
     es = cmds.add_parser("expire-subscription")
     es.add_argument("id", nargs="?")
     raw = cmds.add_parser("raw", help="any control endpoint: METHOD PATH [JSON]")

@@ -217,6 +217,18 @@ def set_permission(state: SandboxState, _request, body) -> dict:
             "full_access": perm.full_access, "send_as": perm.send_as, "send_on_behalf": perm.send_on_behalf}
 
 
+def create_mailboxes(state: SandboxState, _request, body) -> dict:
+    """``count`` shared mailboxes with one user's rights, in one call (see ``seed.create_mailboxes``)."""
+    try:
+        return seeding.create_mailboxes(state, body)
+    except seeding.AlreadyExists as exc:
+        raise ControlError(409, str(exc)) from exc
+    except ValueError as exc:
+        raise ControlError(400, str(exc)) from exc
+    except KeyError as exc:
+        raise ControlError(404, exc.args[0]) from exc
+
+
 def _merge(attr: str):
     """Merge the body into ``state.settings`` or ``state.faults``; a ``null`` value removes the key."""
     def handler(state: SandboxState, request, body) -> dict:
@@ -252,15 +264,19 @@ TABLE = [
     ("/control/apps/{client_id}/secret/expire", expire_secret, ["POST"]),
     ("/control/apps/{client_id}/secrets", add_secret, ["POST"]),
     ("/control/permissions", set_permission, ["POST"]),
+    ("/control/mailboxes", create_mailboxes, ["POST"]),
     ("/control/settings", _merge("settings"), ["GET", "POST"]),
     ("/control/faults", _merge("faults"), ["GET", "POST"]),
 ]
 
 
+CREATED = {create_mailboxes}     # handlers answering 201
+
+
 async def _endpoint(state: SandboxState, handler, request: Request):
     try:
         body = await body_of(request) if request.method == "POST" else {}
-        return JSONResponse(handler(state, request, body))
+        return JSONResponse(handler(state, request, body), status_code=201 if handler in CREATED else 200)
     except ControlError as exc:
         return JSONResponse({"error": exc.message}, status_code=exc.status)
 

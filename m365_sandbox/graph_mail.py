@@ -34,6 +34,11 @@ Control routes (JSON, no auth; for tests, demos and benchmarks):
                                   "attachments"?: [{"name", "content_type", "content_b64", "is_inline"?,
                                   "content_id"?}]}  -> 201 {"id", "immutable_id", "internetMessageId",
                                   "conversationId"}; delivers into the Inbox now (delta log + notifications).
+    POST /control/mail/deliver-many {"mailboxes": [id or UPN, ...], "from", "subject"?, "body_html"?, "to"?,
+                                  "cc"?} -> 201 {"value": [{"mailbox", "id", "immutable_id", "internetMessageId",
+                                  "conversationId", "receivedDateTime"}], "delivered_at" (epoch seconds),
+                                  "seconds" (the sandbox's time)}: one message into each Inbox, all received at
+                                  the same moment; an unknown mailbox (404) delivers none.
     POST /control/mail/generate  {"mailbox", "count", "days"?: 30, "seed"?: 0, "folder"?: "inbox"}
                                   -> {"generated", "seconds"}; realistic bulk mail (mailgen.py).
     POST /control/mail/move      {"id", "folder"} (id: immutable or mutable; folder: well-known name or id)
@@ -81,11 +86,11 @@ from .auth import GraphDenied, resolve_mailbox
 from .errors import graph_error
 from .mail_paging import (Filter, Prefer, action_parameters, bad_request, json_body, link, parse_expand,
                           parse_orderby, parse_select, parse_top, query_once, sign, unsign)
-from .mail_store import (PROP_BY_LOWER, RenderContext, address, delete_message, deliver_inbound, find_message,
-                         folder_counts, make_attachment, message_mime, move_message, render_attachment,
-                         render_message, sorted_messages, update_message, version, well_known)
+from .mail_store import (PROP_BY_LOWER, RenderContext, address, delete_message, deliver_inbound, deliver_many,
+                         find_message, folder_counts, make_attachment, message_mime, move_message,
+                         render_attachment, render_message, sorted_messages, update_message, version, well_known)
 from .mailgen import generate_mail
-from .state import WELL_KNOWN_NAMES, Folder, SandboxState, User
+from .state import WELL_KNOWN_NAMES, Folder, SandboxState, User, iso
 from .throttle import graph_endpoint, odata
 
 __all__ = ["routes", "deliver_inbound", "generate_mail"]
@@ -565,6 +570,25 @@ def control_routes(state: SandboxState) -> list:
                              "internetMessageId": msg.internet_message_id,
                              "conversationId": msg.conversation_id}, status_code=201)
 
+    async def deliver_to_many(request: Request):
+        data = await body_of(request)
+        mailboxes = data.get("mailboxes")
+        if not mailboxes or not isinstance(mailboxes, list) or not data.get("from"):
+            return control_error(400, "give mailboxes (a list of ids or UPNs) and from")
+        started = time.perf_counter()
+        try:
+            delivered = deliver_many(state, [str(ref) for ref in mailboxes], from_addr=data["from"],
+                                     subject=data.get("subject", ""), body_html=data.get("body_html", ""),
+                                     to=data.get("to"), cc=data.get("cc"))
+        except KeyError as exc:
+            return control_error(404, exc.args[0])
+        seconds = time.perf_counter() - started
+        value = [{"mailbox": state.users[msg.mailbox_id].upn, "id": msg.id, "immutable_id": msg.immutable_id,
+                  "internetMessageId": msg.internet_message_id, "conversationId": msg.conversation_id,
+                  "receivedDateTime": iso(msg.received)} for msg in delivered]
+        return JSONResponse({"value": value, "delivered_at": delivered[0].received.timestamp(),
+                             "seconds": round(seconds, 4)}, status_code=201)
+
     async def generate(request: Request):
         data = await body_of(request)
         started = time.perf_counter()
@@ -619,6 +643,7 @@ def control_routes(state: SandboxState) -> list:
         return JSONResponse(mail_delta.expire_tokens(state, mode, mailbox_id))
 
     return [Route("/control/mail/deliver", deliver, methods=["POST"]),
+            Route("/control/mail/deliver-many", deliver_to_many, methods=["POST"]),
             Route("/control/mail/generate", generate, methods=["POST"]),
             Route("/control/mail/move", move, methods=["POST"]),
             Route("/control/mail/delete", remove, methods=["POST"]),

@@ -81,8 +81,10 @@ def _index(state: SandboxState) -> dict:
         return idx
 
 
-def _index_put(state: SandboxState, msg: Message, old_id: str | None = None) -> None:
-    idx = _index(state)
+def _index_put(state: SandboxState, msg: Message, old_id: str | None = None, idx: dict | None = None) -> None:
+    """Index ``msg`` under its mutable id; ``idx``: the index as it was before ``msg`` joined ``state.messages``
+    (else the changed count would make :func:`_index` rebuild it from every message)."""
+    idx = _index(state) if idx is None else idx
     if old_id:
         idx.pop(old_id, None)
     idx[msg.id] = msg.immutable_id
@@ -164,8 +166,9 @@ def touch(state: SandboxState, msg: Message) -> None:
 
 def add_message(state: SandboxState, msg: Message, *, notify_change: bool = True) -> Message:
     with state.lock:
+        idx = _index(state)
         state.messages[msg.immutable_id] = msg
-        _index_put(state, msg)
+        _index_put(state, msg, idx=idx)
         log_change(state, msg.folder_id, "created", msg)
         bump(state)
     if notify_change:
@@ -272,6 +275,19 @@ def deliver_inbound(state: SandboxState, mailbox_ref: str, *, from_addr, subject
         add_message(state, msg, notify_change=False)
     notify(state, msg, "created")
     return msg
+
+
+def deliver_many(state: SandboxState, mailbox_refs: list, **message) -> list[Message]:
+    """One message from outside into the Inbox of each of ``mailbox_refs`` (:func:`deliver_inbound`'s keyword
+    arguments, ``received`` excepted), all received at the same moment and added under one hold of the lock: a
+    delta round sees all of them or none. Every mailbox is resolved first: an unknown one delivers nothing.
+
+    :raise KeyError: an unknown mailbox.
+    """
+    with state.lock:
+        mailboxes = [resolve_mailbox_ref(state, ref) for ref in mailbox_refs]
+        received = state.now()
+        return [deliver_inbound(state, mailbox.id, received=received, **message) for mailbox in mailboxes]
 
 
 def make_attachment(spec, when: dt.datetime) -> Attachment:

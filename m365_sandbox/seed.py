@@ -61,6 +61,56 @@ def seed(state: SandboxState, spec: dict) -> dict:
         return result
 
 
+MAX_MAILBOXES = 100_000
+
+
+class AlreadyExists(ValueError):
+    """A name :func:`create_mailboxes` was to give is taken (409)."""
+
+
+def create_mailboxes(state: SandboxState, spec: dict) -> dict:
+    """``POST /control/mailboxes``: ``count`` shared mailboxes ``{prefix}{n}@{domain}``, n from ``start`` (1),
+    zero-padded to the width of the last, each with ``grant``'s rights for one user (as many
+    ``POST /control/permissions`` would give). All or nothing.
+
+    ``spec``: ``{"prefix", "count", "start"?, "domain"? (default: the only tenant's), "display_name"? ("{n}" is
+    the number), "grant"?: {"user", "full_access"?, "send_as"?, "send_on_behalf"?}}``.
+    Returns ``{"tenant_id", "tenant_domain", "addresses": [upn, ...], "shared_mailboxes": {upn: {"id"}}}``.
+
+    :raise ValueError: a bad count or prefix; :class:`AlreadyExists` for a name taken; KeyError for an unknown
+        tenant or user.
+    """
+    prefix, count, start = str(spec.get("prefix") or ""), spec.get("count"), spec.get("start", 1)
+    if not isinstance(count, int) or not isinstance(start, int) or not 0 < count <= MAX_MAILBOXES or start < 0:
+        raise ValueError(f"count must be an integer from 1 to {MAX_MAILBOXES:,}, start one from 0")
+    if not prefix or "@" in prefix:
+        raise ValueError("prefix must be the part before the number, without @")
+    with state.lock:
+        if spec.get("domain"):
+            tenant = state.tenant_by_ref(spec["domain"])
+        else:
+            tenant = next(iter(state.tenants.values())) if len(state.tenants) == 1 else None
+        if tenant is None:
+            raise KeyError(f"unknown tenant {spec.get('domain')!r} (give the domain when there are several)")
+        width = len(str(start + count - 1))
+        numbers = range(start, start + count)
+        upns = [f"{prefix}{n:0{width}d}@{tenant.domain}".lower() for n in numbers]
+        taken = [upn for upn in upns if state.user_by_ref(upn, tenant.id)]
+        if taken:
+            raise AlreadyExists(f"{len(taken)} already exist: {', '.join(taken[:3])}")
+        rights = spec.get("grant")
+        if rights and state.user_by_ref(str(rights.get("user", "")), tenant.id) is None:
+            raise KeyError(f"unknown user {rights.get('user')!r}")
+        label = str(spec.get("display_name") or "Shared Mailbox {n}")
+        result = seed(state, {
+            "tenant": {"domain": tenant.domain},
+            "shared_mailboxes": [{"upn": upn, "display_name": label.replace("{n}", str(n))}
+                                 for upn, n in zip(upns, numbers)],
+            "permissions": [{**rights, "mailbox": upn} for upn in upns] if rights else []})
+    return {"tenant_id": tenant.id, "tenant_domain": tenant.domain, "addresses": upns,
+            "shared_mailboxes": result["shared_mailboxes"]}
+
+
 def grant(state: SandboxState, perm: dict, tenant_id: str | None = None):
     """Apply ``{"mailbox", "user", "full_access"?, "send_as"?, "send_on_behalf"?}`` (ids or UPNs)."""
     mailbox = state.user_by_ref(perm["mailbox"], tenant_id=tenant_id)
