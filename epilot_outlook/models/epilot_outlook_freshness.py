@@ -17,6 +17,11 @@ USAGE_KEPT = timedelta(days=1)
 LAG_INTERVALS = 3
 
 
+def _window_start(now):
+    """ The start of the 10-minute window ``now`` falls in (Outlook's limit counts per such window). """
+    return now - timedelta(minutes=now.minute % 10, seconds=now.second, microseconds=now.microsecond)
+
+
 class EpilotOutlookGraphUsage(models.Model):
     """ Graph requests per connection, mailbox and 10-minute window, as Outlook counts them against its limit
     (each attempt and each ``$batch`` item), and how many of them were throttled. Written by every Graph call of
@@ -46,8 +51,7 @@ class EpilotOutlookGraphUsage(models.Model):
         """
         if not usage:
             return
-        now = fields.Datetime.now()
-        window = now - timedelta(minutes=now.minute % 10, seconds=now.second, microseconds=now.microsecond)
+        window = _window_start(fields.Datetime.now())
         self.env.cr.execute(SQL(
             """INSERT INTO epilot_outlook_graph_usage (connection_id, mailbox, window_start, requests, throttled)
                VALUES %s
@@ -133,8 +137,7 @@ class EpilotOutlookConnection(models.Model):
             connection.synced_mailbox_count = len(addresses)
             connection.lag_p95_minutes = lags[max(0, -(-len(lags) * 95 // 100) - 1)] if lags else 0
             connection.lagging_count = len(addresses.filtered('lag_notified'))
-            window = now - timedelta(minutes=now.minute % 10, seconds=now.second, microseconds=now.microsecond)
-            current = Usage.search([('connection_id', '=', connection.id), ('window_start', '=', window)])
+            current = Usage.search([('connection_id', '=', connection.id), ('window_start', '=', _window_start(now))])
             busiest = max(current, key=lambda row: row.requests, default=Usage)
             connection.graph_requests_window = sum(current.mapped('requests'))
             connection.graph_busiest_mailbox = busiest.mailbox or False
