@@ -24,6 +24,7 @@ from . import test_inbox_access
 from . import test_send
 from . import test_send_tour
 from . import test_push
+from . import test_push_removed
 from . import test_synced_mail_readonly
 from . import test_send_authorization
 from . import test_erase_scope

@@ -105,8 +105,9 @@ AADSTS_WORDING = {
         "then reconnect."
     ),
     50173: _lt(
-        "The service account's sessions were revoked or its password was reset by an admin (AADSTS50173). "
-        "Reconnect the Microsoft 365 connection."
+        "Microsoft ended Odoo's sign-in for the service account: its password was reset or changed, or its "
+        "sessions were revoked (AADSTS50173). Reconnect the Microsoft 365 connection and sign in as the service "
+        "account, with its new password if it changed."
     ),
     70008: _lt(
         "Odoo's sign-in for the service account expired or was revoked (AADSTS70008). Reconnect the Microsoft 365 "
