@@ -454,7 +454,7 @@ class EpilotOutlookConnection(models.Model):
         """
         self.ensure_one()
         self._outlook_check_endpoints()
-        from .outlook_graph_slots import OutlookGraphSlots
+        from ..tools.graph_slots import OutlookGraphSlots
         # Outlook's 4 requests per mailbox hold across every worker and server on the database, not per process.
         client_options.setdefault('slots', OutlookGraphSlots(self.env.cr.dbname))
         client_options.setdefault('session', thread_session(self.graph_endpoint))

@@ -692,14 +692,11 @@ class EpilotOutlookEmailAddress(models.Model):
         if Sync._outlook_known(inbox, [draft.graph_id]):
             return
         now = fields.Datetime.now()
-        Sync._outlook_insert([{
-            'inbox_id': inbox.id, 'address_id': self.id, 'mailbox_email': self.email,
-            'conversation_id': conversation.id, 'mail_message_id': mail_message.id, 'graph_id': draft.graph_id,
-            'folder': 'sentitems', 'internet_message_id': draft.internet_message_id or None,
-            'graph_conversation_id': draft.conversation_id or None, 'subject': mail_message.subject or None,
-            'date': mail_message.date or now, 'received_date': now, 'sent_date': now, 'last_modified_date': None,
-            'change_key': None, 'is_read': True, 'sender_email': None, 'removed_in_outlook': False,
-        }])
+        Sync._outlook_insert([Sync._outlook_row(
+            self, draft.graph_id, 'sentitems', conversation_id=conversation.id, mail_message_id=mail_message.id,
+            internet_message_id=draft.internet_message_id or None, graph_conversation_id=draft.conversation_id or None,
+            subject=mail_message.subject or None, date=mail_message.date or now, received_date=now, sent_date=now,
+            is_read=True)])
         conversation._outlook_refresh_stats()
 
 

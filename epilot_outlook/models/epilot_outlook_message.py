@@ -139,7 +139,8 @@ class EpilotOutlookMessage(models.Model):
                     seen.add(message.internet_message_id)
         new = fresh
         if hidden:
-            self._outlook_insert_own_mail(address, hidden)
+            self._outlook_insert([self._outlook_row_of(address, message, odoo_own_mail=True, subject=None)
+                                  for message in hidden])
             if not new and not copies:
                 return len(hidden)
 
@@ -194,26 +195,8 @@ class EpilotOutlookMessage(models.Model):
         for message in copies:
             shown_by_id[message.graph_id] = shown[message.internet_message_id]
 
-        self._outlook_insert([{
-            'inbox_id': inbox.id,
-            'address_id': address.id,
-            'mailbox_email': mailbox,
-            **shown_by_id[message.graph_id],
-            'graph_id': message.graph_id,
-            'folder': message.folder,
-            'internet_message_id': message.internet_message_id or None,
-            'graph_conversation_id': message.conversation_id or None,
-            'subject': message.subject or None,
-            'date': message.date,
-            'received_date': message.received_at,
-            'sent_date': message.sent_at,
-            'last_modified_date': message.last_modified,
-            'change_key': message.change_key or None,
-            'is_read': message.is_read,
-            'sender_email': message.sender.address if message.sender and message.from_
-            and message.sender.address != message.from_.address else None,
-            'removed_in_outlook': False,
-        } for message in new + copies])
+        self._outlook_insert([
+            self._outlook_row_of(address, message, **shown_by_id[message.graph_id]) for message in new + copies])
         # Conversations created for this page have their figures already, unless a copy joined one of them.
         touched = {values['conversation_id'] for values in shown_by_id.values()}
         complete = set(created.ids) - {shown_by_id[message.graph_id]['conversation_id'] for message in copies}
@@ -225,19 +208,44 @@ class EpilotOutlookMessage(models.Model):
         """ Record copies of mail Odoo sent for itself through ``address`` as known and hidden: no e-mail, no
         conversation, nothing of their content (a reset link must not reach an inbox, issue 17).
 
-        :param list messages: :class:`outlook_core.mapping.Message` items, or ``(graph_id, folder,
-            internet_message_id, date)`` tuples.
+        :param list messages: ``(graph_id, folder, internet_message_id, date)`` tuples.
         """
-        rows = []
-        for message in messages:
-            graph_id, folder, internet_message_id, date = message if isinstance(message, tuple) else (
-                message.graph_id, message.folder, message.internet_message_id, message.date)
-            rows.append({
-                'inbox_id': address.shared_inbox_id.id, 'address_id': address.id, 'mailbox_email': address.email,
-                'graph_id': graph_id, 'folder': folder, 'internet_message_id': internet_message_id or None,
-                'date': date, 'is_read': True, 'removed_in_outlook': False, 'odoo_own_mail': True,
-            })
-        self._outlook_insert(rows)
+        self._outlook_insert([
+            self._outlook_row(address, graph_id, folder, internet_message_id=internet_message_id or None, date=date,
+                              is_read=True, odoo_own_mail=True)
+            for graph_id, folder, internet_message_id, date in messages])
+
+    @api.model
+    def _outlook_row(self, address, graph_id, folder, **values):
+        """ The column values of a new sync record of ``address``'s inbox, for :meth:`_outlook_insert`: the one
+        place that makes them (every row of one insert has the same keys). Unknown facts are ``None``.
+
+        :param str graph_id: The item's immutable id.
+        :param str folder: ``inbox`` or ``sentitems``.
+        :param values: The facts known (``conversation_id``, ``mail_message_id``, ``subject``, dates…).
+        :rtype: dict
+        """
+        return {
+            'inbox_id': address.shared_inbox_id.id, 'address_id': address.id, 'mailbox_email': address.email,
+            'graph_id': graph_id, 'folder': folder, 'conversation_id': None, 'mail_message_id': None,
+            'internet_message_id': None, 'graph_conversation_id': None, 'subject': None, 'date': None,
+            'received_date': None, 'sent_date': None, 'last_modified_date': None, 'change_key': None,
+            'is_read': None, 'sender_email': None, 'removed_in_outlook': False, 'odoo_own_mail': False,
+            **values,
+        }
+
+    @api.model
+    def _outlook_row_of(self, address, message, **values):
+        """ :meth:`_outlook_row` of a mapped Graph item (:class:`outlook_core.mapping.Message`), ``values``
+        overriding its facts. """
+        sender = message.sender.address if message.sender and message.from_ and (
+            message.sender.address != message.from_.address) else None
+        return {**self._outlook_row(
+            address, message.graph_id, message.folder, internet_message_id=message.internet_message_id or None,
+            graph_conversation_id=message.conversation_id or None, subject=message.subject or None,
+            date=message.date, received_date=message.received_at, sent_date=message.sent_at,
+            last_modified_date=message.last_modified, change_key=message.change_key or None,
+            is_read=message.is_read, sender_email=sender), **values}
 
     @api.model
     def _outlook_body_sanitizer(self):
@@ -260,7 +268,8 @@ class EpilotOutlookMessage(models.Model):
 
         The bodies in ``values_list`` are sanitized already (:meth:`_outlook_bodies`). A body with a base64
         image goes through ``create()`` instead, from ``raw_bodies`` (given for those only): ``create()`` turns
-        such images into attachments, and sanitizes. A missing Message-Id gets Odoo's own, as ``create()`` would give it.
+        such images into attachments, and sanitizes. A missing Message-Id gets Odoo's own, as ``create()`` would
+        give it.
         """
         for values in values_list:
             if not values['message_id']:

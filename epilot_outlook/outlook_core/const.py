@@ -104,10 +104,6 @@ SUBSCRIPTION_CHANGE_TYPES = 'created,updated,deleted'
 # Random bytes of a subscription's ``clientState`` (≥ 32 asked; 48 bytes are 64 URL-safe characters, Graph
 # allows 128).
 CLIENT_STATE_BYTES = 48
-# ``$top`` bounds for message lists (docs/microsoft-graph.md §3.1); big pages with bodies risk 504, so stay modest.
-PAGE_SIZE = 50
-DELTA_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 1000
 
 
 # === RETRIES === #

@@ -7,7 +7,7 @@ import psycopg2
 from odoo import sql_db
 from odoo.tests import TransactionCase, tagged
 
-from ..models.outlook_graph_slots import OutlookGraphSlots, slot_lock_key
+from ..tools.graph_slots import OutlookGraphSlots, slot_lock_key
 from ..outlook_core import graph
 from ..outlook_core.errors import MailboxBusy, Throttled
 from .outlook_sandbox_common import sign_in_service_account
