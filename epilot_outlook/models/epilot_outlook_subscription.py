@@ -114,6 +114,9 @@ class EpilotOutlookSubscription(models.Model):
     mismatch_alerted = fields.Boolean(copy=False)
     last_lifecycle_event = fields.Char(string="Last Lifecycle Event", copy=False)
     last_lifecycle_date = fields.Datetime(string="Last Lifecycle Event Date", copy=False)
+    removed_token_mark = fields.Char(
+        help="Technical: the connection's token set when Microsoft removed the subscription (a digest of its "
+             "ciphertext); a new one means the service account's sign-in worked since.", copy=False)
     last_renewed_date = fields.Datetime(string="Last Renewal", copy=False)
     last_reauthorized_date = fields.Datetime(string="Last Reauthorization", copy=False)
     retry_at = fields.Datetime(string="Retry At", copy=False)
@@ -344,10 +347,11 @@ class EpilotOutlookSubscription(models.Model):
             if 'subscriptionRemoved' in events and subscription.state != 'removed':
                 _logger.info("Microsoft Outlook: subscription %s removed by Microsoft; polling until a token "
                              "refresh confirms the service account's sign-in", subscription.id)
+                connection = subscription.connection_id
                 values.update({
                     'state': 'removed', 'graph_id': False, 'expiration': False, 'needs_reauthorization': False,
-                    'retry_at': False, 'last_error': self.env._(REMOVED_WORDING) % {
-                        'minutes': subscription.address_id.connection_id.poll_interval_minutes},
+                    'retry_at': False, 'removed_token_mark': connection._outlook_token_set_mark(),
+                    'last_error': self.env._(REMOVED_WORDING) % {'minutes': connection.poll_interval_minutes},
                 })
                 removed |= subscription
             if 'mismatch' in events:
@@ -365,12 +369,12 @@ class EpilotOutlookSubscription(models.Model):
 
     def _outlook_signed_in_since_removal(self):
         """ Whether the service account's sign-in worked after Microsoft removed this subscription: a token
-        refresh (or a sign-in) succeeded since. Until then it is not recreated: after an admin's password reset
-        the refresh token is revoked, and the connection asks for a reconnect at its next refresh
-        (docs/microsoft-graph.md §2.4.1). """
+        refresh (or a sign-in) stored a new token set since (not a date: a refresh within the second of the
+        removal would be ambiguous). Until then it is not recreated: after an admin's password reset the refresh
+        token is revoked, and the connection asks for a reconnect at its next refresh (docs/microsoft-graph.md
+        §2.4.1). """
         self.ensure_one()
-        refreshed = self.connection_id.last_refresh_date
-        return bool(refreshed and self.last_lifecycle_date and refreshed >= self.last_lifecycle_date)
+        return self.connection_id._outlook_token_set_mark() != self.removed_token_mark
 
     def _outlook_tell_removed(self):
         """ One chatter note per connection on these subscriptions just removed by Microsoft, unless others of
