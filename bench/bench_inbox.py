@@ -86,7 +86,7 @@ class Bench(bench_backfill.Bench):
         def message(index, conversation, folder, date, body_words=300):
             customer = mapping.Address("Customer %d" % (index % 5000), 'customer%d@fabrikam.com' % (index % 5000))
             body = '<div><p>%s</p></div>' % ' '.join(rng.choice(WORDS) for _ in range(body_words))
-            return mapping.Message(
+            return mapping.OutlookItem(
                 graph_id='%d-%s-%d' % (seed, folder, index), folder=folder, conversation_id=conversation,
                 internet_message_id='<%d.%d.%s@bench>' % (seed, index, folder), subject="Question %d" % index,
                 from_=customer if folder == 'inbox' else team, to=(team,) if folder == 'inbox' else (customer,),

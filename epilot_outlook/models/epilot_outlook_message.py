@@ -106,7 +106,7 @@ class EpilotOutlookMessage(models.Model):
         both folders) gets its own sync record pointing at that e-mail: the inbox shows every e-mail once.
 
         :param address: The ``epilot.outlook.email.address`` the page was read from (its inbox receives it).
-        :param list messages: :class:`outlook_core.mapping.Message` items.
+        :param list messages: :class:`outlook_core.mapping.OutlookItem` items.
         :param bodies: Their bodies, sanitized by ``mail.message.body``'s own sanitizer, in the order of
             ``messages`` (:class:`tools.sanitize.SanitizedBodies`, from the backfill's read-ahead); by default the
             bodies of the new messages are sanitized here.
@@ -236,7 +236,7 @@ class EpilotOutlookMessage(models.Model):
 
     @api.model
     def _outlook_row_of(self, address, message, **values):
-        """ :meth:`_outlook_row` of a mapped Graph item (:class:`outlook_core.mapping.Message`), ``values``
+        """ :meth:`_outlook_row` of a mapped Graph item (:class:`outlook_core.mapping.OutlookItem`), ``values``
         overriding its facts. """
         sender = message.sender.address if message.sender and message.from_ and (
             message.sender.address != message.from_.address) else None
@@ -257,7 +257,7 @@ class EpilotOutlookMessage(models.Model):
     def _outlook_bodies(self, messages):
         """ The bodies of ``messages`` as ``mail.message.body`` stores them, sanitized here when asked for.
 
-        :param list messages: :class:`outlook_core.mapping.Message` items.
+        :param list messages: :class:`outlook_core.mapping.OutlookItem` items.
         :rtype: tools.sanitize.SanitizedBodies
         """
         return SanitizedBodies(self._outlook_body_sanitizer(), [message.body_html for message in messages])
@@ -291,7 +291,7 @@ class EpilotOutlookMessage(models.Model):
         """ The sync records of ``inbox`` for ``messages``: by immutable id, and by Message-Id among those that
         show an e-mail (one query, in id order).
 
-        :param messages: :class:`outlook_core.mapping.Message` items.
+        :param messages: :class:`outlook_core.mapping.OutlookItem` items.
         """
         return self.search_fetch(self._outlook_lookup_domain(inbox, messages), [
             'graph_id', 'internet_message_id', 'conversation_id', 'mail_message_id', 'is_read', 'change_key',

@@ -394,7 +394,7 @@ class EpilotSharedConversation(models.Model):
 
         :param inbox: The ``epilot.shared.inbox``.
         :param str mailbox: The shared mailbox's address (to tell the correspondent from the mailbox).
-        :param list messages: :class:`outlook_core.mapping.Message` items not imported yet.
+        :param list messages: :class:`outlook_core.mapping.OutlookItem` items not imported yet.
         :param dict partners: The known partners by normalized e-mail (the correspondents' among them).
         :return: ``{graph_id: conversation}``, and the conversations created here: they hold only these
             messages, and were created with the dates, counts and status :meth:`_outlook_refresh_stats` would
@@ -475,7 +475,7 @@ class EpilotSharedConversation(models.Model):
         its own e-mail): dates, counts and status. Creating a page's new conversations with them spares an
         ``UPDATE`` of each right after its ``INSERT`` (bench/bench_backfill.py); the tests compare the two.
 
-        :param list messages: :class:`outlook_core.mapping.Message` items.
+        :param list messages: :class:`outlook_core.mapping.OutlookItem` items.
         :rtype: dict
         """
         dates = [message.date for message in messages if message.date]

@@ -63,8 +63,9 @@ class Attachment:
 
 
 @dataclass
-class Message:
-    """What Odoo keeps of one Graph message. Datetimes are naive UTC (Odoo's convention)."""
+class OutlookItem:
+    """What Odoo keeps of one Outlook message as Graph describes it (not the sync record ``epilot.outlook.message``,
+    nor the e-mail ``mail.message``). Datetimes are naive UTC (Odoo's convention)."""
 
     graph_id: str
     folder: str
@@ -128,11 +129,11 @@ class DeltaChange:
 # === MAPPING === #
 
 def map_message(item, folder):
-    """Map one Graph message (with ``$expand=attachments``) to a :class:`Message`.
+    """Map one Graph message (with ``$expand=attachments``) to an :class:`OutlookItem`.
 
     :param dict item: The message JSON.
     :param str folder: ``inbox`` or ``sentitems``: where it was read from.
-    :rtype: Message
+    :rtype: OutlookItem
     :raise MappingError: When the item has no id.
     """
     if not isinstance(item, dict) or not _text(item.get('id')):
@@ -143,7 +144,7 @@ def map_message(item, folder):
     if body_html and _text(body.get('contentType')).lower() == 'text':
         body_html = text_to_html(body_html)
     attachments, skipped = _attachments(item.get('attachments'))
-    return Message(
+    return OutlookItem(
         graph_id=_text(item['id']),
         folder=folder,
         internet_message_id=_text(item.get('internetMessageId'))[:998],

@@ -95,7 +95,7 @@ class TestImportPlans(TransactionCase):
         self.assertRegex(plan, r'Index Cond: .*graph_id', "the 50 ids are looked up in the index:\n%s" % plan)
         self.assertEqual(set(Message._outlook_known(inbox, wanted)), set(wanted))
         # The import's lookup (ids and Message-Ids in one query) reads through both indexes, not the inbox.
-        page = [mapping.Message(graph_id=graph_id(index), folder='inbox', internet_message_id='<%d@fabrikam.com>' % (
+        page = [mapping.OutlookItem(graph_id=graph_id(index), folder='inbox', internet_message_id='<%d@fabrikam.com>' % (
             index + 1)) for index in range(0, 10000, 200)]
         Message.invalidate_model()
         with self.assertQueryCount(1):

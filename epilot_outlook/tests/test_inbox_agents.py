@@ -29,7 +29,7 @@ class InboxImportMixin:
         InboxImportMixin._counter += 1
         number = InboxImportMixin._counter
         date = date or fields.Datetime.now() - timedelta(hours=1)
-        message = mapping.Message(
+        message = mapping.OutlookItem(
             graph_id='AAMk-%s-%d' % (folder, number), folder=folder,
             internet_message_id='<%d.%s@test>' % (number, folder), conversation_id=conversation,
             subject=subject, from_=sender if folder == 'inbox' else TEAM,
@@ -217,7 +217,7 @@ class TestRetentionAndErasure(InboxImportMixin, EpilotOutlookCommon):
         self.assertEqual(recent.conversation_id.email_count, 1)
 
         # The same item read again by a backfill or reconciliation: known, not imported again.
-        again = mapping.Message(graph_id=old.graph_id, folder='inbox', subject="Invoice 42", from_=CUSTOMER,
+        again = mapping.OutlookItem(graph_id=old.graph_id, folder='inbox', subject="Invoice 42", from_=CUSTOMER,
                                 received_at=datetime(2020, 1, 1), body_html='<p>Hello</p>', is_read=True)
         self.assertEqual(self.env['epilot.outlook.message']._outlook_import(self.address, [again]), 0)
         self.env['epilot.outlook.message']._outlook_apply_delta(self.address, [
