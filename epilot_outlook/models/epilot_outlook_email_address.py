@@ -597,8 +597,9 @@ class EpilotOutlookEmailAddress(models.Model):
             else:
                 self.env['ir.mail_server'].sudo().create({**values, 'epilot_outlook_address_id': address.id})
 
-    def _outlook_send_refusal(self, mail):
-        """ Why this address's Outlook server must not send ``mail``, in words, or ``False`` when it may.
+    def _outlook_send_verdict(self, mail):
+        """ Whether this address's Outlook server may send ``mail``: why not, in words, or ``False``; and
+        whether it is Odoo's own mail (of no conversation of the address's inbox: its sent copy is never shown).
 
         The rule, checked where the e-mail leaves (the mail queue's Graph session), whatever screen, API or
         server field made it: the shared mailbox sends
@@ -613,32 +614,34 @@ class EpilotOutlookEmailAddress(models.Model):
         had.
 
         :param mail: The ``mail.mail``, or an empty recordset (an e-mail handed to ``send_email`` without one).
-        :rtype: str or bool
+        :return: ``(refusal or False, odoo_own)``.
+        :rtype: tuple
         """
         self.ensure_one()
         mail = mail.sudo()
         inbox = self.sudo().shared_inbox_id
         message = mail.mail_message_id
         if message.model == 'epilot.shared.conversation' and message.res_id:
-            conversation = self.env['epilot.shared.conversation'].sudo().browse(message.res_id).exists()
+            conversation = self.env['epilot.shared.conversation'].sudo().search_fetch(
+                [('id', '=', message.res_id)], ['inbox_id'])   # one query, and none for a deleted one
             if not inbox or conversation.inbox_id != inbox:
                 return self.env._(
                     "%(address)s sends only the e-mails of the conversations of its shared inbox %(inbox)s; this "
                     "one is of another inbox's conversation. Nothing was sent.",
-                    address=self.email, inbox=inbox.name or '-')
+                    address=self.email, inbox=inbox.name or '-'), False
             requester = mail.create_uid
             if not inbox._outlook_may_send(requester):
                 return self.env._(
                     "%(user)s is not a member of the shared inbox %(inbox)s, so cannot send from %(address)s. "
-                    "Nothing was sent.", user=requester.name or '-', inbox=inbox.name, address=self.email)
-            return False
+                    "Nothing was sent.", user=requester.name or '-', inbox=inbox.name, address=self.email), False
+            return False, False
         if self.sudo().send_odoo_mail:
-            return False
+            return False, True
         return self.env._(
             "%(address)s is a shared mailbox: it sends only the e-mails of its inbox's conversations, and this one "
             "(%(subject)s) is Odoo's own mail. Nothing was sent. Send it from another address, or ask an email "
             "settings editor to turn on \"Send Odoo's Other Mail\" on the Outlook address.",
-            address=self.email, subject=(message.subject or mail.subject or '-'))
+            address=self.email, subject=(message.subject or mail.subject or '-')), True
 
     def _outlook_reply_parent(self, mail_message):
         """ The Outlook item an outgoing e-mail of a conversation answers: its parent's, when Outlook holds

@@ -63,19 +63,15 @@ class EpilotOutlookOutbox(models.Model):
     # === BUSINESS METHODS === #
 
     @api.model
-    def _outlook_key(self, address, mail, message_id):
+    def _outlook_key(self, address, mail, message_id, odoo_own):
         """ The key of the row of an e-mail ``address`` sends.
 
         :param mail: Its ``mail.mail``, or an empty recordset (an e-mail handed to ``send_email`` directly).
         :param str message_id: Its Odoo Message-Id.
+        :param bool odoo_own: Whether it is Odoo's own mail (``address._outlook_send_verdict``).
         :rtype: OutboxKey
         """
-        mail_message = mail.mail_message_id
-        inbox = address.shared_inbox_id
-        of_inbox = bool(inbox) and mail_message.model == 'epilot.shared.conversation' and bool(
-            mail_message.res_id) and self.env['epilot.shared.conversation'].sudo().browse(
-                mail_message.res_id).inbox_id == inbox
-        return OutboxKey(address.id, mail.id or 0, mail_message.id or 0, message_id or '', not of_inbox)
+        return OutboxKey(address.id, mail.id or 0, mail.mail_message_id.id or 0, message_id or '', bool(odoo_own))
 
     def _outlook_domain(self, key):
         return [('address_id', '=', key.address_id)] + (

@@ -175,6 +175,7 @@ class OutlookGraphSession:
         self.env = server.env
         self.from_filter = server.from_filter
         self.retry_later = {}   # mail.mail id -> seconds
+        self.vetted = {}        # mail.mail id -> Odoo's own mail: checked by mail.mail._send, may leave
         self.requests = 0
 
     # --- smtplib's surface, as mail.mail and ir.mail_server use it ---
@@ -193,8 +194,9 @@ class OutlookGraphSession:
     def send_graph(self, message):
         """ Send ``message`` as the shared mailbox, exactly once; return Outlook's Message-Id.
 
-        Nothing leaves that the address may not send (:meth:`epilot.outlook.email.address._outlook_send_refusal`):
-        the check is here, where the e-mail leaves, whatever made it.
+        Nothing leaves that the address may not send (:meth:`epilot.outlook.email.address._outlook_send_verdict`):
+        the check is here, where the e-mail leaves, whatever made it (``mail.mail._send`` made it already for the
+        e-mails it hands over: ``vetted``).
 
         :raise MailDeliveryException: With the reason in words (the mail then shows as failed, with Retry).
         """
@@ -208,8 +210,12 @@ class OutlookGraphSession:
         mail = env['mail.mail'].sudo().browse(int(mail_id) if mail_id.isdigit() else ()).exists()
         if not address:
             raise MailDeliveryException(env._("This Outlook server lost its Outlook address; remove it."))
-        if refusal := address._outlook_send_refusal(mail):
-            raise MailDeliveryException(refusal)
+        if mail and mail.id in self.vetted:
+            odoo_own = self.vetted[mail.id]
+        else:
+            refusal, odoo_own = address._outlook_send_verdict(mail)
+            if refusal:
+                raise MailDeliveryException(refusal)
         mail_message = mail.mail_message_id
         parent = address._outlook_reply_parent(mail_message)
         if parent and not message['In-Reply-To']:
@@ -222,7 +228,7 @@ class OutlookGraphSession:
             # Exchange gives the reply the original's subject with "RE:", as Outlook does.
             del message['Subject']
         Outbox = env['epilot.outlook.outbox']
-        key = Outbox._outlook_key(address, mail, odoo_message_id)
+        key = Outbox._outlook_key(address, mail, odoo_message_id, odoo_own)
 
         def deliver(client):
             sender = MailSender(client, address.email, address.send_mode or SEND_AS)

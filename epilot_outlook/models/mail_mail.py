@@ -35,14 +35,15 @@ class MailMail(models.Model):
               mail_server=False, post_send_callback=None):
         """ Override of `mail`:
 
-        - an e-mail the Outlook address may not send (``_outlook_send_refusal``) fails with the reason, before
-          anything is built; the Graph session checks each e-mail again, for callers that come another way;
+        - an e-mail the Outlook address may not send (``_outlook_send_verdict``) fails with the reason, before
+          anything is built; the Graph session checks the e-mails it was not handed this way;
         - an e-mail Graph throttled (or may still be sending) goes back to the queue for later instead of
           failing; the queue's cron is triggered for then.
         """
         mails = self
         if isinstance(smtp_session, OutlookGraphSession):
-            mails = self._outlook_refuse_unauthorized(smtp_session.server.sudo().epilot_outlook_address_id)
+            mails = self._outlook_refuse_unauthorized(
+                smtp_session.server.sudo().epilot_outlook_address_id, smtp_session.vetted)
         result = super(MailMail, mails)._send(
             auto_commit=auto_commit, raise_exception=raise_exception, smtp_session=smtp_session,
             alias_domain_id=alias_domain_id, mail_server=mail_server, post_send_callback=post_send_callback)
@@ -60,19 +61,24 @@ class MailMail(models.Model):
                 self.env.cr.commit()
         return result
 
-    def _outlook_refuse_unauthorized(self, address):
+    def _outlook_refuse_unauthorized(self, address, vetted):
         """ Fail the outgoing e-mails of ``self`` that ``address`` may not send, each with the reason (and its
         notifications with it, so the chatter shows the failure); return the others.
 
         :param address: The ``epilot.outlook.email.address`` whose server sends ``self``.
+        :param dict vetted: Filled with ``{mail id: odoo_own}`` of the e-mails it may send (for the Graph
+            session, which then needs not ask again).
         """
         allowed = self.browse()
         for mail in self.sudo():
-            refusal = mail.state == 'outgoing' and (
-                address._outlook_send_refusal(mail) if address else
-                self.env._("This Outlook server lost its Outlook address; remove it."))
+            if mail.state != 'outgoing':
+                allowed |= mail   # Odoo skips it
+                continue
+            refusal, odoo_own = address._outlook_send_verdict(mail) if address else (
+                self.env._("This Outlook server lost its Outlook address; remove it."), False)
             if not refusal:
                 allowed |= mail
+                vetted[mail.id] = odoo_own
                 continue
             _logger.warning("Microsoft Outlook: mail.mail %s refused by the server of %s: %s",
                             mail.id, address.email, refusal)
