@@ -11,6 +11,10 @@ from ..tools.explain import explain
 
 _logger = logging.getLogger(__name__)
 
+# Plaintexts this process decrypted, by ciphertext (:meth:`EpilotOutlookSecretMixin._outlook_decrypt_cached`).
+_DECRYPTED = {}
+_DECRYPTED_MAX = 4096
+
 
 class EpilotOutlookSecretMixin(models.AbstractModel):
     """ Encrypted secrets stored in ``bytea`` columns of the inheriting model's table.
@@ -181,6 +185,37 @@ class EpilotOutlookSecretMixin(models.AbstractModel):
             }
         except VaultError as error:
             raise UserError(explain(self.env, error)) from None
+
+    @api.model
+    def _outlook_secret_column(self, name):
+        """ The ciphertext column of the secret ``name``, for a query that reads many records' secrets at once
+        (the webhook); decrypt what it reads with :meth:`_outlook_decrypt_cached`. """
+        self._outlook_check_secret_names([name])
+        return self._outlook_secret_columns[name]
+
+    @api.model
+    def _outlook_decrypt_cached(self, vault, ciphertext):
+        """ The plaintext of ``ciphertext`` as read from a secret column, remembered by this process (bounded):
+        one Fernet decryption per notification would cost more than the rest of a webhook request. A new
+        ciphertext (a secret stored again) is a new key.
+
+        :param vault: :meth:`_outlook_vault`.
+        :return: The plaintext, or ``None`` for no ciphertext or one no configured key opens.
+        :rtype: str or None
+        """
+        if ciphertext is None:
+            return None
+        ciphertext = bytes(ciphertext)
+        plaintext = _DECRYPTED.get(ciphertext)
+        if plaintext is None:
+            try:
+                plaintext = vault.decrypt(ciphertext).decode()
+            except VaultError:
+                return None
+            if len(_DECRYPTED) >= _DECRYPTED_MAX:
+                _DECRYPTED.clear()
+            _DECRYPTED[ciphertext] = plaintext
+        return plaintext
 
     def _outlook_encrypt_and_store(self, values):
         """ Encrypt plaintext secrets (``str``, or ``None`` to clear) and store them. """

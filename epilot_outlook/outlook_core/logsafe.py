@@ -14,6 +14,8 @@ service account's address. The plain layer's own lines never name them; three ki
 """
 import html
 import logging
+import threading
+import time
 import re
 
 from .const import MASK, SENSITIVE_KEYS
@@ -101,3 +103,46 @@ def install_log_filters(names=LIBRARY_LOGGERS):
         logger = logging.getLogger(name)
         if not any(type(existing).__name__ == 'RedactingFilter' for existing in logger.filters):
             logger.addFilter(RedactingFilter())
+
+
+class LogLimit:
+    """At most one log line per kind and sender within ``interval`` seconds: for input anyone can send (the
+    webhook), whose log lines must not grow without bound. The events of the lines held back are counted, and
+    the next line of that kind and sender says how many there were in all.
+
+    :param float interval: Seconds between two lines of one kind and sender.
+    :param int max_senders: Senders tracked at once; past it, new senders share one line per kind.
+    """
+
+    def __init__(self, interval=60, max_senders=1024):
+        self.interval, self.max_senders = interval, max_senders
+        self._entries = {}   # (kind, sender) -> [time of its last line, events held back since]
+        self._lock = threading.Lock()
+
+    def take(self, kind, sender, count=1):
+        """Count ``count`` events of ``kind`` from ``sender``.
+
+        :return: ``None`` when no line is due (the events are held back); else how many events the line logged
+            now stands for: these and those held back since the previous line.
+        :rtype: int or None
+        """
+        now = time.monotonic()
+        with self._lock:
+            key = (kind, sender)
+            if key not in self._entries and len(self._entries) >= self.max_senders:
+                # Forget the senders whose minute is over; if that is not enough, new ones share a line.
+                self._entries = {known: entry for known, entry in self._entries.items()
+                                 if now - entry[0] < self.interval}
+                if len(self._entries) >= self.max_senders:
+                    key = (kind, None)
+            entry = self._entries.get(key)
+            if entry is not None and now - entry[0] < self.interval:
+                entry[1] += count
+                return None
+            self._entries[key] = [now, 0]
+            return count + (entry[1] if entry is not None else 0)
+
+    @staticmethod
+    def also(events, now, what):
+        """The end of a limited log line: what the lines held back since the previous one counted."""
+        return '' if events <= now else ' (%d %s from there since the previous line)' % (events, what)

@@ -3,11 +3,13 @@ import time
 
 from odoo.tests import TransactionCase, tagged
 
-from ..controllers import webhook
+from ..models import epilot_outlook_push_event as push_event
+from ..outlook_core.logsafe import LogLimit
 from ..models.epilot_outlook_subscription import MISMATCH_QUEUE_MAX
 from .test_push import OutlookPushCase
 
-WEBHOOK_LOGGER = 'odoo.addons.epilot_outlook.controllers.webhook'
+# The controller (refused bodies) and the push queue (ignored notifications) both log under it.
+WEBHOOK_LOGGER = 'odoo.addons.epilot_outlook'
 
 
 @tagged('post_install', '-at_install')
@@ -19,8 +21,8 @@ class TestWebhookLimits(OutlookPushCase):
     def setUp(self):
         super().setUp()
         # What earlier tests left in this process's limits: a fresh start, as in a new worker.
-        self.patch(webhook, '_log_limit', webhook._LogLimit())
-        self.patch(webhook, '_held_mismatches', {})
+        self.patch(push_event.WEBHOOK_LOG_LIMIT, '_entries', {})
+        self.patch(push_event, '_held_mismatches', {})
 
     def refused_lines(self, logs):
         return [line for line in logs.output if 'body refused' in line]
@@ -54,7 +56,8 @@ class TestWebhookLimits(OutlookPushCase):
         self.assertInSync(address)
 
     def test_the_next_line_says_how_many_were_not_logged(self):
-        self.patch(webhook, '_log_limit', webhook._LogLimit(interval=0.5))
+        self.patch(push_event.WEBHOOK_LOG_LIMIT, '_entries', {})
+        self.patch(push_event.WEBHOOK_LOG_LIMIT, 'interval', 0.5)
         with self.assertLogs(WEBHOOK_LOGGER, level=logging.INFO) as logs:
             for _number in range(3):
                 self.post_webhook(b'not json')
@@ -71,7 +74,7 @@ class TestWebhookLimits(OutlookPushCase):
 class TestWebhookLogLimit(TransactionCase):
 
     def test_many_senders_share_one_line(self):
-        limit = webhook._LogLimit(interval=60, max_senders=2)
+        limit = LogLimit(interval=60, max_senders=2)
         self.assertEqual([limit.take('refused', sender) for sender in ('a', 'b', 'c', 'd', 'a')], [1, 1, 1, None, None])
         self.assertEqual(limit.take('malformed', 'a', 5), 5, "each kind of line has its own minute")
         self.assertLessEqual(len(limit._entries), 4, "senders past the bound are not remembered one by one")
