@@ -6,7 +6,7 @@ from markupsafe import escape
 from odoo.exceptions import UserError
 from odoo.tests import tagged
 
-from ..models import epilot_outlook_connection as connection_module
+from ..models import epilot_outlook_connection_tokens as tokens_module
 from ..outlook_core.errors import TransientError, token_error_from_aad
 from ..tools.explain import explain
 from .outlook_sandbox_common import OutlookSandboxCase, sign_in
@@ -268,7 +268,7 @@ class TestConnectErrors(OutlookSandboxCase):
         delays = []
         # Everything else of the module's ``time`` stays the real one.
         clock = {name: getattr(time, name) for name in dir(time) if not name.startswith('_')}
-        self.patch(connection_module, 'time', SimpleNamespace(**dict(clock, sleep=delays.append)))
+        self.patch(tokens_module, 'time', SimpleNamespace(**dict(clock, sleep=delays.append)))
         return delays
 
     def token_fault(self, **fault):

@@ -245,7 +245,7 @@ class TestSendFailures(OutlookSendCase):
         self.assertEqual(message.notification_ids.mapped('notification_status'), ['sent'])
         self.assertEqual(len(self.sent()), 1)
 
-    @mute_logger(MAIL_LOGGER, 'odoo.addons.epilot_outlook.models.epilot_outlook_connection')
+    @mute_logger(MAIL_LOGGER, 'odoo.addons.epilot_outlook.models.epilot_outlook_connection_tokens')
     def test_revoked_sign_in_fails_the_mail_and_marks_the_connection(self):
         conversation, _delivered = self.customer_writes()
         # The account is disabled: Graph refuses the token, and the refresh that follows fails too.
