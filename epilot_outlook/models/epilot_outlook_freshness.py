@@ -1,5 +1,9 @@
 import logging
+import threading
+import time
 from datetime import timedelta
+
+import psycopg2
 
 from odoo import api, fields, models
 from odoo.tools import SQL
@@ -17,6 +21,13 @@ USAGE_KEPT = timedelta(days=1)
 LAG_INTERVALS = 3
 
 
+# Graph usage counted by this process and not written yet (see EpilotOutlookGraphUsage), and when it last wrote.
+_pending_usage = {}   # (dbname, connection id, mailbox, window start) -> [requests, throttled]
+_last_flush = {}      # dbname -> monotonic seconds
+_pending_lock = threading.Lock()
+FLUSH_EVERY_S = 10
+
+
 def _window_start(now):
     """ The start of the 10-minute window ``now`` falls in (Outlook's limit counts per such window). """
     return now - timedelta(minutes=now.minute % 10, seconds=now.second, microseconds=now.microsecond)
@@ -24,9 +35,15 @@ def _window_start(now):
 
 class EpilotOutlookGraphUsage(models.Model):
     """ Graph requests per connection, mailbox and 10-minute window, as Outlook counts them against its limit
-    (each attempt and each ``$batch`` item), and how many of them were throttled. Written by every Graph call of
-    the connection (``epilot.outlook.connection._outlook_call_graph``), one statement per call; read by the
-    connection's freshness figures. """
+    (each attempt and each ``$batch`` item), and how many of them were throttled; read by the connection's
+    freshness figures.
+
+    Every Graph call of the connection adds its counts (``epilot.outlook.connection._outlook_call_graph``), but not
+    to the table in its own transaction: the row of a busy mailbox would then be locked until that step commits,
+    and every other lane counting the same mailbox would wait for it (and REPEATABLE READ would fail it). The
+    counts are added up in the process and written every :data:`FLUSH_EVERY_S` seconds (and before the figures
+    are read) in a short transaction of their own; counts that could not be written wait for the next time.
+    """
     _name = 'epilot.outlook.graph.usage'
     _description = "Outlook Graph Usage"
     _log_access = False
@@ -44,22 +61,57 @@ class EpilotOutlookGraphUsage(models.Model):
 
     @api.model
     def _outlook_record(self, connection, usage):
-        """ Add a Graph client's counts (``GraphClient.usage``) to the connection's current window, in one
-        ``INSERT … ON CONFLICT``.
+        """ Add a Graph client's counts (``GraphClient.usage``) to the connection's current window.
 
         :param dict usage: ``{mailbox: [requests, throttled]}``.
         """
         if not usage:
             return
         window = _window_start(fields.Datetime.now())
-        self.env.cr.execute(SQL(
-            """INSERT INTO epilot_outlook_graph_usage (connection_id, mailbox, window_start, requests, throttled)
-               VALUES %s
-               ON CONFLICT (connection_id, mailbox, window_start) DO UPDATE
-                  SET requests = epilot_outlook_graph_usage.requests + EXCLUDED.requests,
-                      throttled = epilot_outlook_graph_usage.throttled + EXCLUDED.throttled""",
-            SQL(", ").join(SQL("(%s, %s, %s, %s, %s)", connection.id, mailbox, window, sent, throttled)
-                           for mailbox, (sent, throttled) in sorted(usage.items()))))
+        dbname = self.env.cr.dbname
+        with _pending_lock:
+            for mailbox, (sent, throttled) in usage.items():
+                counts = _pending_usage.setdefault((dbname, connection.id, mailbox, window), [0, 0])
+                counts[0] += sent
+                counts[1] += throttled
+            due = time.monotonic() - _last_flush.get(dbname, 0.0) >= FLUSH_EVERY_S
+        if due:
+            self._outlook_flush()
+
+    @api.model
+    def _outlook_flush(self):
+        """ Write the counts this process added up for this database, in one ``INSERT … ON CONFLICT`` of a
+        transaction of its own; put them back if it fails (another process wrote the same row at that moment). """
+        dbname = self.env.cr.dbname
+        with _pending_lock:
+            _last_flush[dbname] = time.monotonic()
+            rows = {key: counts for key, counts in _pending_usage.items() if key[0] == dbname}
+            for key in rows:
+                del _pending_usage[key]
+        if not rows:
+            return
+        try:
+            with self.env.registry.cursor() as cr:
+                cr.execute(SQL(
+                    """INSERT INTO epilot_outlook_graph_usage (connection_id, mailbox, window_start, requests,
+                                                               throttled)
+                       SELECT v.connection_id, v.mailbox, v.window_start, v.requests, v.throttled
+                         FROM (VALUES %s) AS v (connection_id, mailbox, window_start, requests, throttled)
+                         JOIN epilot_outlook_connection c ON c.id = v.connection_id
+                       ON CONFLICT (connection_id, mailbox, window_start) DO UPDATE
+                          SET requests = epilot_outlook_graph_usage.requests + EXCLUDED.requests,
+                              throttled = epilot_outlook_graph_usage.throttled + EXCLUDED.throttled""",
+                    SQL(", ").join(SQL("(%s, %s, %s::timestamp, %s, %s)", connection_id, mailbox, window, sent,
+                                       throttled)
+                                   for (_db, connection_id, mailbox, window), (sent, throttled) in sorted(
+                                       rows.items()))), log_exceptions=False)
+        except psycopg2.Error as error:
+            _logger.info("Microsoft Outlook: Graph usage kept for the next write (%s)", type(error).__name__)
+            with _pending_lock:
+                for key, (sent, throttled) in rows.items():
+                    counts = _pending_usage.setdefault(key, [0, 0])
+                    counts[0] += sent
+                    counts[1] += throttled
 
     @api.autovacuum
     def _gc_outlook_usage(self):
@@ -130,6 +182,7 @@ class EpilotOutlookConnection(models.Model):
     def _compute_freshness(self):
         now = fields.Datetime.now()
         Usage = self.env['epilot.outlook.graph.usage'].sudo()
+        Usage._outlook_flush()
         for connection in self:
             addresses = connection.sudo().email_address_ids.filtered(
                 lambda address: address.sync_state in ('backfilling', 'live'))
