@@ -1,5 +1,6 @@
 from . import epilot_outlook_address_mixin
 from . import epilot_outlook_secret_mixin
+from . import epilot_outlook_work_item
 from . import epilot_outlook_connection
 from . import epilot_outlook_connection_endpoints
 from . import epilot_outlook_connection_oauth

@@ -31,6 +31,7 @@ class EpilotOutlookBackfill(models.Model):
     Progress (done / total, messages per second, ETA) is shown on the address.
     """
     _name = 'epilot.outlook.backfill'
+    _inherit = ['epilot.outlook.work.item']
     _description = "Outlook Backfill"
     _order = 'id desc'
 
@@ -63,8 +64,6 @@ class EpilotOutlookBackfill(models.Model):
     done = fields.Integer(string="Done")
     imported = fields.Integer(string="Imported", help="Messages that were new to Odoo.")
     busy_seconds = fields.Float(string="Working Time (s)", help="Time spent importing, for the rate.")
-    retry_at = fields.Datetime(string="Retry At")
-    last_error = fields.Text(string="Last Error")
     rate = fields.Float(string="Messages / s", compute='_compute_rate', digits=(16, 1))
     eta = fields.Datetime(string="Estimated End", compute='_compute_rate')
     progress = fields.Float(string="Progress (%)", compute='_compute_rate')
@@ -198,6 +197,12 @@ class EpilotOutlookBackfill(models.Model):
                      self.done, self.imported)
 
     # === TOOLING === #
+
+    def _outlook_schedule_retry(self, error, default, **values):
+        # A running backfill waits for its retry (the form says so); a cancelled or finished one stays as it is.
+        if self.state in ('pending', 'running', 'waiting') and 'state' not in values:
+            values['state'] = 'waiting'
+        return super()._outlook_schedule_retry(error, default, **values)
 
     @api.model
     def _outlook_cron(self):

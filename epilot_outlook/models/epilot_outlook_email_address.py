@@ -23,8 +23,6 @@ BACKFILL_DAYS_DEFAULT = 30
 # A sync step waits no longer than this for a Retry-After or for one of the mailbox's 4 request slots: past it,
 # it reschedules itself with ir.cron._trigger(at=...) instead of holding a cron worker.
 SYNC_MAX_WAIT_S = 2
-# Backoff of a sync step that failed for another reason (5xx after retries, an unexpected Graph answer).
-RETRY_BACKOFF_S = (5, 60)
 # Mail received this long before the backfill started is the backfill's to import, not delta's: Graph's clock and
 # Odoo's may differ by this much. Both importing it is harmless (the exactly-once key).
 CLOCK_MARGIN = timedelta(minutes=5)
@@ -519,11 +517,7 @@ class EpilotOutlookEmailAddress(models.Model):
                 lambda client: operation(MailboxReader(client, self.email)), max_wait=SYNC_MAX_WAIT_S,
                 slot_wait=SYNC_MAX_WAIT_S))
         except (Throttled, TransientError) as error:
-            if isinstance(error, Throttled):
-                delay = error.retry_after or const.BACKOFF_MAX_S
-            else:
-                delay = random.uniform(*RETRY_BACKOFF_S)
-            self._outlook_step_failed(on_retry, error, delay)
+            on_retry._outlook_schedule_retry(error, const.BACKOFF_MAX_S)
             if raise_errors:
                 raise UserError(explain(self.env, error)) from None
         except (Forbidden, NotFound) as error:
@@ -543,10 +537,10 @@ class EpilotOutlookEmailAddress(models.Model):
             _logger.info("Microsoft Outlook: address %s: another worker imported the same messages (%s%s); retrying",
                          self.id, type(error).__name__,
                          " on %s" % error.diag.constraint_name if error.diag.constraint_name else "")
-            self._outlook_step_failed(on_retry, None, 1)
+            on_retry._outlook_schedule_retry(None, 1)
         except OutlookError as error:
             _logger.warning("Microsoft Outlook: address %s: sync step failed: %s", self.id, error)
-            self._outlook_step_failed(on_retry, error, random.uniform(*RETRY_BACKOFF_S))
+            on_retry._outlook_schedule_retry(error, random.uniform(*const.TRANSIENT_BACKOFF_S))
             if raise_errors:
                 raise UserError(explain(self.env, error)) from None
         return None
@@ -566,16 +560,6 @@ class EpilotOutlookEmailAddress(models.Model):
             raise
         savepoint.close(rollback=False)   # flushes: a conflict may only show now (and is then rolled back)
         return result
-
-    def _outlook_step_failed(self, records, error, delay):
-        retry_at = fields.Datetime.now() + timedelta(seconds=delay)
-        values = {'retry_at': retry_at}
-        if error is not None:
-            values['last_error'] = explain(self.env, error)
-        if records._name == 'epilot.outlook.backfill':
-            values['state'] = 'waiting' if records.state in ('pending', 'running', 'waiting') else records.state
-        records.write(values)
-        records._outlook_cron()._trigger(at=retry_at)
 
     # === BUSINESS METHODS - SENDING === #
 

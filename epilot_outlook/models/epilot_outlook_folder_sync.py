@@ -38,6 +38,7 @@ class EpilotOutlookFolderSync(models.Model):
     It also keeps the reconciliation of the folder: Outlook's count for the window next to Odoo's.
     """
     _name = 'epilot.outlook.folder.sync'
+    _inherit = ['epilot.outlook.work.item']
     _description = "Outlook Folder Sync"
     _order = 'address_id, folder'
 
@@ -54,8 +55,6 @@ class EpilotOutlookFolderSync(models.Model):
     round_count = fields.Integer(string="Delta Rounds", copy=False)
     resync_count = fields.Integer(
         string="Resyncs", help="How often Graph forgot the delta state and the folder was read again.", copy=False)
-    retry_at = fields.Datetime(string="Retry At", copy=False)
-    last_error = fields.Text(string="Last Error", copy=False)
     outlook_count = fields.Integer(string="In Outlook", help="Messages in the window in Outlook, at the last "
                                    "reconciliation.", copy=False)
     odoo_count = fields.Integer(string="In Odoo", help="Of those, how many Odoo holds.", copy=False)

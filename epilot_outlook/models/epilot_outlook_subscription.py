@@ -1,5 +1,4 @@
 import logging
-import random
 from collections import defaultdict
 from datetime import timedelta
 
@@ -76,7 +75,7 @@ class EpilotOutlookSubscription(models.Model):
     """
     _name = 'epilot.outlook.subscription'
     _description = "Outlook Change Notification Subscription"
-    _inherit = ['epilot.outlook.secret.mixin']
+    _inherit = ['epilot.outlook.secret.mixin', 'epilot.outlook.work.item']
     _order = 'address_id, folder'
     _outlook_secret_columns = OUTLOOK_SECRET_COLUMNS
 
@@ -119,8 +118,6 @@ class EpilotOutlookSubscription(models.Model):
              "ciphertext); a new one means the service account's sign-in worked since.", copy=False)
     last_renewed_date = fields.Datetime(string="Last Renewal", copy=False)
     last_reauthorized_date = fields.Datetime(string="Last Reauthorization", copy=False)
-    retry_at = fields.Datetime(string="Retry At", copy=False)
-    last_error = fields.Text(string="Last Error", copy=False)
 
     _address_folder_uniq = models.Constraint(
         'UNIQUE (address_id, folder)', "A folder of an address has one subscription.")
@@ -437,19 +434,12 @@ class EpilotOutlookSubscription(models.Model):
             operation, max_wait=GRAPH_MAX_WAIT_S, slot_wait=GRAPH_MAX_WAIT_S)
 
     def _outlook_retry_later(self, error):
-        if isinstance(error, Throttled) and error.retry_after:
-            delay = error.retry_after
-        elif isinstance(error, TransientError):
-            delay = random.uniform(5, 60)
-        else:
-            delay = CREATE_RETRY_DELAY.total_seconds()
-        _logger.info("Microsoft Outlook: subscription %s: retrying in %.0f s (%s)", self.id, delay,
+        """ Try this subscription again later (:meth:`_outlook_schedule_retry`'s policy; a failure that is not
+        transient waits ``CREATE_RETRY_DELAY``). A ``UserError`` (the connection is not usable) was told on the
+        connection already: nothing more to say here. """
+        retry_at = self._outlook_schedule_retry(error, CREATE_RETRY_DELAY.total_seconds())
+        _logger.info("Microsoft Outlook: subscription %s: retrying at %s (%s)", self.id, retry_at,
                      type(error).__name__)
-        values = {'retry_at': fields.Datetime.now() + timedelta(seconds=delay)}
-        if not isinstance(error, UserError):
-            values['last_error'] = explain(self.env, error)
-        self.write(values)
-        self._outlook_cron()._trigger(at=values['retry_at'])
 
     def _outlook_postpone(self, until):
         self.retry_at = until

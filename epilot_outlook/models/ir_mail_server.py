@@ -8,7 +8,7 @@ from odoo.exceptions import UserError
 from odoo.tools import email_normalize, formataddr
 
 from ..outlook_core import const
-from ..outlook_core.errors import GraphError, OutlookError, SendPending, Throttled, TransientError
+from ..outlook_core.errors import GraphError, OutlookError, SendPending, Throttled, TransientError, retry_delay
 from ..outlook_core.sending import MODE_HEADER, SEND_AS, MailSender
 from ..tools.explain import explain
 
@@ -245,15 +245,11 @@ class OutlookGraphSession:
             result = address.connection_id._outlook_call_graph(
                 deliver, max_wait=SEND_MAX_WAIT_S, slot_wait=SEND_MAX_WAIT_S)
         except (Throttled, SendPending, TransientError) as error:
-            if isinstance(error, SendPending):
-                delay = error.params.get('seconds') or 60
-            elif isinstance(error, Throttled):
-                delay = error.retry_after or const.BACKOFF_MAX_S
+            if isinstance(error, Throttled):
                 self._outlook_refused(key)
-            else:
-                delay = 60   # a timeout: Graph may have taken it; the stored draft tells next time
+            # A timeout: Graph may have taken it; the stored draft tells next time.
             if mail:
-                self.retry_later[mail.id] = delay
+                self.retry_later[mail.id] = retry_delay(error, const.BACKOFF_MAX_S)
             raise MailDeliveryException(explain(env, error)) from None
         except GraphError as error:
             # A definite answer: Graph did not send it. The draft stays for Retry.

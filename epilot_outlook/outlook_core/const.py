@@ -113,6 +113,9 @@ GRAPH_MAX_RETRIES = 4
 # Exponential backoff when Graph sends no ``Retry-After``: base * 2**attempt, capped, with full jitter.
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 32.0
+# A work item (a sync step, a subscription, a send) that failed transiently is tried again after a jittered wait in
+# this range, outside the worker (errors.retry_delay).
+TRANSIENT_BACKOFF_S = (5.0, 60.0)
 # Total seconds one call (a request, or a whole ``$batch``) may sleep between its retries. When the next
 # ``Retry-After`` or backoff would go past it, the error goes to the caller (a cron reschedules itself)
 # instead of blocking a worker: Odoo's cron time limit defaults to 120 s.

@@ -18,8 +18,10 @@ Identity errors are chosen by AADSTS code first, then by ``suberror``, then by t
 (docs/microsoft-graph.md §6).
 """
 import base64
+import random
 import re
 
+from .const import BACKOFF_MAX_S, TRANSIENT_BACKOFF_S
 from .logsafe import mask_secrets
 
 
@@ -350,6 +352,32 @@ GRAPH_CODES = frozenset({
     'ErrorInvalidUser',             # unknown mailbox address
     'ExtensionError',               # subscription refused: the caller falls back to polling
 })
+
+
+def retry_delay(error, default):
+    """The one backoff policy of every Outlook work item (sync steps, subscriptions, sending): how many seconds
+    to wait before trying again after ``error``, without sleeping in a worker.
+
+    - Graph's ``Retry-After`` when it gave one (429, 503; a mailbox whose 4 slots stayed taken), else the longest
+      backoff (docs/microsoft-graph.md §5);
+    - ``SendPending``: the rest of the grace time of a draft handed to ``send`` a moment ago;
+    - any other transient failure (5xx after the client's own retries, a timeout): 5 to 60 s, jittered, so that
+      workers that failed together do not come back together;
+    - anything else: ``default`` (the caller knows how soon its kind of work is worth trying again).
+
+    :param Exception error: What stopped the work (``None``: a database conflict with another worker, 1 s).
+    :param float default: Seconds, for errors that are not transient.
+    :rtype: float
+    """
+    if error is None:
+        return 1.0
+    if isinstance(error, SendPending):
+        return float(error.params.get('seconds') or 60)
+    if isinstance(error, Throttled):
+        return float(error.retry_after or BACKOFF_MAX_S)
+    if isinstance(error, TransientError):
+        return random.uniform(*TRANSIENT_BACKOFF_S)
+    return float(default)
 
 
 def parse_retry_after(value):

@@ -170,3 +170,16 @@ def test_every_exception_carries_codes_and_params_not_wording():
         assert (exc.message, exc.reason, exc.params) == ('technical message', 'some_reason', {'host': 'h'})
         assert 'technical message' in str(exc)   # str() stays the technical text, for logs
         assert cls().params == {} and cls().reason is None
+
+
+def test_one_retry_policy_for_every_work_item():
+    """ errors.retry_delay: Graph's Retry-After first, the longest backoff for a throttle without one, the rest
+    of a send's grace time, a jittered 5-60 s for other transient failures, the caller's delay otherwise. """
+    from outlook_core.const import BACKOFF_MAX_S, TRANSIENT_BACKOFF_S
+    assert errors.retry_delay(errors.Throttled('429', retry_after=17), 900) == 17
+    assert errors.retry_delay(errors.MailboxBusy('busy'), 900) == BACKOFF_MAX_S
+    assert errors.retry_delay(errors.SendPending('pending', params={'seconds': 420}), 900) == 420
+    delays = {errors.retry_delay(errors.TransientError('503'), 900) for _ in range(50)}
+    assert all(TRANSIENT_BACKOFF_S[0] <= delay <= TRANSIENT_BACKOFF_S[1] for delay in delays) and len(delays) > 1
+    assert errors.retry_delay(errors.Forbidden('no'), 900) == 900
+    assert errors.retry_delay(None, 900) == 1
