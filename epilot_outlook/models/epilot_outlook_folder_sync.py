@@ -2,13 +2,19 @@ import logging
 import time
 from datetime import timedelta
 
+import psycopg2
+
 from odoo import api, fields, models
+from odoo.exceptions import UserError
 from odoo.fields import Domain
 from odoo.tools import SQL
 
 from ..outlook_core import mapping
-from ..outlook_core.errors import SyncReset
+from ..outlook_core.const import BACKOFF_MAX_S, BATCH_MAX_REQUESTS
+from ..outlook_core.errors import OutlookError, SyncReset, TransientError
+from ..outlook_core.mailbox import DeltaRequest, MailboxReader, delta_pages
 from ..outlook_core.mapping import MappingError
+from .epilot_outlook_email_address import SYNC_MAX_WAIT_S, _try_lock
 
 _logger = logging.getLogger(__name__)
 
@@ -77,6 +83,10 @@ class EpilotOutlookFolderSync(models.Model):
         every cron thread of every server share the folders without overlap (see ``_outlook_run_due_steps``).
         """
         self.env['epilot.outlook.subscription']._outlook_collect_notifications()
+        # First the rounds that only ask "anything new?" (from a delta link, nothing notified), 20 to a $batch;
+        # then every folder still due, one at a time (rounds under way, notified, new, what a batch left).
+        if not self._outlook_run_batched_rounds():
+            return
         self.env['epilot.outlook.email.address']._outlook_run_due_steps(
             self.sudo(), self._outlook_due_ids,
             lambda folder_sync: folder_sync._outlook_run_round(max_pages=DELTA_PAGES_PER_RUN))
@@ -86,6 +96,76 @@ class EpilotOutlookFolderSync(models.Model):
         self.env['epilot.outlook.subscription']._outlook_collect_notifications()
         if self._outlook_due().filtered('push_pending_since'):
             self._outlook_cron()._trigger()
+
+    @api.model
+    def _outlook_run_batched_rounds(self):
+        """ The due rounds that start from a delta link, with nothing notified and none under way: their first
+        page is asked for 20 folders of one connection at a time, in one ``$batch`` (``mailbox.delta_pages``), so
+        an idle folder costs a batch item and no HTTP request of its own (docs/microsoft-graph.md §3.2, §5). Each
+        folder is locked as in ``_outlook_run_due_steps`` (another lane skips it) and applies its page in a
+        savepoint; a folder whose page continues (a next link), or whose item failed, is left due for the
+        one-at-a-time pass, which meets its error where it is handled. A ``SyncReset`` clears its links there.
+
+        :return: False when the cron's time budget is spent.
+        :rtype: bool
+        """
+        cron = self.env['ir.cron']
+        set_aside = set()
+        while True:
+            rows = self.env.execute_query(SQL(
+                """SELECT sync.id, address.connection_id FROM epilot_outlook_folder_sync sync
+                     JOIN epilot_outlook_email_address address ON address.id = sync.address_id
+                    WHERE sync.id IN %s AND sync.delta_link IS NOT NULL AND sync.delta_next_link IS NULL
+                      AND sync.push_pending_since IS NULL""",
+                tuple(self._outlook_due_ids()) or (0,)))
+            rows = [(sync_id, connection_id) for sync_id, connection_id in rows if sync_id not in set_aside]
+            if not rows:
+                return True
+            connection_id = rows[0][1]
+            batch = self.browse()
+            for sync_id, _connection in (row for row in rows if row[1] == connection_id):
+                sync = _try_lock(self.sudo().browse(sync_id))
+                set_aside.add(sync_id)
+                if sync and self._outlook_due_ids(only=[sync_id]):
+                    batch |= sync
+                if len(batch) == BATCH_MAX_REQUESTS:
+                    break
+            if batch:
+                batch._outlook_batched_round()
+            if not cron._commit_progress(len(batch), remaining=len(rows) - len(batch)):
+                return False
+
+    def _outlook_batched_round(self):
+        """ One ``$batch`` of these folders' next pages (one connection's), each applied; see
+        :meth:`_outlook_run_batched_rounds`. Throttled or failing transiently, they wait their retry; another
+        failure of the whole request leaves them due, for the one-at-a-time pass and its error handling. """
+        connection = self.address_id.connection_id
+        requests_list = [DeltaRequest(sync.id, sync.address_id.email, sync.folder, sync.address_id.window_start,
+                                      sync.delta_link) for sync in self]
+
+        def run(client):
+            pages = delta_pages(client, requests_list)
+            for sync in self:
+                page = pages.get(sync.id)
+                if isinstance(page, SyncReset):
+                    sync.write({'delta_link': False, 'resync_count': sync.resync_count + 1})
+                elif isinstance(page, TransientError):   # throttled (after the batch's own retries), 5xx
+                    sync._outlook_schedule_retry(page, BACKOFF_MAX_S)
+                elif page is not None and not isinstance(page, Exception):
+                    try:
+                        with self.env.cr.savepoint():
+                            sync._outlook_apply_page(MailboxReader(client, sync.address_id.email), page)
+                    except (psycopg2.Error, OutlookError) as error:
+                        _logger.info("Microsoft Outlook: folder sync %s: its batched page failed (%s); it goes on "
+                                     "alone", sync.id, type(error).__name__)
+
+        try:
+            connection._outlook_call_graph(run, max_wait=SYNC_MAX_WAIT_S, slot_wait=SYNC_MAX_WAIT_S)
+        except TransientError as error:
+            self._outlook_schedule_retry(error, BACKOFF_MAX_S)
+        except (OutlookError, UserError) as error:
+            _logger.info("Microsoft Outlook: connection %s: batched delta request failed (%s); the folders go on "
+                         "alone", connection.id, type(error).__name__)
 
     @api.model
     def _outlook_due(self):
@@ -160,7 +240,6 @@ class EpilotOutlookFolderSync(models.Model):
 
     def _outlook_round_pages(self, reader, max_pages):
         address = self.address_id
-        Message = self.env['epilot.outlook.message']
         # A new round sees every change notified before its first page; one notified later asks for another.
         clears_push = bool(self.push_pending_since and not self.delta_next_link)
         for _page_number in range(max_pages):
@@ -174,28 +253,41 @@ class EpilotOutlookFolderSync(models.Model):
                 continue
             if clears_push:
                 self.push_pending_since = clears_push = False
-            changes = []
-            for item in page.items:
-                try:
-                    changes.append(mapping.map_delta_item(item))
-                except MappingError:
-                    _logger.warning("Microsoft Outlook: address %s: a delta item without id was skipped", address.id)
-            unknown = Message._outlook_apply_delta(address, changes)
-            self._outlook_import_ids(reader, [change.graph_id for change in unknown
-                                              if not address._outlook_backfill_covers(change.received_at)])
-            if page.next_link:
-                self.write({'delta_next_link': page.next_link, 'retry_at': False})
-                continue
-            self.write({
-                'delta_link': page.delta_link or False,
-                'delta_next_link': False,
-                'last_round_date': fields.Datetime.now(),
-                'round_count': self.round_count + 1,
-                'retry_at': False,
-                'last_error': False,
-            })
-            return True
+            if self._outlook_apply_page(reader, page):
+                return True
         return False
+
+    def _outlook_apply_page(self, reader, page):
+        """ Apply one page of this folder's delta round: changes to the messages Odoo knows, the others fetched
+        and imported, then the checkpoint (the next link) or the end of the round (the delta link).
+
+        :param reader: The address's :class:`MailboxReader` (to fetch new messages).
+        :param page: The :class:`~outlook_core.graph.GraphPage`.
+        :return: True when the round reached its delta link.
+        :rtype: bool
+        """
+        address = self.address_id
+        changes = []
+        for item in page.items:
+            try:
+                changes.append(mapping.map_delta_item(item))
+            except MappingError:
+                _logger.warning("Microsoft Outlook: address %s: a delta item without id was skipped", address.id)
+        unknown = self.env['epilot.outlook.message']._outlook_apply_delta(address, changes)
+        self._outlook_import_ids(reader, [change.graph_id for change in unknown
+                                          if not address._outlook_backfill_covers(change.received_at)])
+        if page.next_link:
+            self.write({'delta_next_link': page.next_link, 'retry_at': False})
+            return False
+        self.write({
+            'delta_link': page.delta_link or False,
+            'delta_next_link': False,
+            'last_round_date': fields.Datetime.now(),
+            'round_count': self.round_count + 1,
+            'retry_at': False,
+            'last_error': False,
+        })
+        return True
 
     def _outlook_import_ids(self, reader, graph_ids):
         """ Fetch the messages ``graph_ids`` in full (20 per ``$batch``) and import them.

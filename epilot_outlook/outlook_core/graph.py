@@ -434,6 +434,19 @@ class GraphClient:
                                         % (parts.scheme or '?', parts.hostname or '?'),
                                         params={'host': parts.hostname or '?'})
 
+    def relative_url(self, url):
+        """A link Graph gave (a next or delta link), relative to ``base_url``, for a ``$batch`` item: its path
+        and query kept verbatim. The link must be on this client's endpoint.
+
+        :raise HostNotAllowed: A link to another host.
+        :raise ValueError: A link outside ``base_url``'s path.
+        """
+        self.check_url(url)
+        absolute = self.url_for(url)
+        if not absolute.startswith(self.base_url + '/'):
+            raise ValueError("The link is not under %s" % self.base_url)
+        return absolute[len(self.base_url):]
+
     def url_for(self, path_or_url):
         """Return the absolute URL for a path under ``base_url``, or an absolute URL unchanged (verbatim)."""
         if _ABSOLUTE_URL_RE.match(path_or_url):

@@ -277,6 +277,63 @@ class MailboxReader:
         return self._window_filter(since).replace(' ', '%20')
 
 
+@dataclass(frozen=True)
+class DeltaRequest:
+    """The next page of one folder's delta round, for :func:`delta_pages`.
+
+    :param key: The caller's handle for the answer (a folder sync id).
+    :param str mailbox: The shared mailbox's address.
+    :param str folder: One of ``FOLDERS``.
+    :param datetime since: The window's start (a new round only).
+    :param str link: The stored delta (or next) link, verbatim, or ``None`` for a new round.
+    """
+
+    key: object
+    mailbox: str
+    folder: str
+    since: object
+    link: str = None
+
+
+def delta_pages(client, requests_list):
+    """The next page of several folders' delta rounds, 20 to a ``$batch`` request (docs/microsoft-graph.md §3.2,
+    §5): a folder with nothing new costs one batch item, not an HTTP request of its own. Each item is what
+    :meth:`MailboxReader.delta_page` asks for alone (its link verbatim, relative to the batch endpoint, with the
+    same ``Prefer``), so a folder goes on alone from its answer.
+
+    :param graph.GraphClient client: The connection's client.
+    :param list requests_list: :class:`DeltaRequest` items (at most two per mailbox in one batch: Outlook runs
+        up to 4 requests of one mailbox at once).
+    :return: ``{key: GraphPage or GraphError}`` (``SyncReset`` for a link Graph forgot).
+    :rtype: dict
+    """
+    results = {}
+    prefer = '%s, odata.maxpagesize=%d' % (IMMUTABLE, DELTA_PAGE_SIZE)
+    for start in range(0, len(requests_list), BATCH_MAX_REQUESTS):
+        chunk = requests_list[start:start + BATCH_MAX_REQUESTS]
+        items = []
+        for index, request in enumerate(chunk):
+            if request.link:
+                url = client.relative_url(request.link)
+            else:
+                reader = MailboxReader(client, request.mailbox)
+                url = '/%s/messages/delta?$select=%s&$filter=%s' % (
+                    reader.folder_path(request.folder), DELTA_SELECT, reader._window(request.since))
+            items.append({'id': str(index), 'method': 'GET', 'url': url, 'headers': {'Prefer': prefer}})
+        answers = client.batch(items)
+        for index, request in enumerate(chunk):
+            response = answers.get(str(index)) or {'status': 500}
+            error = batch_item_error(response)
+            if error is not None:
+                results[request.key] = error
+                continue
+            body = response.get('body') or {}
+            results[request.key] = GraphPage(
+                items=body.get('value') or [], next_link=body.get('@odata.nextLink'),
+                delta_link=body.get('@odata.deltaLink'), raw=body)
+    return results
+
+
 def _content_size(item):
     """Characters of a Graph message's body and attachments (base64), about what it weighs in memory. Whatever
     is malformed counts as nothing here: mapping decides what to do with it."""

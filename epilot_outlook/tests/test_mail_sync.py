@@ -1,5 +1,8 @@
 from datetime import timedelta
+from urllib.parse import urlsplit
 from unittest.mock import patch
+
+import requests
 
 from odoo import fields
 from odoo.exceptions import UserError
@@ -370,6 +373,37 @@ class TestDelta(OutlookMailSyncCase):
         self.run_delta(self.address)
         after = self.sandbox.control('GET', '/mail/counts')['mailboxes'].get(SUPPORT, 0)
         self.assertEqual(after - before, 2)
+
+    def test_idle_rounds_of_several_folders_take_one_http_request(self):
+        """ Rounds that only ask "anything new?" go 20 folders to a $batch: four idle folders of two mailboxes
+        cost one HTTP request (still one Graph request per folder, as Outlook counts them), and new mail in one
+        of them is imported from its batched page. """
+        billing = self.add_address(BILLING)
+        self.run_backfill(billing)
+        self.run_delta()
+        self.assertInSync(billing)
+        syncs = self.address.folder_sync_ids | billing.folder_sync_ids
+        rounds = sum(syncs.mapped('round_count'))
+        calls = []
+        send = requests.Session.send
+
+        def counting_send(session, request, **kwargs):
+            calls.append((request.method, urlsplit(request.url).path))
+            return send(session, request, **kwargs)
+
+        self.patch(requests.Session, 'send', counting_send)
+        self.run_delta()
+        graph = [call for call in calls if '/v1.0/' in call[1]]
+        self.assertEqual(graph, [('POST', '/v1.0/$batch')], "one request for the four idle folders")
+        self.assertEqual(sum(syncs.mapped('round_count')), rounds + 4)
+        delivered = self.deliver(BILLING, subject='Rechnung falsch')
+        calls.clear()
+        self.run_delta()
+        self.assertEqual(len(self.record(delivered['immutable_id'])), 1)
+        self.assertEqual([call for call in calls if '/v1.0/' in call[1]], [('POST', '/v1.0/$batch')] * 2,
+                         "the pages, then the new message in full")
+        self.assertInSync(self.address)
+        self.assertInSync(billing)
 
     def test_reconcile_imports_what_is_missing(self):
         record = self.env['epilot.outlook.message'].search([('address_id', '=', self.address.id)], limit=1)

@@ -14,7 +14,9 @@ import requests
 from m365_sandbox.seed import CONNECTOR_SCOPES
 from outlook_core import errors
 from outlook_core.graph import GraphClient
-from outlook_core.mailbox import BACKFILL_BATCH_MESSAGES, BACKFILL_PAGE_SIZE, MailboxProbe, MailboxReader
+from outlook_core.mailbox import (
+    BACKFILL_BATCH_MESSAGES, BACKFILL_PAGE_SIZE, DeltaRequest, MailboxProbe, MailboxReader, delta_pages,
+)
 from outlook_core.mapping import map_delta_item, map_messages
 
 DOMAIN = 'contoso.onmicrosoft.com'
@@ -415,3 +417,37 @@ def test_unknown_folder_is_refused_before_any_request(reader, session):
     with pytest.raises(ValueError):
         reader.backfill_page('drafts', dt.datetime(2024, 1, 1))
     assert session.calls == []
+
+
+# === DELTA, SEVERAL FOLDERS AT ONCE === #
+
+def test_delta_pages_of_several_folders_in_one_batch(sandbox, http, client, session):
+    """ Four folders of two mailboxes: a new round each, then one page of each round from its delta link in one
+    $batch request; a new message shows in its folder only, an expired link answers SyncReset for its folder
+    alone. Each answer is the page delta_page gives alone, so a folder goes on from it. """
+    billing = 'billing@' + DOMAIN
+    since = window_start(sandbox, 60)
+    links = {}
+    for mailbox in (SUPPORT, billing):
+        for folder in ('inbox', 'sentitems'):
+            _changes, links[mailbox, folder], _pages = run_delta_round(MailboxReader(client, mailbox), folder, since)
+    requests_list = [DeltaRequest((mailbox, folder), mailbox, folder, since, link)
+                     for (mailbox, folder), link in links.items()]
+    delivered = control(http, sandbox, '/mail/deliver', {
+        'mailbox': billing, 'from': 'kunde@example.com', 'subject': 'Rechnung?', 'body_html': '<p>?</p>'})
+    session.calls.clear()
+    pages = delta_pages(client, requests_list)
+    assert [call[0] for call in session.calls] == ['POST'], "one HTTP request for the four folders"
+    assert set(pages) == set(links)
+    assert [item['id'] for item in pages[billing, 'inbox'].items] == [delivered['immutable_id']]
+    for key in set(links) - {(billing, 'inbox')}:
+        assert pages[key].items == [] and pages[key].delta_link, key
+    # an expired state: that folder's item answers SyncReset, the others their pages
+    control(http, sandbox, '/mail/delta/expire', {'mode': '410', 'mailbox': SUPPORT})
+    pages = delta_pages(client, [DeltaRequest(key, key[0], key[1], since, pages[key].delta_link) for key in links])
+    assert isinstance(pages[SUPPORT, 'inbox'], errors.SyncReset)
+    assert isinstance(pages[billing, 'sentitems'].items, list)
+    # a new round without a link, in a batch, is the initial round delta_page starts
+    fresh = delta_pages(client, [DeltaRequest('new', SUPPORT, 'inbox', since)])['new']
+    alone = MailboxReader(client, SUPPORT).delta_page('inbox', since)
+    assert [item['id'] for item in fresh.items] == [item['id'] for item in alone.items]
