@@ -5,7 +5,7 @@ from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
 from ..outlook_core import const
-from ..outlook_core.errors import VaultError
+from ..outlook_core.errors import OutlookError, VaultError
 from ..tools.explain import explain
 
 # Logical secret name -> ciphertext column on the connection table. These columns are deliberately NOT ORM
@@ -352,7 +352,7 @@ class EpilotOutlookConnection(models.Model):
             # Always Microsoft's answer of now: never a token another worker (or this one) refreshed before.
             self._outlook_refresh_tokens(force=True, ask_microsoft=True)
             self._outlook_call_graph(lambda graph: graph.get('me', params={'$select': 'id'}))
-        except UserError as error:
+        except (OutlookError, UserError) as error:
             # Not raised: the refusal was recorded (state, last error) in a transaction of its own, and the form
             # must show it now, not the state it loaded before the click.
             return self._outlook_notify_and_reload('danger', explain(self.env, error), sticky=True)

@@ -4,13 +4,11 @@ from urllib.parse import urlsplit
 import psycopg2.errors
 
 from odoo import fields, models
-from odoo.exceptions import UserError
 from odoo.tools import SQL
 
 from ..outlook_core import const
-from ..outlook_core.errors import Unauthorized
+from ..outlook_core.errors import ConnectionUnusable, Unauthorized
 from ..outlook_core.graph import GraphClient, thread_session
-from ..tools.explain import explain
 
 
 class EpilotOutlookConnection(models.Model):
@@ -61,7 +59,7 @@ class EpilotOutlookConnection(models.Model):
                 with self.env.registry.cursor() as cr:
                     self.with_env(self.env(cr=cr)).sudo()._outlook_mark_needs_reconnect(error)
                 self.env.invalidate_all()
-                raise UserError(explain(self.env, error)) from None
+                raise ConnectionUnusable(str(error), cause=error) from None
         finally:
             # Counted whatever the outcome: throttled calls are what the figures are for.
             self.env['epilot.outlook.graph.usage'].sudo()._outlook_record(self, client.usage)

@@ -6,13 +6,12 @@ from datetime import timedelta
 import psycopg2.errors
 
 from odoo import api, fields, models
-from odoo.exceptions import UserError
 from odoo.tools import SQL
 
 from ..outlook_core import const
 from ..outlook_core.errors import (
-    ClientCredentialError, ConsentRequired, GrantRevoked, InteractionRequired, OutlookError, TenantNotFound,
-    Throttled, TransientError,
+    ClientCredentialError, ConnectionUnusable, ConsentRequired, GrantRevoked, InteractionRequired, OutlookError,
+    TenantNotFound, Throttled, TransientError,
 )
 from ..tools.explain import explain
 
@@ -48,11 +47,11 @@ class EpilotOutlookConnection(models.Model):
         """ Return a valid access token, refreshing it when it expires within 5 minutes.
 
         :rtype: str
-        :raise UserError: When the connection is not connected (it needs an admin to connect it).
+        :raise ConnectionUnusable: When the connection is not connected (it needs an admin to connect it).
         """
         self.ensure_one()
         if self.sudo().state != 'connected':
-            raise UserError(self.env._("The Outlook connection is not connected; an admin must connect it."))
+            raise ConnectionUnusable("Not connected", reason='not_connected')
         return self._outlook_current_access_token() or self.sudo()._outlook_refresh_tokens()
 
     def _outlook_current_access_token(self):
@@ -101,8 +100,8 @@ class EpilotOutlookConnection(models.Model):
             the answer must be Microsoft's of now).
         :return: The new access token.
         :rtype: str
-        :raise UserError: When the connection needs a reconnect (revoked, consent withdrawn, ...), the
-            identity platform kept failing, or another worker's refresh held the lock too long.
+        :raise ConnectionUnusable: When the connection needs a reconnect (revoked, consent withdrawn, ...),
+            the identity platform kept failing, or another worker's refresh held the lock too long.
         """
         self.ensure_one()
         # With force, Graph refused the token this worker uses now: only a different one will do.
@@ -121,9 +120,7 @@ class EpilotOutlookConnection(models.Model):
                     if attempt == REFRESH_SERIALIZATION_RETRIES:
                         raise
                 except psycopg2.errors.LockNotAvailable:
-                    raise UserError(self.env._(
-                        "Another Odoo worker has been refreshing the Outlook tokens for too long; try again."
-                    )) from None
+                    raise ConnectionUnusable("Token refresh lock timeout", reason='refresh_busy') from None
         finally:
             # The other transaction changed the connection and maybe its addresses (paused): forget what
             # this one cached of them.
@@ -141,7 +138,7 @@ class EpilotOutlookConnection(models.Model):
                 "SELECT id FROM %s WHERE id = %s FOR NO KEY UPDATE", SQL.identifier(self._table), self.id,
             ), log_exceptions=False)  # A serialization failure here is expected and handled by the caller.
             if connection.state != 'connected':
-                raise UserError(self.env._("The Outlook connection needs to be reconnected."))
+                raise ConnectionUnusable("Needs a reconnect", reason='needs_reconnect')
             stored_token = connection._outlook_decrypt_secrets('access_token')['access_token']
             # Another worker may have refreshed while we waited for the lock: its token is a new one.
             refreshed_meanwhile = force and stored_token != refused_token and not ask_microsoft
@@ -152,11 +149,11 @@ class EpilotOutlookConnection(models.Model):
             except RECONNECT_ERRORS as error:
                 connection._outlook_mark_needs_reconnect(error)
                 cr.commit()
-                raise UserError(explain(self.env, error)) from None
+                raise ConnectionUnusable(str(error), cause=error) from None
             except OutlookError as error:
                 connection._outlook_record_error(error)
                 cr.commit()
-                raise UserError(explain(self.env, error)) from None
+                raise ConnectionUnusable(str(error), cause=error) from None
             connection._outlook_store_token_set(tokens)
             return tokens.access_token, connection.access_token_expiry, connection._outlook_token_set_mark()
 
@@ -232,7 +229,7 @@ class EpilotOutlookConnection(models.Model):
         for done, connection in enumerate(connections, start=1):
             try:
                 connection._outlook_refresh_tokens(force=True)
-            except UserError:
+            except ConnectionUnusable:
                 pass  # Recorded on the connection (last error, or needs reconnect); the others go on.
             if not self.env['ir.cron']._commit_progress(1, remaining=len(connections) - done):
                 break

@@ -9,7 +9,7 @@ from odoo.exceptions import UserError, ValidationError
 from odoo.tools import SQL, email_normalize
 
 from ..outlook_core import const
-from ..outlook_core.errors import Forbidden, NotFound, OutlookError, Throttled, TransientError
+from ..outlook_core.errors import ConnectionUnusable, Forbidden, NotFound, OutlookError, Throttled, TransientError
 from ..outlook_core.mailbox import MailboxReader
 from ..outlook_core.mapping import FOLDERS
 from ..tools.explain import explain
@@ -527,9 +527,9 @@ class EpilotOutlookEmailAddress(models.Model):
             on_retry.write({'last_error': text})
             if raise_errors:
                 raise UserError(text) from None
-        except UserError:
+        except (ConnectionUnusable, UserError) as error:
             if raise_errors:
-                raise
+                raise UserError(explain(self.env, error)) from None
             _logger.info("Microsoft Outlook: address %s: sync step stopped, the connection is not usable", self.id)
         except DB_CONFLICTS as error:
             # Which backstop serialized the two workers (a unique index, and which one, or a serialization

@@ -146,6 +146,17 @@ class MailboxBusy(Throttled):
     """
 
 
+class ConnectionUnusable(OutlookError):
+    """The connection cannot call Graph now: it is not connected, it needs a reconnect (Microsoft refused its
+    tokens: the refusal was recorded on it), or another worker's token refresh held it too long. Work stops and
+    resumes once it heals or an admin reconnects; a screen shows it in words. ``cause`` is Microsoft's refusal,
+    when there is one (its words are the more precise)."""
+
+    def __init__(self, message='', *, reason=None, params=None, cause=None):
+        super().__init__(message, reason=reason, params=params)
+        self.cause = cause
+
+
 class HostNotAllowed(OutlookError):
     """A URL points outside the Graph host allow-list (a forged or misconfigured link: SSRF protection)."""
 

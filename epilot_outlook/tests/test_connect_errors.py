@@ -3,11 +3,10 @@ from types import SimpleNamespace
 
 from markupsafe import escape
 
-from odoo.exceptions import UserError
 from odoo.tests import tagged
 
 from ..models import epilot_outlook_connection_tokens as tokens_module
-from ..outlook_core.errors import TransientError, token_error_from_aad
+from ..outlook_core.errors import ConnectionUnusable, TransientError, token_error_from_aad
 from ..tools.explain import explain
 from .outlook_sandbox_common import OutlookSandboxCase, sign_in
 
@@ -100,7 +99,8 @@ class TestConnectErrors(OutlookSandboxCase):
         self.assert_refresh_needs_reconnect(self.explanation(aadsts))
 
     def failed_refresh(self):
-        """ Force a refresh that must fail; return its UserError.
+        """ Force a refresh that must fail (``ConnectionUnusable``, Microsoft's refusal as its cause); return
+        what a user reads of it.
 
         Not ``assertRaises``: Odoo's rolls back to a savepoint taken before the call, and in tests every
         cursor shares the test transaction, so it would also undo what the refresh committed in its own
@@ -108,9 +108,11 @@ class TestConnectErrors(OutlookSandboxCase):
         """
         try:
             self.connection._outlook_refresh_tokens(force=True)
-        except UserError as error:
-            self.assertNotIn('Traceback', str(error))
-            return error
+        except ConnectionUnusable as error:
+            self.assertIsNotNone(error.cause, "Microsoft's refusal travels with it")
+            text = explain(self.env, error)
+            self.assertNotIn('Traceback', text)
+            return text
         self.fail("the refresh did not fail")
 
     # --- consent --------------------------------------------------------------------------------------

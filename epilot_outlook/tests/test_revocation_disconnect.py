@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 from odoo.exceptions import UserError
 from odoo.tests import tagged
 
+from ..outlook_core.errors import ConnectionUnusable
 from ..outlook_core.vault import Vault
 
 from .outlook_sandbox_common import OutlookSandboxCase
@@ -54,7 +55,7 @@ class TestRevocationAndDisconnect(OutlookSandboxCase):
 
     def test_revoked_consent_needs_reconnect_then_reconnect_resumes(self):
         self.sandbox.control('POST', '/tenants/%s/consent/revoke' % self.demo['tenant_id'])
-        with self.assertRaisesKeepingCommits(UserError):
+        with self.assertRaisesKeepingCommits(ConnectionUnusable):
             self.connection._outlook_refresh_tokens(force=True)
         self.connection.invalidate_recordset()
         self.assertEqual(self.connection.state, 'needs_reconnect')
@@ -71,12 +72,12 @@ class TestRevocationAndDisconnect(OutlookSandboxCase):
         # No retry storm: nothing asks Microsoft again until an admin reconnects.
         token_requests = self.sandbox_state()['counts']['token_requests']
         refresh_date = self.connection.last_refresh_date
-        with self.assertRaisesKeepingCommits(UserError):
+        with self.assertRaisesKeepingCommits(ConnectionUnusable):
             self.connection._outlook_get_access_token()
         self.connection.access_token_expiry = False  # Even with its token due, the refresh cron skips it.
         self.assertNotIn(self.connection, self.env['epilot.outlook.connection']._outlook_connections_due_for_refresh())
         self.env.ref('epilot_outlook.ir_cron_outlook_refresh_tokens').method_direct_trigger()
-        with self.assertRaisesKeepingCommits(UserError):
+        with self.assertRaisesKeepingCommits(ConnectionUnusable):
             self.connection._outlook_refresh_tokens(force=True)
         self.assertEqual(self.connection.last_refresh_date, refresh_date)
         self.assertEqual(self.sandbox_state()['counts']['token_requests'], token_requests,
@@ -92,7 +93,7 @@ class TestRevocationAndDisconnect(OutlookSandboxCase):
 
     def test_revoked_sessions_need_reconnect_without_consent(self):
         self.sandbox.control('POST', '/users/%s/revoke-sessions' % self.demo['service_account']['id'])
-        with self.assertRaisesKeepingCommits(UserError):
+        with self.assertRaisesKeepingCommits(ConnectionUnusable):
             self.connection._outlook_refresh_tokens(force=True)
         self.connection.invalidate_recordset()
         self.assertEqual(self.connection.state, 'needs_reconnect')
@@ -109,7 +110,7 @@ class TestRevocationAndDisconnect(OutlookSandboxCase):
     def test_graph_401_right_after_a_fresh_token_needs_reconnect(self):
         # The account is disabled: Graph refuses the token, and the refresh that follows fails too.
         self.sandbox.control('POST', '/users/%s/disable' % self.demo['service_account']['id'])
-        with self.assertRaisesKeepingCommits(UserError):
+        with self.assertRaisesKeepingCommits(ConnectionUnusable):
             self.read_inbox()
         self.connection.invalidate_recordset()
         self.assertEqual(self.connection.state, 'needs_reconnect')
@@ -126,7 +127,7 @@ class TestRevocationAndDisconnect(OutlookSandboxCase):
     def test_graph_401_again_with_a_token_just_issued_needs_reconnect(self):
         # The refresh succeeds, yet Graph refuses the new token too (access revoked under CAE).
         self.sandbox.control('POST', '/faults', {'graph': {'401': 2}})
-        with self.assertRaisesKeepingCommits(UserError):
+        with self.assertRaisesKeepingCommits(ConnectionUnusable):
             self.read_inbox()
         self.connection.invalidate_recordset()
         self.assertEqual(self.connection.state, 'needs_reconnect')

@@ -11,7 +11,7 @@ from odoo.exceptions import UserError
 from odoo.tests import tagged
 from odoo.tools import config
 
-from ..outlook_core.errors import InvalidKeyError, MissingKeyError, UndecryptableError
+from ..outlook_core.errors import ConnectionUnusable, InvalidKeyError, MissingKeyError, UndecryptableError
 from ..tools.explain import explain
 from .outlook_sandbox_common import OutlookSandboxCase
 
@@ -246,7 +246,7 @@ class TestTokenKeys(OutlookSandboxCase):
         self.sandbox.control('POST', '/users/%s/revoke-sessions' % self.demo['service_account']['id'])
         try:
             self.connection._outlook_refresh_tokens(force=True)
-        except UserError:
+        except ConnectionUnusable:
             pass
         self.connection.invalidate_recordset()
         self.assertEqual(self.connection.state, 'needs_reconnect')

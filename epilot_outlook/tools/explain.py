@@ -40,6 +40,9 @@ REASON_WORDING = {
         "needed."
     ),
     'no_refresh_token': _lt("No refresh token is stored for this connection. Connect it again."),
+    'not_connected': _lt("The Outlook connection is not connected; an admin must connect it."),
+    'needs_reconnect': _lt("The Outlook connection needs to be reconnected."),
+    'refresh_busy': _lt("Another Odoo worker has been refreshing the Outlook tokens for too long; try again."),
     'token_refused_after_refresh': _lt(
         "Microsoft refused an access token it had just issued: the service account was disabled or lost its "
         "licence, or the tenant revoked the app's access. Check the account in the Microsoft 365 admin center, "
@@ -218,6 +221,9 @@ CLASS_WORDING = {
         "Odoo already runs the most requests Microsoft 365 allows at once for this mailbox. Odoo retries "
         "automatically; no action is needed."
     ),
+    errors.ConnectionUnusable: _lt(
+        "The Outlook connection cannot reach Microsoft 365 now; open it to see why (it may need a reconnect)."
+    ),
     errors.HostNotAllowed: _lt(
         "Odoo refused to call %(host)s: it is not a Microsoft Graph address. If you use a test environment, add "
         "its host to the allowed Graph hosts in the settings."
@@ -294,6 +300,8 @@ def explain(env, error):
         return error.args[0] if error.args else str(error)
     if not isinstance(error, errors.OutlookError):
         return env._(CLASS_WORDING[errors.OutlookError])
+    if isinstance(error, errors.ConnectionUnusable) and error.cause is not None:
+        return explain(env, error.cause)
     for wording in _wordings(error):
         if (text := _interpolate(env, wording, error.params)) is not None:
             return text
