@@ -1,5 +1,6 @@
 import logging
 import random
+from collections import Counter
 from datetime import timedelta
 
 import psycopg2.errors
@@ -23,6 +24,8 @@ BACKFILL_DAYS_DEFAULT = 30
 # A sync step waits no longer than this for a Retry-After or for one of the mailbox's 4 request slots: past it,
 # it reschedules itself with ir.cron._trigger(at=...) instead of holding a cron worker.
 SYNC_MAX_WAIT_S = 2
+# Steps one cron run gives an item that does not finish (a round of many pages, 20 per step), between the others'.
+MAX_IDLE_STEPS_PER_RUN = 50
 # Mail received this long before the backfill started is the backfill's to import, not delta's: Graph's clock and
 # Odoo's may differ by this much. Both importing it is harmless (the exactly-once key).
 CLOCK_MARGIN = timedelta(minutes=5)
@@ -464,20 +467,21 @@ class EpilotOutlookEmailAddress(models.Model):
         """ The loop of the sync crons, run by every lane of every Odoo server at once: take the due work in
         order (one query), then for each item lock it, skipping it when another worker holds it (``SKIP
         LOCKED``), check that it is still due (another lane may have just done it), run one step, and commit with
-        progress; until nothing is due or the cron's time budget is spent. Nothing is queued but the rows
-        themselves, and no item runs twice at once.
+        progress; then look at the due work again; until nothing is due or the cron's time budget is spent.
+        Nothing is queued but the rows themselves, and no item runs twice at once.
 
-        Fair: a step is bounded (a backfill batch, a few delta pages); an item whose step could not finish
-        (``step`` returned False: it waits, or has more to do after the others) is set aside until this run's
-        next look at the due work, so a storm in one mailbox never starves the others.
+        Fair: a step is bounded (a backfill batch, a few delta pages), and each look at the due work gives every
+        due item one step before any gets a second, so a storm in one mailbox (a round of many pages) goes on
+        between the others' turns, never ahead of them. An item that waits has a ``retry_at`` and is not due.
 
         :param records: The model of the work items (sudo).
         :param callable due_ids: ``due_ids(only=None)``: the ids of the due items, in order (those of ``only``
             when given), in one query.
-        :param callable step: Runs one step on a locked item; returns True when it may go on at once.
+        :param callable step: Runs one step on a locked item; returns True when it made progress.
         """
         cron = self.env['ir.cron']
-        set_aside = set()   # held by another worker, no longer due, or waiting: not again in this run
+        set_aside = set()   # held by another worker, no longer due, or stuck: not again in this run
+        idle_steps = Counter()
         while queue := [record_id for record_id in due_ids() if record_id not in set_aside]:
             for position, record_id in enumerate(queue):
                 record = _try_lock(records.browse(record_id))
@@ -485,7 +489,11 @@ class EpilotOutlookEmailAddress(models.Model):
                     set_aside.add(record_id)
                     continue
                 if not step(record):
-                    set_aside.add(record_id)
+                    # Not done (more pages after the others' turn), or it stopped without a retry time: bounded,
+                    # so that an item that stays due without moving cannot hold a run forever.
+                    idle_steps[record_id] += 1
+                    if idle_steps[record_id] >= MAX_IDLE_STEPS_PER_RUN:
+                        set_aside.add(record_id)
                 if not cron._commit_progress(1, remaining=len(queue) - position - 1):
                     return
 

@@ -9,6 +9,7 @@ from odoo.exceptions import UserError
 from odoo.tests import tagged
 
 from ..models import epilot_outlook_backfill as backfill_module
+from ..models import epilot_outlook_folder_sync as folder_sync_module
 from ..outlook_core import mailbox as mailbox_module
 from ..outlook_core.mailbox import MailboxReader
 from .mail_sync_common import BILLING, HR, SUPPORT, OutlookMailSyncCase
@@ -402,6 +403,38 @@ class TestDelta(OutlookMailSyncCase):
         self.assertEqual(len(self.record(delivered['immutable_id'])), 1)
         self.assertEqual([call for call in calls if '/v1.0/' in call[1]], [('POST', '/v1.0/$batch')] * 2,
                          "the pages, then the new message in full")
+        self.assertInSync(self.address)
+        self.assertInSync(billing)
+
+    def test_a_storm_in_one_mailbox_does_not_hold_back_the_others(self):
+        """ Fair lanes: a folder with many changes runs a few pages per step, then steps aside while the other
+        due folders take their turn; its round goes on after them. Two mailboxes with a storm each take turns. """
+        billing = self.add_address(BILLING)
+        self.run_backfill(billing)
+        self.run_delta()
+        self.patch(mailbox_module, 'DELTA_PAGE_SIZE', 5)
+        self.patch(folder_sync_module, 'DELTA_PAGES_PER_RUN', 1)
+        # 12 new messages in each Inbox: several delta pages each, a first one batched, then a page per step.
+        for mailbox in (SUPPORT, BILLING):
+            for number in range(12):
+                self.deliver(mailbox, subject='Sturm %d' % number, sender='storm%d@fabrikam.com' % number)
+        first, second = (address.folder_sync_ids.filtered(lambda sync: sync.folder == 'inbox')
+                         for address in (self.address, billing))
+        order = []
+        FolderSync = type(self.env['epilot.outlook.folder.sync'])
+        apply_page = FolderSync._outlook_apply_page
+
+        def recording_apply(sync, reader, page):
+            order.append(sync.id)
+            return apply_page(sync, reader, page)
+
+        self.patch(FolderSync, '_outlook_apply_page', recording_apply)
+        self.run_delta()
+        pages = {sync: [index for index, sync_id in enumerate(order) if sync_id == sync.id] for sync in (first, second)}
+        self.assertGreaterEqual(min(len(pages[first]), len(pages[second])), 3, "rounds of several pages")
+        # Neither waits for the other's whole round: their steps alternate.
+        self.assertLess(pages[second][1], pages[first][2])
+        self.assertLess(pages[first][1], pages[second][2])
         self.assertInSync(self.address)
         self.assertInSync(billing)
 
