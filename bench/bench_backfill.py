@@ -317,6 +317,16 @@ class Bench:
             state = env['epilot.outlook.connection'].browse(self.connection_id).state
         assert state == 'connected', state
 
+    def start_connected(self):
+        """What every Odoo bench starts with: its database from the template with the modules installed in-process,
+        the sandbox, and the company's connection connected through the addon's connect flow."""
+        template = self.create_database()
+        install_s = self.start_odoo()
+        print(f"database {self.db} from {template}; modules installed in-process in {install_s:.1f} s")
+        self.sandbox = load_sandbox_process()()
+        self.connect()
+        print("sandbox up; connection connected through the addon's connect flow")
+
     def graph_token(self):
         with self.env() as env:
             connection = env['epilot.outlook.connection'].browse(self.connection_id)
@@ -529,13 +539,8 @@ class Bench:
 
     def run(self):
         args = self.args
-        template = self.create_database()
-        install_s = self.start_odoo()
-        print(f"database {self.db} from {template}; epilot_outlook installed in-process in {install_s:.1f} s")
-        self.sandbox = load_sandbox_process()()
+        self.start_connected()
         self.http = HttpCounter(self.sandbox.info['graph_base_url'].rsplit('/v1.0', 1)[0])
-        self.connect()
-        print(f"sandbox up; connection connected through the addon's connect flow")
 
         # 1. the main size: gateway first (its Message-Ids must be new to Odoo), then ours, then the ceiling.
         gen = self.generate(SUPPORT, args.messages, seed=1)

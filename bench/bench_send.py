@@ -108,12 +108,8 @@ class SendBench(backfill_bench.Bench):
 
     def run(self):
         args = self.args
-        template = self.create_database()
-        install_s = self.start_odoo()
-        print(f"database {self.db} from {template}; epilot_outlook installed in-process in {install_s:.1f} s")
-        self.sandbox = backfill_bench.load_sandbox_process()()
+        self.start_connected()
         self.http = backfill_bench.HttpCounter(self.sandbox.info['graph_base_url'].rsplit('/v1.0', 1)[0])
-        self.connect()
         synced = self.backfill(SUPPORT)
         address_id, inbox_id = synced['address_id'], synced['inbox_id']
         agent_id = self.agent(inbox_id)

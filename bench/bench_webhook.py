@@ -358,11 +358,7 @@ class WebhookBench(bench_backfill.Bench):
     def run(self):
         args = self.args
         os.makedirs(os.path.join(ROOT, 'var', 'log'), exist_ok=True)
-        template = self.create_database()
-        install_s = self.start_odoo()
-        print(f"database {self.db} from {template}; modules installed in {install_s:.1f} s")
-        self.sandbox = bench_backfill.load_sandbox_process()()
-        self.connect()
+        self.start_connected()
         self.sandbox.control('POST', '/subscriptions/faults', {'settings': {
             'shared_mailbox_subscriptions': 'lenient', 'allow_http_loopback_notification_urls': True}})
         url = self.start_server('a')
