@@ -97,6 +97,9 @@ class TestSanitizer(TransactionCase):
             os.kill(helper, signal.SIGKILL)
             # Sent before the helper died: whether it answered first or not, the page comes back whole.
             self.assertEqual([body or '' for body in pending.result()], self.expected)
+            # SIGKILL takes effect asynchronously: until the process is gone it still looks alive, and a page
+            # submitted then goes to it (and comes back sanitized in the worker, as above). Wait for its end.
+            pool._helper.process.wait(timeout=10)
             again = pool.submit(self.sanitize, BODIES)
             self.assertEqual([body or '' for body in again.result()], self.expected)
             self.assertTrue(pool.helper_pid and pool.helper_pid != helper, "the next page started a new helper")
