@@ -32,6 +32,7 @@ import importlib.util
 import io
 import os
 import pstats
+import re
 import shutil
 import subprocess
 import sys
@@ -100,6 +101,9 @@ class HttpCounter:
         requests.Session.send = send
 
 
+SAVEPOINT_NAME = re.compile(r'"[0-9a-f]{8}-[0-9a-f-]{27}"')     # a savepoint's uuid: one shape for them all
+
+
 class SqlTimes:
     """Time spent in ``Cursor.execute`` by statement shape (its first 90 characters), while active."""
 
@@ -115,7 +119,7 @@ class SqlTimes:
             try:
                 return original(cursor, query, params, log_exceptions)
             finally:
-                text = ' '.join(str(getattr(query, 'code', query)).split())[:90]
+                text = SAVEPOINT_NAME.sub('"…"', ' '.join(str(getattr(query, 'code', query)).split()))[:90]
                 entry = by_shape.setdefault(text, [0, 0.0])
                 entry[0] += 1
                 entry[1] += time.perf_counter() - started
@@ -171,29 +175,21 @@ class CpuTimes:
                                          if seconds - self.kinds_before.get(kind, 0.0) >= 0.05}
 
 
-class RssPeak:
-    """Samples the process's RSS every 50 ms in a thread; ``growth_mb`` is the peak over the baseline. The
-    sanitizer's helper process is sampled too (``helper_peak_mb``): it is memory the backfill uses."""
+class Sampler:
+    """Runs :meth:`sample` every ``every`` seconds in a thread while active (``with``)."""
 
-    def __init__(self, sandbox_pid):
-        self.process = psutil.Process()
-        self.sandbox_pid = sandbox_pid
-        self.base = self.peak = self.process.memory_info().rss
-        self.helper_peak = 0
+    every = 0.05
+
+    def __init__(self):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
-        while not self._stop.wait(0.05):
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            for child in self.process.children(recursive=True):
-                if child.pid != self.sandbox_pid:
-                    with contextlib.suppress(psutil.Error):
-                        self.helper_peak = max(self.helper_peak, child.memory_info().rss)
+        while not self._stop.wait(self.every):
+            self.sample()
 
-    @property
-    def helper_peak_mb(self):
-        return self.helper_peak / 2**20
+    def sample(self):
+        raise NotImplementedError
 
     def __enter__(self):
         self._thread.start()
@@ -202,6 +198,32 @@ class RssPeak:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+
+
+class RssPeak(Sampler):
+    """Samples the process's RSS every 50 ms in a thread; ``growth_mb`` is the peak over the baseline. The
+    sanitizer's helper process is sampled too (``helper_peak_mb``): it is memory the backfill uses."""
+
+    def __init__(self, sandbox_pid):
+        super().__init__()
+        self.process = psutil.Process()
+        self.sandbox_pid = sandbox_pid
+        self.base = self.peak = self.process.memory_info().rss
+        self.helper_peak = 0
+
+    def sample(self):
+        self.peak = max(self.peak, self.process.memory_info().rss)
+        for child in self.process.children(recursive=True):
+            if child.pid != self.sandbox_pid:
+                with contextlib.suppress(psutil.Error):
+                    self.helper_peak = max(self.helper_peak, child.memory_info().rss)
+
+    @property
+    def helper_peak_mb(self):
+        return self.helper_peak / 2**20
+
+    def __exit__(self, *exc):
+        super().__exit__(*exc)
         self.peak = max(self.peak, self.process.memory_info().rss)
 
     @property

@@ -118,6 +118,26 @@ class Cpu:
         return {name: after[name] - before[name] for name in before}
 
 
+class RoundWatch(bench_backfill.Sampler):
+    """Polls the folders' round counts in a thread (every 0.5 s): the longest wait of a folder for its next round,
+    from the start (when every folder has just had one) or from its previous round."""
+
+    every = POLL_S
+
+    def __init__(self, bench, ids):
+        super().__init__()
+        self.bench, self.ids, self.longest = bench, ids, 0.0
+        self.counts = bench.rounds(ids)
+        self.since = dict.fromkeys(self.counts, time.monotonic())
+
+    def sample(self):
+        now = time.monotonic()
+        for sync_id, count in self.bench.rounds(self.ids).items():
+            if count != self.counts[sync_id]:
+                self.longest = max(self.longest, now - self.since[sync_id])
+                self.counts[sync_id], self.since[sync_id] = count, now
+
+
 class ScaleBench(bench_webhook.WebhookBench):
     """The webhook bench's database, in-process Odoo, SQL helpers and server clean-up; servers of its own."""
 
@@ -331,20 +351,21 @@ class ScaleBench(bench_webhook.WebhookBench):
         cpu = Cpu(self.db, {'odoo': [process.pid for process in processes], 'sandbox': [self.sandbox.process.pid]})
         start, wall = cpu.sample(), time.monotonic()
         capacity = self.capacity(ids, before, timeout=3 * interval_s + 0.6 * size + 120)
-        # idle: quiet intervals, no mail, from the end of one burst of rounds to the end of another
-        rounds = self.wait_quiet(ids, interval_s)
-        requests_, idle_cpu, started = self.graph_requests(mailboxes), cpu.sample(), time.monotonic()
-        rounds = self.wait_quiet(ids, (args.idle_intervals + 2) * interval_s,
-                                 after=args.idle_intervals * 2 * size) - rounds
-        idle_s = time.monotonic() - started
-        requests_, idle_cpu = self.graph_requests(mailboxes) - requests_, Cpu.used(idle_cpu, cpu.sample())
-        wave = self.wave(mailboxes, timeout=3 * interval_s + 60)
+        with RoundWatch(self, ids) as watch:
+            # idle: quiet intervals, no mail, from the end of one burst of rounds to the end of another
+            rounds = self.wait_quiet(ids, interval_s)
+            requests_, idle_cpu, started = self.graph_requests(mailboxes), cpu.sample(), time.monotonic()
+            rounds = self.wait_quiet(ids, (args.idle_intervals + 2) * interval_s,
+                                     after=args.idle_intervals * 2 * size) - rounds
+            idle_s = time.monotonic() - started
+            requests_, idle_cpu = self.graph_requests(mailboxes) - requests_, Cpu.used(idle_cpu, cpu.sample())
+            wave = self.wave(mailboxes, timeout=3 * interval_s + 60)
         total_cpu, wall = Cpu.used(start, cpu.sample()), time.monotonic() - wall
         self.stop_servers()
         logs = self.log_stats([process.log_path for process in processes])
         intervals = idle_s / interval_s
         row = {
-            'size': size, 'servers': servers, 'capacity': capacity, 'wave': wave,
+            'size': size, 'servers': servers, 'capacity': capacity, 'wave': wave, 'longest_gap': watch.longest,
             'idle_requests': requests_ / (2 * size) / intervals, 'idle_rounds': rounds / (2 * size) / intervals,
             'requests_per_round': requests_ / rounds if rounds else float('nan'),
             'cpu_ms_per_round': 1000 * idle_cpu['odoo'] / rounds if rounds else float('nan'),
@@ -355,6 +376,7 @@ class ScaleBench(bench_webhook.WebhookBench):
         self.rows.append(row)
         print(f"  {size:>5} mailboxes, {servers} server(s): round of {2 * size} folders "
               f"{capacity['round_s']:.1f} s ({capacity['per_minute']:.0f}/min{'' if capacity['complete'] else ', INCOMPLETE'}); "
+              f"longest wait of a folder for a round {watch.longest:.1f} s; "
               f"idle {row['idle_requests']:.2f} req and {row['idle_rounds']:.2f} rounds per folder per interval; "
               f"visible p50 {wave['p50']:.1f} s p95 {wave['p95']:.1f} s max {wave['max']:.1f} s, missed {wave['missed']}, "
               f"doubled {wave['doubled']}; delta lanes: {logs['runs']} runs, {logs['lane_s']:.0f} s, {logs['partial']} "
@@ -413,27 +435,30 @@ class ScaleBench(bench_webhook.WebhookBench):
               f"odoo-bin with 2 cron threads each, {os.cpu_count()} cores; whole run {seconds / 60:.1f} min")
         print(line)
         print(f"{'mailboxes':>9} {'servers':>7} | {'visible p50':>11} {'p95':>6} {'max':>6} {'missed':>6} "
-              f"{'doubled':>7} | {'round of all':>12} {'folders/min':>11} | {'idle req/':>9} {'req/':>5} "
+              f"{'doubled':>7} | {'round of all':>12} {'folders/min':>11} {'longest':>8} | {'idle req/':>9} {'req/':>5} "
               f"{'CPU ms/':>7} | {'sandbox CPU':>12}")
         print(f"{'':>9} {'':>7} | {'(s)':>11} {'(s)':>6} {'(s)':>6} {'':>6} {'':>7} | {'folders (s)':>12} "
-              f"{'(capacity)':>11} | {'folder/int':>9} {'round':>5} {'round':>7} | {'share':>5} {'core':>6}")
+              f"{'(capacity)':>11} {'wait (s)':>8} | {'folder/int':>9} {'round':>5} {'round':>7} | {'share':>5} "
+              f"{'core':>6}")
         for row in self.rows:
             wave, capacity = row['wave'], row['capacity']
             print(f"{row['size']:>9,} {row['servers']:>7} | {wave['p50']:>11.1f} {wave['p95']:>6.1f} "
                   f"{wave['max']:>6.1f} {wave['missed']:>6} {wave['doubled']:>7} | "
-                  f"{capacity['round_s']:>11.1f}{'' if capacity['complete'] else '!'} "
-                  f"{capacity['per_minute']:>11.0f} | {row['idle_requests']:>9.2f} {row['requests_per_round']:>5.2f} "
+                  f"{capacity['round_s']:>11.1f}{' ' if capacity['complete'] else '!'} "
+                  f"{capacity['per_minute']:>11.0f} {row['longest_gap']:>8.1f} | {row['idle_requests']:>9.2f} "
+                  f"{row['requests_per_round']:>5.2f} "
                   f"{row['cpu_ms_per_round']:>7.1f} | {100 * row['sandbox_share']:>4.0f}% {100 * row['sandbox_core']:>5.1f}%")
         print(line)
         print("visible: delivery to the sync record committed; round of all folders: every folder due at once, "
-              "first to last round done ('!': not all within the time allowed); idle: Graph requests per folder per "
+              "first to last round done ('!': not all within the time allowed); longest wait: of a folder for its "
+              "next round, over the idle intervals and the delivery; idle: Graph requests per folder per "
               "interval, per folder round, and the servers' CPU per folder round; sandbox CPU: its share of servers "
               "+ PostgreSQL (this database) + sandbox, and of one core over the row's wall time")
         targets = self.targets()
-        for name, value, ok in targets:
-            print(f"  {'ok  ' if ok else 'MISS'}  {name}: {value}")
+        for name, value, ok in targets:     # ok None: shown, judged only at the largest size
+            print(f"  {'info' if ok is None else 'ok  ' if ok else 'MISS'}  {name}: {value}")
         print(line)
-        return 0 if all(ok for _name, _value, ok in targets) else 1
+        return 0 if all(ok is not False for _name, _value, ok in targets) else 1
 
     def targets(self):
         rows, result = self.rows, []
@@ -451,13 +476,19 @@ class ScaleBench(bench_webhook.WebhookBench):
                 ratio = by_servers[2] / by_servers[1]
                 result.append((f'{size:,} mailboxes: two servers >= {TARGETS["ratio"]}x the folders per minute of one',
                                f'{by_servers[2]:.0f} / {by_servers[1]:.0f} = {ratio:.2f}x',
-                               ratio >= TARGETS['ratio'] or size != max(row['size'] for row in rows)))
+                               ratio >= TARGETS['ratio'] if size == max(row['size'] for row in rows) else None))
         worst = max(rows, key=lambda row: row['idle_requests'])
         result.append(('<= %.0f Graph request per idle folder per interval (every row)' % TARGETS['requests'],
                        'at most %.2f (%d mailboxes, %d server(s)); per folder round at most %.2f' % (
                            worst['idle_requests'], worst['size'], worst['servers'],
                            max(row['requests_per_round'] for row in rows)),
                        worst['idle_requests'] <= TARGETS['requests']))
+        slowest = max(rows, key=lambda row: row['longest_gap'])
+        limit = 60 * self.args.interval + 15
+        result.append(('every folder looked at within its interval + 15 s (item 3): longest wait <= %d s' % limit,
+                       '%.1f s (%d mailboxes, %d server(s))' % (slowest['longest_gap'], slowest['size'],
+                                                                 slowest['servers']),
+                       slowest['longest_gap'] <= limit))
         result.append(('nothing missed or doubled (every row)', '%d missed, %d doubled' % (
             sum(row['wave']['missed'] for row in rows), sum(row['wave']['doubled'] for row in rows)),
             not any(row['wave']['missed'] or row['wave']['doubled'] for row in rows)))

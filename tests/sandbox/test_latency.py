@@ -27,4 +27,4 @@ def test_small_requests_on_a_kept_alive_connection_take_no_nagle_delay(sandbox, 
         assert http.get(f"{sandbox.control_base}/mail/counts").status_code == 200
         assert http.post(f"{sandbox.control_base}/settings", json={}).status_code == 200
         seconds.append((time.perf_counter() - started) / 2)
-    assert statistics.median(seconds) < 0.020, seconds
+    assert statistics.median(seconds) < 0.030, seconds     # Linux delays an ACK 40 ms at least
