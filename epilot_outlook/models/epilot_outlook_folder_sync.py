@@ -21,6 +21,9 @@ _logger = logging.getLogger(__name__)
 # Delta pages one cron run handles for a folder before it commits and lets the other folders have a turn.
 DELTA_PAGES_PER_RUN = 20
 POLL_SLACK = timedelta(seconds=20)
+# A lane triggers itself for the next due folder no sooner than this: a folder due now that it could not take (held
+# by another lane) must not make it run again and again.
+NEXT_DUE_MIN_GAP = timedelta(seconds=10)
 # While push works for an address (every subscription active), delta still runs this often at least, as the
 # safety net for notifications Graph dropped or never sent (it drops them after 4 h of failed retries, and
 # says ``missed`` only sometimes): a lost notification then costs minutes, not hours, while the Graph traffic
@@ -96,6 +99,11 @@ class EpilotOutlookFolderSync(models.Model):
         self.env['epilot.outlook.subscription']._outlook_collect_notifications()
         if self._outlook_due().filtered('push_pending_since'):
             self._outlook_cron()._trigger()
+        # And this lane again when the next folder falls due: left to its 1-minute grid, a lane may start up to a
+        # cycle late (Odoo runs a job once its next call passed *and* a cron thread looks), and mail waits that long.
+        if next_due := self._outlook_next_due():
+            lane = self.env['ir.cron'].browse(self.env.context.get('cron_id')).exists() or self._outlook_cron()
+            lane._trigger(at=max(next_due, fields.Datetime.now() + NEXT_DUE_MIN_GAP))
 
     @api.model
     def _outlook_run_batched_rounds(self):
@@ -166,6 +174,19 @@ class EpilotOutlookFolderSync(models.Model):
         except (OutlookError, UserError) as error:
             _logger.info("Microsoft Outlook: connection %s: batched delta request failed (%s); the folders go on "
                          "alone", connection.id, type(error).__name__)
+
+    @api.model
+    def _outlook_next_due(self):
+        """ When the next folder's polling interval runs out (the connection's interval: a folder whose address
+        has push waits longer, and the lane then finds nothing to do), less the tick's slack; or ``None``. """
+        rows = self.env.execute_query(SQL(
+            """SELECT MIN(sync.last_round_date + make_interval(mins => connection.poll_interval_minutes))
+                 FROM epilot_outlook_folder_sync sync
+                 JOIN epilot_outlook_email_address address ON address.id = sync.address_id
+                 JOIN epilot_outlook_connection connection ON connection.id = address.connection_id
+                WHERE address.sync_state IN ('backfilling', 'live') AND connection.state = 'connected'
+                  AND sync.last_round_date IS NOT NULL"""))
+        return rows[0][0] - POLL_SLACK if rows and rows[0][0] else None
 
     @api.model
     def _outlook_due(self):
