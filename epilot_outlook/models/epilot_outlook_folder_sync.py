@@ -120,28 +120,33 @@ class EpilotOutlookFolderSync(models.Model):
         cron = self.env['ir.cron']
         set_aside = set()
         while True:
+            # The due list once per pass, not once per batch of 20 (quadratic in the folders, bench_scale).
             rows = self.env.execute_query(SQL(
                 """SELECT sync.id, address.connection_id FROM epilot_outlook_folder_sync sync
                      JOIN epilot_outlook_email_address address ON address.id = sync.address_id
                     WHERE sync.id IN %s AND sync.delta_link IS NOT NULL AND sync.delta_next_link IS NULL
-                      AND sync.push_pending_since IS NULL""",
+                      AND sync.push_pending_since IS NULL
+                 ORDER BY address.connection_id""",
                 tuple(self._outlook_due_ids()) or (0,)))
             rows = [(sync_id, connection_id) for sync_id, connection_id in rows if sync_id not in set_aside]
             if not rows:
                 return True
-            connection_id = rows[0][1]
-            batch = self.browse()
-            for sync_id, _connection in (row for row in rows if row[1] == connection_id):
-                sync = _try_lock(self.sudo().browse(sync_id))
-                set_aside.add(sync_id)
-                if sync and self._outlook_due_ids(only=[sync_id]):
-                    batch |= sync
-                if len(batch) == BATCH_MAX_REQUESTS:
-                    break
-            if batch:
-                batch._outlook_batched_round()
-            if not cron._commit_progress(len(batch), remaining=len(rows) - len(batch)):
-                return False
+            while rows:
+                connection_id = rows[0][1]
+                batch, taken = self.browse(), 0
+                for sync_id, row_connection in rows:
+                    if row_connection != connection_id or len(batch) == BATCH_MAX_REQUESTS:
+                        break
+                    taken += 1
+                    sync = _try_lock(self.sudo().browse(sync_id))
+                    set_aside.add(sync_id)
+                    if sync and self._outlook_due_ids(only=[sync_id]):
+                        batch |= sync
+                rows = rows[taken:]
+                if batch:
+                    batch._outlook_batched_round()
+                if not cron._commit_progress(len(batch), remaining=len(rows)):
+                    return False
 
     def _outlook_batched_round(self):
         """ One ``$batch`` of these folders' next pages (one connection's), each applied; see
