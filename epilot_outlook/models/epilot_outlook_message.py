@@ -368,7 +368,9 @@ class EpilotOutlookMessage(models.Model):
 
         :param list rows: Field values; every row has the same keys.
         """
-        bulk.insert_records(self, rows)
+        # In immutable id order, as conversations are created in key order: two workers inserting the same
+        # items wait on each other at the first one, never in a cycle.
+        bulk.insert_records(self, sorted(rows, key=lambda row: row['graph_id']))
 
     def _outlook_apply_facts(self, message):
         """ Update the Outlook facts of a known message from a fresh copy (or a delta change). """

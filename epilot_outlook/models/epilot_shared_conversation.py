@@ -439,6 +439,10 @@ class EpilotSharedConversation(models.Model):
                     to_create.setdefault(('key', key), []).append(message)
         created = self.browse()
         if to_create:
+            # In key order: two workers importing the same mail then meet on the first conversation they share,
+            # and the one that waits gets the unique violation; in any other order they could each hold a key
+            # the other needs (a deadlock, seen with mail received in the same second, CI of 2026-12-06).
+            to_create = dict(sorted(to_create.items()))
             values = []
             for (kind, key), group in to_create.items():
                 message = group[0]

@@ -12,6 +12,7 @@ from odoo import fields
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
+from ..outlook_core import mapping
 from .mail_sync_common import SUPPORT, OutlookMailSyncCase
 
 
@@ -37,6 +38,34 @@ class TestBackstops(OutlookMailSyncCase):
         # In another inbox the same item is another record (the key is per inbox).
         other = self.env['epilot.shared.inbox'].create({'name': 'Other'})
         self.env['epilot.outlook.message']._outlook_insert([{**row, 'inbox_id': other.id}])
+
+    def test_two_pages_of_the_same_mail_insert_their_keys_in_one_order(self):
+        """ A backfill page (newest first) and a delta page (oldest first) of mail received in the same second
+        insert conversations and sync records in the same order, whatever order their pages had: two workers
+        importing them at once then wait on each other at the first shared key, never in a cycle (a deadlock,
+        which CI met on 2026-12-06, instead of the unique violation TestTwoWorkers expects). """
+        inbox = self.address.shared_inbox_id
+        same_second = fields.Datetime.now().replace(microsecond=0)
+
+        def page(tag):
+            return [mapping.OutlookItem(
+                graph_id='AAMk-order-%s-%s' % (tag, letter), folder='inbox',
+                internet_message_id='<order-%s-%s@test>' % (tag, letter), conversation_id='conv-%s-%s' % (tag, letter),
+                subject="Same second %s" % letter, from_=mapping.Address('Eve', 'eve@fabrikam.com'),
+                to=(mapping.Address('', SUPPORT),), received_at=same_second, sent_at=same_second,
+                is_read=False, body_html='<p>Hi</p>') for letter in 'dbeac']
+
+        Record = self.env['epilot.outlook.message']
+        for tag, reverse in (('newest-first', True), ('oldest-first', False)):
+            items = sorted(page(tag), key=lambda item: item.graph_id, reverse=reverse)
+            Record._outlook_import(self.address, items)
+            records = Record.search([('inbox_id', '=', inbox.id), ('graph_id', 'like', 'AAMk-order-%s-' % tag)],
+                                    order='id')
+            self.assertEqual(records.mapped('graph_id'), sorted(records.mapped('graph_id')), tag)
+            conversations = records.conversation_id.sorted('id')
+            self.assertEqual(len(conversations), 5)
+            self.assertEqual(conversations.mapped('graph_conversation_id'),
+                             sorted(conversations.mapped('graph_conversation_id')), tag)
 
     def test_delta_honours_retry_after(self):
         """ A throttled delta round waits as long as Graph's Retry-After says, without sleeping in the worker,
