@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from . import bounces
 from .errors import OutlookError
 
 # The well-known folders a shared mailbox is synced from (contract §3.1): mail the team received, and mail the
@@ -88,6 +89,13 @@ class OutlookItem:
     references: tuple = ()
     attachments: list = field(default_factory=list)
     skipped_attachments: int = 0   # item and reference attachments: no bytes to store
+    # What kind of mail it is (:func:`bounces.classify`): '' for mail a person wrote, 'ndr' for a non-delivery
+    # report, 'auto_reply' for an automatic reply (out of office...).
+    kind: str = ''
+    bounced_message_id: str = ''   # an NDR: the Message-Id of the e-mail it reports as not delivered
+    bounce_reason: str = ''        # an NDR: bounces.REASONS code
+    bounce_status: str = ''        # an NDR: the enhanced status code (RFC 3463), e.g. '5.1.1'
+    bounce_recipients: tuple = ()  # an NDR: the addresses the e-mail did not reach
 
     @property
     def date(self):
@@ -144,7 +152,7 @@ def map_message(item, folder):
     if body_html and _text(body.get('contentType')).lower() == 'text':
         body_html = text_to_html(body_html)
     attachments, skipped = _attachments(item.get('attachments'))
-    return OutlookItem(
+    message = OutlookItem(
         graph_id=_text(item['id']),
         folder=folder,
         internet_message_id=_text(item.get('internetMessageId'))[:998],
@@ -167,6 +175,7 @@ def map_message(item, folder):
         attachments=attachments,
         skipped_attachments=skipped,
     )
+    return bounces.classify(message, headers)
 
 
 def map_messages(items, folder):
