@@ -7,7 +7,7 @@
     'description': " ",  # Non-empty string to avoid loading a README file as the module description.
     'author': "epilot",
     'license': 'LGPL-3',
-    'depends': ['mail'],
+    'depends': ['mail', 'resource'],
     'external_dependencies': {
         'python': ['msal', 'cryptography', 'requests'],
     },

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Count the Odoo suite's tests without Odoo: methods named ``test*`` in the classes of ``test_*.py`` files.
 
-Usage: count_odoo_tests.py [TESTS_DIR]   (default: epilot_outlook/tests). Prints one number.
+Usage: count_odoo_tests.py [TESTS_DIR]   (default: the tests of epilot_outlook and its bridges,
+epilot_outlook_*/tests). Prints one number.
 A test inherited by several classes is counted once; Odoo may run it more often.
 """
 import ast
@@ -21,5 +22,6 @@ def count(tests_dir: pathlib.Path) -> int:
 
 
 if __name__ == "__main__":
-    default = pathlib.Path(__file__).resolve().parent.parent / "epilot_outlook" / "tests"
-    print(count(pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else default))
+    root = pathlib.Path(__file__).resolve().parent.parent
+    dirs = [pathlib.Path(sys.argv[1])] if len(sys.argv) > 1 else sorted(root.glob("epilot_outlook*/tests"))
+    print(sum(count(tests_dir) for tests_dir in dirs))

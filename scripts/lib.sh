@@ -14,6 +14,11 @@ VAR="$ROOT/var"
 ODOO_DEFAULT=/opt/odoo19
 ODOO_REPO=https://github.com/odoo/odoo.git
 MODULE=epilot_outlook
+# The module and its bridges to other Odoo apps (epilot_outlook_<app>/, auto-installed with their app): installed,
+# upgraded and tested together, comma-separated.
+MODULES=$(cd "$ROOT" && for manifest in "$MODULE"/__manifest__.py "$MODULE"_*/__manifest__.py; do
+    [ -f "$manifest" ] && printf '%s,' "${manifest%/__manifest__.py}"; done | sed 's/,$//')
+MODULES=${MODULES:-$MODULE}
 DB_USER=$(id -un)
 export DEBIAN_FRONTEND=noninteractive PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 mkdir -p "$VAR"
@@ -164,20 +169,24 @@ read_or_make_key() {
     cat "$1"
 }
 
-# Content hash of the module's files that an upgrade (-u) would see (its tests need none).
+# Content hash of the modules' files that an upgrade (-u) would see (their tests need none).
 module_hash() {
-    (cd "$ROOT" && find "$MODULE" -path "$MODULE/tests" -prune -o -type f ! -name '*.pyc' -print0 | sort -z |
+    (cd "$ROOT" && for module in ${MODULES//,/ }; do
+        find "$module" -path "$module/tests" -prune -o -type f ! -name '*.pyc' -print0; done | sort -z |
         xargs -0 sha1sum) | sha
 }
 
-# The module's manifest dependencies, comma-separated ("" when there is no manifest).
+# The Odoo modules ours depend on (their manifests' depends, ours left out), comma-separated; "" when the main
+# module has no manifest.
 module_depends() {
-    "$VENV/bin/python" - "$ROOT/$MODULE/__manifest__.py" <<'PY'
-import ast, sys
-try:
-    manifest = ast.literal_eval(open(sys.argv[1]).read())
-except FileNotFoundError:
-    sys.exit(0)
-print(",".join(manifest.get("depends", ["base"])))
+    [ -f "$ROOT/$MODULE/__manifest__.py" ] || return 0
+    "$VENV/bin/python" - "$ROOT" ${MODULES//,/ } <<'PY'
+import ast, pathlib, sys
+root, ours = pathlib.Path(sys.argv[1]), sys.argv[2:]
+depends = []
+for module in ours:
+    manifest = ast.literal_eval((root / module / "__manifest__.py").read_text())
+    depends += [name for name in manifest.get("depends", ["base"]) if name not in ours and name not in depends]
+print(",".join(depends))
 PY
 }

@@ -46,16 +46,21 @@ state=""
 db_exists "$DB" && state=$(psql -d "$DB" -tAc "select state from ir_module_module where name='$MODULE'" 2>/dev/null || true)
 hash=$(module_hash)
 if [ "$state" != installed ]; then
-    say "installing $MODULE into $DB${state:+ (module state: $state)} (log: $LOGS/demo-install.log)"
+    say "installing $MODULES into $DB${state:+ (module state: $state)} (log: $LOGS/demo-install.log)"
     : > "$LOGS/demo-install.log"
-    odoo_bin -c "$CONF" -i "$MODULE" --stop-after-init --no-http --logfile "$LOGS/demo-install.log" \
+    odoo_bin -c "$CONF" -i "$MODULES" --stop-after-init --no-http --logfile "$LOGS/demo-install.log" \
         2>>"$LOGS/demo-install.log" || die "install failed; see $LOGS/demo-install.log"
     echo "$hash" > "$VAR/demo-module.hash"
     rm -f "$VAR/demo-configure.hash"   # a new database: point its connection at the sandbox again
 elif [ "$(cat "$VAR/demo-module.hash" 2>/dev/null)" != "$hash" ]; then
-    say "module files changed: upgrading $MODULE in $DB (log: $LOGS/demo-upgrade.log)"
+    say "module files changed: upgrading $MODULES in $DB (log: $LOGS/demo-upgrade.log)"
     : > "$LOGS/demo-upgrade.log"
-    odoo_bin -c "$CONF" -u "$MODULE" --stop-after-init --no-http --logfile "$LOGS/demo-upgrade.log" \
+    # A bridge added since the database was made is installed now (-u skips modules that are not installed).
+    missing=$(for module in ${MODULES//,/ }; do
+        [ "$(psql -d "$DB" -tAc "select state from ir_module_module where name='$module'")" = installed ] ||
+            printf '%s,' "$module"; done | sed 's/,$//')
+    odoo_bin -c "$CONF" -u "$MODULES" ${missing:+-i "$missing"} --stop-after-init --no-http \
+        --logfile "$LOGS/demo-upgrade.log" \
         2>>"$LOGS/demo-upgrade.log" || die "upgrade failed; see $LOGS/demo-upgrade.log"
     echo "$hash" > "$VAR/demo-module.hash"
 fi

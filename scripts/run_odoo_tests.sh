@@ -90,18 +90,18 @@ createdb -T "$tmpl" "$db"
 
 # ---------------------------------------------------------------------------------------------- 3. tests
 port=$(free_port)
-tags=${ODOO_TEST_TAGS:-/$MODULE}
+tags=${ODOO_TEST_TAGS:-$(printf '/%s,' ${MODULES//,/ } | sed 's/,$//')}
 tests_log="$LOGS/odoo-tests${ODOO_TEST_TAGS:+-$$}.log"
-say "Odoo suite: odoo-bin -d $db -i $MODULE --test-tags $tags --http-port $port (log: $tests_log)"
+say "Odoo suite: odoo-bin -d $db -i $MODULES --test-tags $tags --http-port $port (log: $tests_log)"
 status=0
-odoo_checked "$tests_log" tests -c "$CONF" -d "$db" --db-filter="^$db\$" -i "$MODULE" \
+odoo_checked "$tests_log" tests -c "$CONF" -d "$db" --db-filter="^$db\$" -i "$MODULES" \
     --test-tags "$tags" --stop-after-init --http-port "$port"
 [ -z "${ODOO_TEST_TAGS:-}" ] || exit $status
 
 # ---------------------------------------------------------------------------------------------- 4. upgrade
 if [ "$(psql -d "$db" -tAc "select state from ir_module_module where name='$MODULE'")" = installed ]; then
-    say "upgrade check: odoo-bin -d $db -u $MODULE (log: $LOGS/odoo-upgrade.log)"
-    odoo_checked "$LOGS/odoo-upgrade.log" upgrade -c "$CONF" -d "$db" -u "$MODULE" --stop-after-init --no-http
+    say "upgrade check: odoo-bin -d $db -u $MODULES (log: $LOGS/odoo-upgrade.log)"
+    odoo_checked "$LOGS/odoo-upgrade.log" upgrade -c "$CONF" -d "$db" -u "$MODULES" --stop-after-init --no-http
 else
     echo "upgrade check: skipped, $MODULE is not installed in $db"
 fi
