@@ -48,6 +48,8 @@ Control routes (JSON, no auth; for tests, demos and benchmarks):
                                   subject, body, internetMessageId, inReplyTo, route, clientId, sentCopy...]}
     DELETE /control/mail/sent    forget them.
     GET  /control/mail/counts    -> {"mailboxes": {upn: requests}, "apps": {client_id: requests}}
+    POST /control/mail/bounce, /control/mail/auto-reply: NDRs and automatic replies (mail_bounce.py; mail sent
+                                  to a ``.invalid`` domain bounces by itself).
     POST /control/mail/delta/expire {"mode": "syncStateNotFound" | "410", "mailbox"?}
                                   every delta link issued so far (for that mailbox, or all) fails next time:
                                   400 syncStateNotFound, or 410 Gone + Location (a fresh delta URL).
@@ -81,7 +83,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 
-from . import batch, mail_delta, mail_drafts, mail_send
+from . import batch, mail_bounce, mail_delta, mail_drafts, mail_send
 from .auth import GraphDenied, resolve_mailbox
 from .errors import graph_error
 from .mail_paging import (Filter, Prefer, action_parameters, bad_request, json_body, link, parse_expand,
@@ -470,7 +472,7 @@ def routes(state: SandboxState) -> list:
     graph.extend(batch.routes(state))
     graph.append(Route("/v1.0/{rest:path}", unknown_resource,
                        methods=["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD", "OPTIONS"]))
-    return graph + control_routes(state)
+    return graph + control_routes(state) + mail_bounce.control_routes(state)
 
 
 async def unknown_resource(request: Request) -> Response:

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from . import mail_bounce
 from .auth import GraphDenied, resolve_mailbox
 from .errors import graph_error
 from .mail_paging import Prefer, action_parameters, bad_request
@@ -108,6 +109,8 @@ def record_and_deliver(state: SandboxState, token, msg: Message, route: str, cop
         "attachments": [a.name for a in msg.attachments],
         "sentCopy": {"mailbox": state.users[msg.mailbox_id].upn, "id": msg.id,
                      "immutableId": msg.immutable_id} if copy_saved else None})
+    # Refused recipients: Exchange's NDR comes back into the sending mailbox (mail_bounce.py).
+    mail_bounce.bounce_sent(state, msg)
     if not state.settings.get("deliver_internal", True):
         return
     for rcpt in msg.to + msg.cc + msg.bcc:

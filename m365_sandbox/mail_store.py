@@ -243,12 +243,13 @@ def resolve_mailbox_ref(state: SandboxState, ref: str) -> User:
 
 def deliver_inbound(state: SandboxState, mailbox_ref: str, *, from_addr, subject: str, body_html: str,
                     to=None, cc=None, attachments=None, in_reply_to: str | None = None,
-                    received: dt.datetime | None = None, internet_message_id: str | None = None) -> Message:
+                    received: dt.datetime | None = None, internet_message_id: str | None = None,
+                    headers: list | None = None) -> Message:
     """Deliver a message from outside into ``mailbox_ref``'s Inbox (logs a delta change, notifies).
 
     ``attachments``: :class:`Attachment` objects or dicts ``{name, content_type, content (bytes or str),
     is_inline?, content_id?}``. ``in_reply_to``: the parent's internet message id; the message joins the parent's
-    conversation when the sandbox knows it.
+    conversation when the sandbox knows it. ``headers``: more ``internetMessageHeaders`` (``[{name, value}]``).
     """
     with state.lock:
         mailbox = resolve_mailbox_ref(state, mailbox_ref)
@@ -271,7 +272,7 @@ def deliver_inbound(state: SandboxState, mailbox_ref: str, *, from_addr, subject
             attachments=[make_attachment(a, now) for a in (attachments or [])],
             change_key=new_change_key(), conversation_index=conversation_index(conv_id, len(refs)),
         )
-        msg.internet_headers = default_headers(msg)
+        msg.internet_headers = default_headers(msg) + list(headers or [])
         add_message(state, msg, notify_change=False)
     notify(state, msg, "created")
     return msg
