@@ -25,6 +25,7 @@
         'views/epilot_outlook_templates.xml',
         'views/epilot_outlook_erase_wizard_views.xml',
         'views/ir_mail_server_views.xml',
+        'views/res_partner_views.xml',
     ],
     'assets': {
         'web.assets_backend': [

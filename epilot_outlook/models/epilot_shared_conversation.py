@@ -59,6 +59,8 @@ class EpilotSharedConversation(models.Model):
     )
     partner_id = fields.Many2one(string="Correspondent", comodel_name='res.partner', index='btree_not_null')
     correspondent_email = fields.Char(string="Correspondent Email", index='trigram')
+    # The name the correspondent gave in their e-mail: who the customer is, also without a contact (issue 19).
+    correspondent_name = fields.Char(string="Correspondent Name", readonly=True)
     user_id = fields.Many2one(
         string="Assigned To",
         comodel_name='res.users',
@@ -153,6 +155,11 @@ class EpilotSharedConversation(models.Model):
                 super(EpilotSharedConversation, new).write({'state': 'open'})
         return super().write(vals)
 
+    @api.model
+    def _outlook_agent_writable_fields(self):
+        """ The fields agents may write (``AGENT_WRITABLE_FIELDS``); the bridges to other apps add their links. """
+        return AGENT_WRITABLE_FIELDS
+
     def _outlook_check_write(self, vals):
         """ Agents write a conversation's work fields only (``AGENT_WRITABLE_FIELDS``): moving it to another
         inbox, or rewriting what sync keeps, is for email settings editors. An assignee must be able to read it.
@@ -162,7 +169,7 @@ class EpilotSharedConversation(models.Model):
         if self.env.su:
             return
         editor = self.env.user.has_group('epilot_outlook.group_email_setting_edit')
-        if not editor and (refused := sorted(set(vals) - AGENT_WRITABLE_FIELDS)):
+        if not editor and (refused := sorted(set(vals) - self._outlook_agent_writable_fields())):
             raise AccessError(self.env._(
                 "Only email settings editors can change %(fields)s of a shared inbox's conversation.",
                 fields=', '.join(self._fields[name].get_description(self.env)['string'] if name in self._fields
@@ -455,6 +462,7 @@ class EpilotSharedConversation(models.Model):
                     'graph_conversation_id': key if kind == 'graph' else False,
                     'thread_key': key if kind == 'key' else False,
                     'correspondent_email': correspondent.address if correspondent else False,
+                    'correspondent_name': correspondent.name or False if correspondent else False,
                     'partner_id': partners[correspondent.address].id
                     if correspondent and correspondent.address in partners else False,
                 })

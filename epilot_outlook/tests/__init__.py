@@ -32,3 +32,4 @@ from . import test_connection_ca_bundle
 from . import test_webhook_limits
 from . import test_backstops
 from . import test_freshness
+from . import test_customer_links

@@ -37,7 +37,9 @@ MATRIX = {
                     'unlink': EDITORS},
     # `post_customer_email`: an e-mail in the customer's name, which only Outlook brings (test_synced_mail_readonly.py)
     'conversation': {**dict.fromkeys(READS, MEMBERS), 'write': MEMBERS, 'write_inbox': EDITORS,
-                     'unlink': EDITORS, 'post_customer_email': EDITORS},
+                     'unlink': EDITORS, 'post_customer_email': EDITORS,
+                     # the customer made a contact (test_customer_links.py), by members without Odoo's right to
+                     'create_contact': MEMBERS},
     # Odoo lets only administrators export messages (mail.message.export_data).
     'email': {**dict.fromkeys(READS, MEMBERS), 'export_data': ADMIN, 'write': EDITORS, 'unlink': EDITORS},
     'reply': {**dict.fromkeys(READS, MEMBERS), 'export_data': ADMIN, 'write': EDITORS, 'unlink': EDITORS},
@@ -217,6 +219,8 @@ class TestAccessMatrix(InboxImportMixin, HttpCase, EpilotOutlookCommon):
         elif operation == 'post_customer_email':
             record.message_post(body="I agree to pay 10,000 EUR.", message_type='email',
                                 email_from=CUSTOMER.formatted())
+        elif operation == 'create_contact':
+            record.action_outlook_create_contact()
         elif operation == 'cancel_backfill':
             record.action_outlook_cancel_backfill()
         elif operation == 'reconcile':
