@@ -7,7 +7,9 @@
     'author': "epilot",
     'license': 'LGPL-3',
     'depends': ['epilot_outlook', 'project'],
-    'data': [],
+    'data': [
+        'views/epilot_outlook_project_views.xml',
+    ],
     'auto_install': True,
     'installable': True,
 }

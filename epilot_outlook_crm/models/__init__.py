@@ -1,0 +1,2 @@
+from . import crm_lead
+from . import epilot_shared_conversation
