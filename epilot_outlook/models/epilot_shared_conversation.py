@@ -157,8 +157,11 @@ class EpilotSharedConversation(models.Model):
 
     @api.model
     def _outlook_agent_writable_fields(self):
-        """ The fields agents may write (``AGENT_WRITABLE_FIELDS``); the bridges to other apps add their links. """
-        return AGENT_WRITABLE_FIELDS
+        """ The fields agents may write: ``AGENT_WRITABLE_FIELDS``, and the links the bridges to other apps add
+        (a many2one to a record conversations can be about, ``epilot.conversation.linked.mixin``). """
+        return AGENT_WRITABLE_FIELDS | {
+            name for name, field in self._fields.items() if field.type == 'many2one'
+            and getattr(self.env[field.comodel_name], '_epilot_conversation_link', None) == name}
 
     def _outlook_check_write(self, vals):
         """ Agents write a conversation's work fields only (``AGENT_WRITABLE_FIELDS``): moving it to another

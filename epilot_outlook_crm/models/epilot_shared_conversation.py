@@ -1,4 +1,4 @@
-from odoo import api, fields, models
+from odoo import fields, models
 
 
 class EpilotSharedConversation(models.Model):
@@ -8,11 +8,6 @@ class EpilotSharedConversation(models.Model):
     lead_id = fields.Many2one(
         string="Lead/Opportunity", comodel_name='crm.lead', index='btree_not_null', tracking=True,
         ondelete='set null', groups='sales_team.group_sale_salesman')
-
-    @api.model
-    def _outlook_agent_writable_fields(self):
-        """ Override of `epilot_outlook`: agents link their conversations to leads. """
-        return super()._outlook_agent_writable_fields() | {'lead_id'}
 
     def action_outlook_create_lead(self):
         """ Create the lead (or opportunity, as the salesperson's CRM settings say) this conversation is about,

@@ -1,4 +1,4 @@
-from odoo import api, fields, models
+from odoo import fields, models
 
 
 class EpilotSharedConversation(models.Model):
@@ -8,11 +8,6 @@ class EpilotSharedConversation(models.Model):
     task_id = fields.Many2one(
         string="Task", comodel_name='project.task', index='btree_not_null', tracking=True,
         ondelete='set null', groups='project.group_project_user')
-
-    @api.model
-    def _outlook_agent_writable_fields(self):
-        """ Override of `epilot_outlook`: agents link their conversations to tasks. """
-        return super()._outlook_agent_writable_fields() | {'task_id'}
 
     def action_outlook_create_task(self):
         """ Create the task this conversation is about, in the inbox's project for tasks (else a private task
