@@ -20,6 +20,7 @@ from . import epilot_outlook_oauth_attempt
 from . import epilot_outlook_message_state
 from . import ir_ui_menu
 from . import res_partner
+from . import res_users
 from . import epilot_outlook_outbox
 from . import ir_mail_server
 from . import mail_mail

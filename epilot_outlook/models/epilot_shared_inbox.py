@@ -93,6 +93,7 @@ class EpilotSharedInbox(models.Model):
     def create(self, vals_list):
         inboxes = super().create(vals_list)
         inboxes._outlook_sync_menus()
+        inboxes.member_user_ids._outlook_land_on_conversations()
         return inboxes
 
     def write(self, vals):
@@ -103,6 +104,7 @@ class EpilotSharedInbox(models.Model):
         for inbox, before in members_before.items():
             if removed := before - inbox.member_user_ids:
                 inbox._outlook_unsubscribe(removed)
+            (inbox.member_user_ids - before)._outlook_land_on_conversations()
         return result
 
     def unlink(self):
@@ -202,7 +204,11 @@ class EpilotSharedInbox(models.Model):
     def _outlook_menu_hidden_ids(self):
         """ The inbox menus the current user must not see: those of inboxes they are not a member of. """
         inboxes_sudo = self.sudo().with_context(active_test=False).search([('menu_id', '!=', False)])
-        return inboxes_sudo.filtered(lambda inbox: self.env.user not in inbox.member_user_ids).menu_id.ids
+        hidden = inboxes_sudo.filtered(lambda inbox: self.env.user not in inbox.member_user_ids).menu_id
+        if not inboxes_sudo.filtered('active').menu_id - hidden:
+            # A member of no inbox: no empty "Inboxes" menu (Conversations says what to do next).
+            hidden |= self.env.ref('epilot_outlook.epilot_shared_inbox_menu_inboxes')
+        return hidden.ids
 
     @api.model
     def get_inbox_menu_counters(self):

@@ -2,7 +2,7 @@ from datetime import datetime, timedelta
 
 from odoo import fields
 from odoo.exceptions import AccessError
-from odoo.tests import Form, tagged
+from odoo.tests import Form, new_test_user, tagged
 
 from odoo.addons.epilot_outlook.tests.common import EpilotOutlookCommon
 
@@ -170,6 +170,38 @@ class TestConversationState(InboxImportMixin, EpilotOutlookCommon):
         menu = self.inbox_member.menu_id
         self.inbox_member.unlink()
         self.assertFalse(menu.exists())
+
+    def test_a_member_of_no_inbox_gets_no_empty_inboxes_menu(self):
+        """ issue 19: "an admin who is in no inbox gets an empty Inboxes menu" """
+        inboxes = self.env.ref('epilot_outlook.epilot_shared_inbox_menu_inboxes')
+        Menu = self.env['ir.ui.menu']
+
+        def visible(user):
+            self.env.registry.clear_cache()
+            return {menu_id for menu_id in Menu.with_user(user).load_menus(False) if isinstance(menu_id, int)}
+
+        self.assertNotIn(inboxes.id, visible(self.editor))
+        self.assertNotIn(inboxes.id, visible(self.admin))
+        self.assertIn(self.env.ref('epilot_outlook.epilot_shared_conversation_menu').id, visible(self.editor),
+                      "Conversations stays, and says what to do next")
+        self.assertIn(inboxes.id, visible(self.agent_member))
+        self.inbox.member_user_ids = [(4, self.editor.id)]
+        self.assertIn(inboxes.id, visible(self.editor))
+
+    def test_members_land_on_their_conversations_after_login(self):
+        """ issue 19: "agents land on Discuss after login" """
+        conversations = self.env.ref('epilot_outlook.epilot_shared_conversation_action')
+        discuss = self.env.ref('mail.action_discuss')
+        newcomer = new_test_user(self.env, 'eo_newcomer', groups='epilot_outlook.group_agent')
+        chooser = new_test_user(self.env, 'eo_chooser', groups='epilot_outlook.group_agent')
+        chooser.action_id = discuss.id
+        self.assertFalse(newcomer.action_id)
+        self.inbox.member_user_ids = [(4, newcomer.id), (4, chooser.id)]
+        self.assertEqual(newcomer.action_id.id, conversations.id)
+        self.assertEqual(chooser.action_id.id, discuss.id, "a home action the user chose is kept")
+        made_with = new_test_user(self.env, 'eo_founder', groups='epilot_outlook.group_agent')
+        self.env['epilot.shared.inbox'].create({'name': "Sales", 'member_user_ids': [(4, made_with.id)]})
+        self.assertEqual(made_with.action_id.id, conversations.id)
 
     def test_a_contact_made_later_is_linked_by_address(self):
         conversation = self.import_mail().conversation_id
