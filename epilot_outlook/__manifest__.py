@@ -22,6 +22,7 @@
         'views/epilot_shared_inbox_views.xml',
         'views/epilot_shared_conversation_views.xml',
         'views/epilot_outlook_menus.xml',  # After the views: the menus open their actions.
+        'views/epilot_shared_conversation_report_views.xml',   # its menu goes under the app's
         'views/epilot_outlook_templates.xml',
         'views/epilot_outlook_erase_wizard_views.xml',
         'views/ir_mail_server_views.xml',

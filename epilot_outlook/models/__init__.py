@@ -10,6 +10,8 @@ from . import epilot_outlook_connection_disconnect
 from . import epilot_outlook_connection_sync
 from . import epilot_shared_inbox
 from . import epilot_shared_conversation
+from . import epilot_shared_conversation_sla
+from . import epilot_shared_conversation_report
 from . import epilot_shared_conversation_contact
 from . import epilot_shared_conversation_link
 from . import epilot_outlook_email_address

@@ -33,3 +33,4 @@ from . import test_webhook_limits
 from . import test_backstops
 from . import test_freshness
 from . import test_customer_links
+from . import test_response_times

@@ -46,6 +46,8 @@ MATRIX = {
     'file': {**dict.fromkeys(READS, MEMBERS), 'write': EDITORS, 'unlink': EDITORS, 'create': MEMBERS},
     'sync_record': {**dict.fromkeys(READS, EDITORS), 'write': NOBODY, 'unlink': NOBODY},
     'erase_wizard': {'create': EDITORS, 'erase': EDITORS},
+    # The response-time report's row of `conversation` (a SQL view): read as the conversation, written by nobody.
+    'report': {**dict.fromkeys(READS, MEMBERS), 'write': NOBODY, 'unlink': NOBODY},
 }
 
 # The same over HTTP, as the web client calls it: (door, target) -> the roles allowed. Not logged in, `public`
@@ -76,6 +78,7 @@ SPECS = {
     'reply': (['subject', 'body', 'author_id'], 'message_type', {'body': Markup('<p>Forged</p>')}),
     'file': (['name', 'mimetype'], 'mimetype', {'name': 'forged.png'}),
     'sync_record': (['subject', 'folder', 'graph_id'], 'folder', {'is_read': True}),
+    'report': (['name', 'first_response_hours', 'inbox_id'], 'inbox_id', {'name': "Forged"}),
 }
 
 # A picture sent by the customer: /web/image serves it as stored to those who may read it.
@@ -153,6 +156,7 @@ class TestAccessMatrix(InboxImportMixin, HttpCase, EpilotOutlookCommon):
             'mail_server': self.mail_server, 'inbox': self.inbox, 'other_inbox': self.inbox_member,
             'conversation': self.conversation, 'email': self.email, 'reply': self.reply, 'file': self.file,
             'sync_record': self.sync_record,
+            'report': self.env['epilot.shared.conversation.report'].browse(self.conversation.id),
         }[target]
 
     def _write_values(self, target, operation):
