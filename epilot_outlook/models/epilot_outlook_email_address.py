@@ -14,6 +14,7 @@ from ..outlook_core.errors import ConnectionUnusable, Forbidden, NotFound, Outlo
 from ..outlook_core.mailbox import MailboxReader
 from ..outlook_core.mapping import FOLDERS
 from ..tools.explain import explain
+from ..tools.user_errors import TitledUserError
 
 _logger = logging.getLogger(__name__)
 
@@ -408,17 +409,21 @@ class EpilotOutlookEmailAddress(models.Model):
         try:
             probe = connection._outlook_call_graph(lambda client: MailboxReader(client, self.email).probe())
         except Forbidden as error:
-            raise UserError(self.env._(
+            # The account Odoo signed in as, else the one it is set up for: the command is then ready to paste.
+            account = email_normalize(connection._outlook_connected_account() or '') or connection.service_account
+            raise TitledUserError(self.env._(
                 "The service account cannot open %(mailbox)s (Microsoft answered: %(code)s). In Exchange, give "
                 "the service account Full Access to the shared mailbox, for example in PowerShell:\n"
-                "Add-MailboxPermission -Identity %(mailbox)s -User <service account> -AccessRights FullAccess "
+                "Add-MailboxPermission -Identity %(mailbox)s -User %(account)s -AccessRights FullAccess "
                 "-InheritanceType All -AutoMapping $false\nChanges can take up to an hour to apply.",
-                mailbox=self.email, code=error.code or error.status)) from None
+                mailbox=self.email, code=error.code or error.status,
+                account=account or self.env._("<service account>")),
+                self.env._("Odoo may not open this mailbox")) from None
         except NotFound as error:
-            raise UserError(self.env._(
+            raise TitledUserError(self.env._(
                 "Microsoft 365 has no mailbox %(mailbox)s that Odoo can reach in this tenant (%(code)s): check the "
                 "address. A mailbox that is inactive, soft-deleted or hosted on-premises cannot be synced.",
-                mailbox=self.email, code=error.code or error.status)) from None
+                mailbox=self.email, code=error.code or error.status), self.env._("No such mailbox")) from None
         except OutlookError as error:
             raise UserError(explain(self.env, error)) from None
 

@@ -6,6 +6,7 @@ import requests
 
 from odoo import fields
 from odoo.exceptions import UserError
+from odoo.http import serialize_exception
 from odoo.tests import tagged
 
 from ..models import epilot_outlook_backfill as backfill_module
@@ -57,6 +58,11 @@ class TestAddAddress(OutlookMailSyncCase):
             self.add_address(HR)
         self.assertIn("Full Access", str(caught.exception))
         self.assertIn("Add-MailboxPermission", str(caught.exception))
+        # the command names the account the connection signed in as, ready to paste; the dialog says what happened
+        self.assertIn("-User svc-helpdesk@contoso.onmicrosoft.com ", str(caught.exception))
+        self.assertNotIn("<service account>", str(caught.exception))
+        self.assertEqual(serialize_exception(caught.exception)['context'], {
+            'exception_class': 'epilot_outlook.titled_user_error', 'title': "Odoo may not open this mailbox"})
         self.assertFalse(self.env['epilot.outlook.email.address'].search([('email', '=', HR)]))
         self.assertEqual(self.env['epilot.shared.inbox'].search_count([]), inboxes_before)
 
@@ -64,6 +70,7 @@ class TestAddAddress(OutlookMailSyncCase):
         with self.assertRaises(UserError) as caught:
             self.add_address('nobody-here@contoso.onmicrosoft.com')
         self.assertIn("no mailbox", str(caught.exception))
+        self.assertEqual(serialize_exception(caught.exception)['context']['title'], "No such mailbox")
         self.assertFalse(self.env['epilot.outlook.email.address'].search(
             [('email', '=', 'nobody-here@contoso.onmicrosoft.com')]))
 
