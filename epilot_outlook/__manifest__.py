@@ -21,6 +21,7 @@
         'views/epilot_outlook_email_address_views.xml',
         'views/epilot_shared_inbox_views.xml',
         'views/epilot_shared_conversation_views.xml',
+        'views/epilot_shared_conversation_presence_views.xml',
         'views/epilot_outlook_menus.xml',  # After the views: the menus open their actions.
         'views/epilot_shared_conversation_report_views.xml',   # its menu goes under the app's
         'views/epilot_outlook_templates.xml',

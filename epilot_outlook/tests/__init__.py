@@ -34,3 +34,4 @@ from . import test_backstops
 from . import test_freshness
 from . import test_customer_links
 from . import test_response_times
+from . import test_conversation_presence

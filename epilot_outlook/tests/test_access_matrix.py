@@ -50,6 +50,10 @@ MATRIX = {
     'report': {**dict.fromkeys(READS, MEMBERS), 'write': NOBODY, 'unlink': NOBODY},
 }
 
+# No double answers (test_conversation_presence.py): announcing one's presence on a conversation and asking whether
+# someone replied since, for members of its inbox and editors.
+MATRIX['conversation'].update(announce_presence=MEMBERS, reply_conflict=MEMBERS)
+
 # The same over HTTP, as the web client calls it: (door, target) -> the roles allowed. Not logged in, `public`
 # gets nothing anywhere.
 HTTP_MATRIX = {
@@ -225,6 +229,10 @@ class TestAccessMatrix(InboxImportMixin, HttpCase, EpilotOutlookCommon):
                                 email_from=CUSTOMER.formatted())
         elif operation == 'create_contact':
             record.action_outlook_create_contact()
+        elif operation == 'announce_presence':
+            self.assertIn('seen_message_id', record.outlook_announce_presence('viewing', hello=True))
+        elif operation == 'reply_conflict':
+            record.outlook_reply_conflict(0)
         elif operation == 'cancel_backfill':
             record.action_outlook_cancel_backfill()
         elif operation == 'reconcile':

@@ -1,0 +1,63 @@
+import { registry } from "@web/core/registry";
+
+/**
+ * No double answers: Bob opened the conversation before Ann's reply went out; his reply asks first. "Don't send"
+ * keeps his text in the composer; "Send anyway" sends it. The data is made by the Python test that runs this tour.
+ * @see epilot_outlook/tests/test_conversation_presence.py
+ */
+registry.category("web_tour.tours").add("epilot_outlook_reply_conflict_tour", {
+    steps: () => [
+        {
+            content: "The conversation is open and its presence known",
+            trigger: ".o_epilot_presence_root[data-seen]:not(:visible)",
+        },
+        {
+            content: "Reply from the chatter",
+            trigger: ".o-mail-Chatter-sendMessage",
+            run: "click",
+        },
+        {
+            content: "Write the reply",
+            trigger: ".o-mail-Composer-input",
+            run: "edit Your meter reading is booked.",
+        },
+        {
+            content: "Send",
+            trigger: ".o-mail-Composer-send:enabled",
+            run: "click",
+        },
+        {
+            content: "Odoo asks first: Ann replied since",
+            trigger: ".modal:contains(Someone already replied) .modal-body:contains(Ann Agent replied)",
+        },
+        {
+            content: "Don't send",
+            trigger: ".modal-footer button.btn-secondary", // "Don't send" (an apostrophe defeats :contains)
+            run: "click",
+        },
+        {
+            content: "The reply is still in the composer",
+            trigger: "body:not(:has(.modal))",
+            run() {
+                const input = document.querySelector(".o-mail-Composer-input");
+                if (!input || !input.value.includes("Your meter reading is booked.")) {
+                    throw new Error(`The composer lost the reply (got: ${input?.value})`);
+                }
+            },
+        },
+        {
+            content: "Send again",
+            trigger: ".o-mail-Composer-send:enabled",
+            run: "click",
+        },
+        {
+            content: "Send anyway",
+            trigger: ".modal-footer button:contains(Send anyway)",
+            run: "click",
+        },
+        {
+            content: "The reply is in the conversation",
+            trigger: ".o-mail-Message:contains(Your meter reading is booked.)",
+        },
+    ],
+});
