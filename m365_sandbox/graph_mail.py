@@ -86,8 +86,8 @@ from starlette.routing import Match, Route
 from . import batch, mail_bounce, mail_delta, mail_drafts, mail_send
 from .auth import GraphDenied, resolve_mailbox
 from .errors import graph_error
-from .mail_paging import (Filter, Prefer, action_parameters, bad_request, json_body, link, parse_expand,
-                          parse_orderby, parse_select, parse_top, query_once, sign, unsign)
+from .mail_paging import (Filter, Prefer, action_parameters, bad_request, control_json, json_body, link,
+                          parse_expand, parse_orderby, parse_select, parse_top, query_once, sign, unsign)
 from .mail_store import (PROP_BY_LOWER, RenderContext, address, delete_message, deliver_inbound, deliver_many,
                          find_message, folder_counts, make_attachment, message_mime, move_message,
                          render_attachment, render_message, sorted_messages, update_message, version, well_known)
@@ -540,13 +540,6 @@ def apply_patch(state: SandboxState, msg, changes: dict) -> list[str]:
 # ------------------------------------------------------------------------------------------------------
 
 def control_routes(state: SandboxState) -> list:
-    async def body_of(request: Request) -> dict:
-        try:
-            data = await request.json()
-        except ValueError:
-            data = None
-        return data if isinstance(data, dict) else {}
-
     def control_error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
 
@@ -557,7 +550,7 @@ def control_routes(state: SandboxState) -> list:
         return msg
 
     async def deliver(request: Request):
-        data = await body_of(request)
+        data = await control_json(request)
         attachments = [{"name": a["name"], "content_type": a.get("content_type", "application/octet-stream"),
                         "content": base64.b64decode(a.get("content_b64", "")), "is_inline": a.get("is_inline"),
                         "content_id": a.get("content_id")} for a in data.get("attachments") or []]
@@ -573,7 +566,7 @@ def control_routes(state: SandboxState) -> list:
                              "conversationId": msg.conversation_id}, status_code=201)
 
     async def deliver_to_many(request: Request):
-        data = await body_of(request)
+        data = await control_json(request)
         mailboxes = data.get("mailboxes")
         if not mailboxes or not isinstance(mailboxes, list) or not data.get("from"):
             return control_error(400, "give mailboxes (a list of ids or UPNs) and from")
@@ -592,7 +585,7 @@ def control_routes(state: SandboxState) -> list:
                              "seconds": round(seconds, 4)}, status_code=201)
 
     async def generate(request: Request):
-        data = await body_of(request)
+        data = await control_json(request)
         started = time.perf_counter()
         try:
             count = generate_mail(state, data["mailbox"], int(data.get("count", 100)),
@@ -603,7 +596,7 @@ def control_routes(state: SandboxState) -> list:
         return JSONResponse({"generated": count, "seconds": round(time.perf_counter() - started, 3)})
 
     async def move(request: Request):
-        data = await body_of(request)
+        data = await control_json(request)
         msg = message_by_any_id(data.get("id", ""))
         if msg is None:
             return control_error(404, "unknown message")
@@ -614,7 +607,7 @@ def control_routes(state: SandboxState) -> list:
         return JSONResponse({"id": msg.id, "immutable_id": msg.immutable_id, "folder_id": msg.folder_id})
 
     async def remove(request: Request):
-        data = await body_of(request)
+        data = await control_json(request)
         msg = message_by_any_id(data.get("id", ""))
         if msg is None:
             return control_error(404, "unknown message")
@@ -632,7 +625,7 @@ def control_routes(state: SandboxState) -> list:
         return JSONResponse({"mailboxes": dict(data["mailboxes"]), "apps": dict(data["apps"])})
 
     async def expire(request: Request):
-        data = await body_of(request)
+        data = await control_json(request)
         mode = data.get("mode", "syncStateNotFound")
         if mode not in ("syncStateNotFound", "410"):
             return control_error(400, "mode must be syncStateNotFound or 410")

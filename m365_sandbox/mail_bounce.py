@@ -1,4 +1,4 @@
-"""Non-delivery reports and automatic replies as Exchange Online puts them in a mailbox (docs/microsoft-graph.md §3.6).
+"""Non-delivery reports and automatic replies as Exchange Online puts them in a mailbox (microsoft-graph.md §3.3.1).
 
 **Bounces.** Mail sent through Graph (``sendMail``, ``reply``…, a sent draft) to an address the sandbox refuses
 comes back as one NDR per sent message, delivered into the Inbox of the mailbox it was sent as (the ``From``):
@@ -35,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from .mail_paging import control_json
 from .mail_store import deliver_inbound, message_mime
 from .state import Message, SandboxState, new_guid
 
@@ -139,15 +140,8 @@ def _ndr_body(msg: Message, failures: list) -> str:
 
 
 def control_routes(state: SandboxState) -> list:
-    async def body_of(request: Request) -> dict:
-        try:
-            data = await request.json()
-        except ValueError:
-            data = None
-        return data if isinstance(data, dict) else {}
-
     async def bounce(request: Request):
-        data = await body_of(request)
+        data = await control_json(request)
         ref, message_id = data.get("id"), data.get("internetMessageId")
         with state.lock:
             msg = state.messages.get(ref) if ref else None
@@ -166,7 +160,7 @@ def control_routes(state: SandboxState) -> list:
                              "mailbox": state.users[report.mailbox_id].upn}, status_code=201)
 
     async def auto_reply(request: Request):
-        data = await body_of(request)
+        data = await control_json(request)
         try:
             msg = deliver_auto_reply(state, data["mailbox"], data["from"], in_reply_to=data.get("in_reply_to"),
                                      subject=data.get("subject"), body_html=data.get("body_html"),

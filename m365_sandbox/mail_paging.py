@@ -67,6 +67,15 @@ def json_body(raw: bytes) -> dict:
     return data
 
 
+async def control_json(request) -> dict:
+    """A control route's JSON object body; anything else reads as ``{}`` (the route says what is missing)."""
+    try:
+        data = await request.json()
+    except ValueError:
+        data = None
+    return data if isinstance(data, dict) else {}
+
+
 def action_parameters(raw: bytes, action: str, declared: tuple[str, ...]) -> dict:
     """The parameters of a POST to the OData action ``action`` (``sendMail``, ``reply``, ``move``, …), under the
     ``declared`` spelling whatever the letter case they came in, as Graph takes them: learn.microsoft.com writes

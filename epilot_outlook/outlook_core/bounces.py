@@ -1,10 +1,10 @@
-"""Mail no person wrote: non-delivery reports (NDRs) and automatic replies (docs/microsoft-graph.md §3.6).
+"""Mail no person wrote: non-delivery reports (NDRs) and automatic replies (docs/microsoft-graph.md §3.3.1).
 
 Pure functions over what Graph gives for a message: its ``internetMessageHeaders`` (``$select`` only), sender,
 subject and body. They set the item's ``kind`` and, for an NDR, which e-mail bounced, for whom and why, as codes
 (:data:`REASONS`); the Odoo layer words them. Nothing here raises on content.
 
-What is relied on (§3.6):
+What is relied on (§3.3.1):
 
 * an Exchange Online NDR carries the header ``X-MS-Exchange-Message-Is-Ndr`` (empty value), comes from
   ``MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@<tenant domain>`` ("Microsoft Outlook"), and names the
@@ -32,7 +32,7 @@ _REASON_BY_CODE = (
     (('4', '7'), 'expired'),
     (('7', None), 'rejected'),
 )
-# Exchange Online's system sender of NDRs, in every tenant (§3.6).
+# Exchange Online's system sender of NDRs, in every tenant (§3.3.1).
 EXCHANGE_NDR_SENDER = 'microsoftexchange329e71ec88ae4615bbc36ab6ce41109e'
 _DSN_SENDERS = ('mailer-daemon', 'postmaster', EXCHANGE_NDR_SENDER)
 _AUTO_REPLY_SUBJECT_RE = re.compile(r'^\s*(automatic reply|automatische antwort|réponse automatique)\s*:',

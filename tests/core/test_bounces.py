@@ -1,4 +1,4 @@
-"""bounces.py through map_message: NDRs and automatic replies as Graph shows them (docs/microsoft-graph.md §3.6).
+"""bounces.py through map_message: NDRs and automatic replies as Graph shows them (docs/microsoft-graph.md §3.3.1).
 
 The NDR below follows one Exchange Online put into a mailbox (headers and text of a real report, names changed):
 ``X-MS-Exchange-Message-Is-Ndr``, In-Reply-To/References naming the bounced e-mail, "Status code: 550 …" and the

@@ -1,4 +1,4 @@
-"""NDRs and automatic replies as Exchange Online puts them in a mailbox (docs/microsoft-graph.md §3.6; mail_bounce.py).
+"""NDRs and automatic replies as Exchange Online puts them in a mailbox (microsoft-graph.md §3.3.1; mail_bounce.py).
 
 Each is read back through Graph as the addon reads it (``$select`` with ``internetMessageHeaders``) and mapped by
 the plain layer, so the sandbox and the addon's reading of Microsoft's behaviour are checked against each other.
