@@ -16,6 +16,8 @@
         'security/ir.model.access.csv',
 
         'data/ir_cron_data.xml',
+        'data/epilot_outlook_triage_data.xml',
+        'security/epilot_outlook_triage_security.xml',
 
         'views/epilot_outlook_connection_views.xml',
         'views/epilot_outlook_email_address_views.xml',
@@ -28,6 +30,7 @@
         'views/epilot_outlook_erase_wizard_views.xml',
         'views/ir_mail_server_views.xml',
         'views/res_partner_views.xml',
+        'views/epilot_outlook_triage_views.xml',
     ],
     'assets': {
         'web.assets_backend': [

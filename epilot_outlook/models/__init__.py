@@ -34,3 +34,4 @@ from . import mail_thread
 from . import ir_attachment
 from . import epilot_outlook_freshness
 from . import epilot_shared_conversation_presence
+from . import epilot_outlook_triage

@@ -300,6 +300,8 @@ class EpilotOutlookFolderSync(models.Model):
             except MappingError:
                 _logger.warning("Microsoft Outlook: address %s: a delta item without id was skipped", address.id)
         unknown = self.env['epilot.outlook.message']._outlook_apply_delta(address, changes)
+        if any(change.removed for change in changes):
+            self._outlook_triage_removed(reader)   # archived in Outlook? (models/epilot_outlook_triage.py)
         self._outlook_import_ids(reader, [change.graph_id for change in unknown
                                           if not address._outlook_backfill_covers(change.received_at)])
         if page.next_link:

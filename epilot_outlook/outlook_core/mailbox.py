@@ -202,22 +202,17 @@ class MailboxReader:
         :raise GraphError: Any other item error (throttling after the batch's retries, access...).
         """
         found, missing = [], []
-        for start in range(0, len(graph_ids), BATCH_MAX_REQUESTS):
-            chunk = graph_ids[start:start + BATCH_MAX_REQUESTS]
-            results = self.client.batch([{
-                'id': str(index), 'method': 'GET', 'headers': dict(IMPORT_PREFER),
+        for graph_id, response in self._per_id(graph_ids, lambda graph_id: {
+                'method': 'GET', 'headers': dict(IMPORT_PREFER),
                 'url': '/%s/messages/%s?$select=%s&$expand=attachments'
-                % (self._base, quote_segment(graph_id), MESSAGE_SELECT),
-            } for index, graph_id in enumerate(chunk)])
-            for index, graph_id in enumerate(chunk):
-                response = results.get(str(index)) or {'status': 500}
-                error = batch_item_error(response)
-                if isinstance(error, errors.NotFound):
-                    missing.append(graph_id)
-                elif error:
-                    raise error
-                else:
-                    found.append(response.get('body') or {})
+                % (self._base, quote_segment(graph_id), MESSAGE_SELECT)}):
+            error = batch_item_error(response)
+            if isinstance(error, errors.NotFound):
+                missing.append(graph_id)
+            elif error:
+                raise error
+            else:
+                found.append(response.get('body') or {})
         return found, missing
 
     # === RECONCILIATION === #
@@ -247,21 +242,77 @@ class MailboxReader:
         :rtype: dict
         """
         outcome = {}
-        graph_ids = list(flags)
-        for start in range(0, len(graph_ids), BATCH_MAX_REQUESTS):
-            chunk = graph_ids[start:start + BATCH_MAX_REQUESTS]
-            results = self.client.batch([{
-                'id': str(index), 'method': 'PATCH',
-                'url': '/%s/messages/%s' % (self._base, quote_segment(graph_id)),
+        for graph_id, response in self._per_id(flags, lambda graph_id: {
+                'method': 'PATCH', 'url': '/%s/messages/%s' % (self._base, quote_segment(graph_id)),
                 'headers': {'Content-Type': 'application/json', 'Prefer': IMMUTABLE},
-                'body': {'isRead': bool(flags[graph_id])},
-            } for index, graph_id in enumerate(chunk)])
-            for index, graph_id in enumerate(chunk):
-                error = batch_item_error(results.get(str(index)) or {'status': 500})
-                outcome[graph_id] = None if isinstance(error, errors.NotFound) else error
+                'body': {'isRead': bool(flags[graph_id])}}):
+            error = batch_item_error(response)
+            outcome[graph_id] = None if isinstance(error, errors.NotFound) else error
         return outcome
 
+    # === TRIAGE === #
+
+    def folder_id(self, well_known_name):
+        """The id of one of the mailbox's well-known folders (``archive``...). Folder ids are constant (Microsoft:
+        containers have no immutable ids, their ids never change), so the caller may keep it.
+
+        :rtype: str
+        """
+        body = self.client.get('%s/mailFolders/%s' % (self._base, quote_segment(well_known_name)),
+                               params={'$select': 'id'}, headers={'Prefer': IMMUTABLE}) or {}
+        return str(body.get('id') or '')
+
+    def parent_folders(self, graph_ids):
+        """Where messages are now: their ``parentFolderId`` by immutable id, 20 ``GET`` per ``$batch``.
+
+        :return: ``{graph_id: folder id}``, ``None`` for a message Graph no longer has (deleted for good).
+        :rtype: dict
+        :raise GraphError: Any other item error (throttled after the batch's retries, access lost...).
+        """
+        where = {}
+        for graph_id, response in self._per_id(graph_ids, lambda graph_id: {
+                'method': 'GET', 'headers': {'Prefer': IMMUTABLE},
+                'url': '/%s/messages/%s?$select=parentFolderId' % (self._base, quote_segment(graph_id))}):
+            error = batch_item_error(response)
+            if isinstance(error, errors.NotFound):
+                where[graph_id] = None
+            elif error:
+                raise error
+            else:
+                where[graph_id] = str((response.get('body') or {}).get('parentFolderId') or '')
+        return where
+
+    def move_messages(self, graph_ids, destination):
+        """Move messages by immutable id to ``destination`` (a folder id or a well-known name such as
+        ``archive``), 20 ``POST …/move`` per ``$batch``. Immutable ids stay the same across the move
+        (docs/microsoft-graph.md §3.4), so the caller's keys still name the moved messages. Nothing is deleted.
+
+        :return: The outcome of each id: ``None`` when moved, ``NotFound`` when Graph no longer has it, else the
+            mapped error (throttled after the batch's retries, access lost...), to try again later.
+        :rtype: dict
+        """
+        responses = self._per_id(graph_ids, lambda graph_id: {
+            'method': 'POST', 'url': '/%s/messages/%s/move' % (self._base, quote_segment(graph_id)),
+            'headers': {'Content-Type': 'application/json', 'Prefer': IMMUTABLE},
+            'body': {'destinationId': destination}})
+        return {graph_id: batch_item_error(response) for graph_id, response in responses}
+
     # === HELPERS === #
+
+    def _per_id(self, graph_ids, item):
+        """One request per message, 20 to a ``$batch`` (the one way every per-message step batches, §5).
+
+        :param graph_ids: Immutable ids.
+        :param callable item: ``item(graph_id)``: the batch item without its ``id`` (method, url, headers, body).
+        :return: ``(graph_id, response)`` in the order of ``graph_ids``; a response Graph left out is a 500.
+        :rtype: iterator
+        """
+        graph_ids = list(graph_ids)
+        for start in range(0, len(graph_ids), BATCH_MAX_REQUESTS):
+            chunk = graph_ids[start:start + BATCH_MAX_REQUESTS]
+            results = self.client.batch([{'id': str(index), **item(graph_id)} for index, graph_id in enumerate(chunk)])
+            for index, graph_id in enumerate(chunk):
+                yield graph_id, results.get(str(index)) or {'status': 500}
 
     def _page(self, path_or_url, params, headers):
         body = self.client.get(path_or_url, params=params, headers=headers) or {}

@@ -35,3 +35,4 @@ from . import test_freshness
 from . import test_customer_links
 from . import test_response_times
 from . import test_conversation_presence
+from . import test_outlook_triage

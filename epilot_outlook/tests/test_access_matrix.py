@@ -54,6 +54,12 @@ MATRIX = {
 # someone replied since, for members of its inbox and editors.
 MATRIX['conversation'].update(announce_presence=MEMBERS, reply_conflict=MEMBERS)
 
+# Triage with Outlook (test_outlook_triage.py): editors turn it on per inbox; closing a conversation queues the move
+# of its e-mails to Archive, whichever member closes it; an address's queue of moves (`triage`) is the cron's.
+MATRIX['inbox']['write_triage'] = EDITORS
+MATRIX['conversation']['close'] = MEMBERS
+MATRIX['triage'] = {**dict.fromkeys(READS, EDITORS), 'write': NOBODY, 'unlink': NOBODY}
+
 # The same over HTTP, as the web client calls it: (door, target) -> the roles allowed. Not logged in, `public`
 # gets nothing anywhere.
 HTTP_MATRIX = {
@@ -84,6 +90,8 @@ SPECS = {
     'sync_record': (['subject', 'folder', 'graph_id'], 'folder', {'is_read': True}),
     'report': (['name', 'first_response_hours', 'inbox_id'], 'inbox_id', {'name': "Forged"}),
 }
+
+SPECS['triage'] = (['address_id', 'moved_count', 'retry_at'], 'address_id', {'retry_at': False})
 
 # A picture sent by the customer: /web/image serves it as stored to those who may read it.
 SCAN = base64.b64decode(
@@ -130,6 +138,7 @@ class TestAccessMatrix(InboxImportMixin, HttpCase, EpilotOutlookCommon):
         cls.mail_server = cls.address.mail_server_ids
         cls.subscription = cls.env['epilot.outlook.subscription'].create({
             'address_id': cls.address.id, 'folder': 'inbox'})
+        cls.triage = cls.env['epilot.outlook.triage'].create({'address_id': cls.address.id})
 
     def setUp(self):
         super().setUp()
@@ -159,11 +168,15 @@ class TestAccessMatrix(InboxImportMixin, HttpCase, EpilotOutlookCommon):
             'connection': self.connection, 'address': self.address, 'subscription': self.subscription,
             'mail_server': self.mail_server, 'inbox': self.inbox, 'other_inbox': self.inbox_member,
             'conversation': self.conversation, 'email': self.email, 'reply': self.reply, 'file': self.file,
-            'sync_record': self.sync_record,
+            'sync_record': self.sync_record, 'triage': self.triage,
             'report': self.env['epilot.shared.conversation.report'].browse(self.conversation.id),
         }[target]
 
     def _write_values(self, target, operation):
+        if operation == 'write_triage':
+            return {'outlook_sync_triage': True}
+        if operation == 'close':
+            return {'state': 'closed'}
         if target == 'conversation':
             # The conversation's work fields are the agents'; moving it to another inbox is the editors'.
             return {'inbox_id': self.inbox_member.id} if operation == 'write_inbox' else {
@@ -217,8 +230,12 @@ class TestAccessMatrix(InboxImportMixin, HttpCase, EpilotOutlookCommon):
             self.assertEqual(record.read(fields)[0]['id'], record.id)
         elif operation == 'export_data':
             self.assertEqual(len(record.export_data(fields)['datas']), 1)
-        elif operation in ('write', 'write_inbox'):
+        elif operation in ('write', 'write_inbox', 'write_triage'):
             record.write(self._write_values(target, operation))
+        elif operation == 'close':
+            self.inbox.sudo().outlook_sync_triage = True
+            record.write(self._write_values(target, operation))
+            self.assertTrue(self.sync_record.sudo().archive_pending, "queued, whoever closed it")
         elif operation == 'unlink':
             if target == 'inbox':
                 self.address.unlink()   # an inbox an Outlook address feeds cannot be deleted: the address goes first
