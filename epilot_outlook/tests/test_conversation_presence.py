@@ -14,6 +14,8 @@ from odoo.tools import mute_logger
 from ..models.epilot_shared_conversation_presence import ANYWAY_KEY, PRESENCE_SUBCHANNEL, SEEN_KEY
 from ..tools.user_errors import ReplyConflict
 from .common import EpilotOutlookCommon
+from .mail_sync_common import SUPPORT
+from .send_common import OutlookSendCase
 
 CUSTOMER = 'customer@fabrikam.com'
 
@@ -209,6 +211,9 @@ class TestReplyConflictTour(PresenceMixin, HttpCase):
         # marker his screen gets on opening is the one it had then.
         Conversation = type(self.env['epilot.shared.conversation'])
         self.patch(Conversation, '_outlook_last_message_id', lambda _self: opened.id)
+        # Ann has it open too: Bob's screen, subscribing, gets her announcement from the bus.
+        conversation.with_user(self.ann).outlook_announce_presence('viewing', hello=True)
+        self.env.cr.precommit.run()
         self.start_tour('/odoo/epilot.shared.conversation/%d' % conversation.id,
                         'epilot_outlook_reply_conflict_tour', login=self.bob.login)
         self.env.invalidate_all()
@@ -216,3 +221,25 @@ class TestReplyConflictTour(PresenceMixin, HttpCase):
         self.assertEqual(len(bobs), 1, "Don't send sent nothing; Send anyway sent once")
         self.assertIn("Your meter reading is booked.", str(bobs.body))
         self.assertGreater(bobs.id, ann_reply.id)
+
+
+@tagged('post_install', '-at_install')
+class TestNoDoubleAnswersWithOutlook(OutlookSendCase):
+    """ Against the sandbox: a colleague answers from Outlook while an agent has the conversation open in Odoo;
+    the reply comes in from Sent Items, and the agent's reply asks first. """
+
+    def test_a_reply_sent_from_outlook_asks_first(self):
+        conversation, delivered = self.customer_writes(subject='Two answers')
+        seen = conversation.with_user(self.agent).outlook_announce_presence('viewing', hello=True)['seen_message_id']
+        self.graph('POST', '/users/%s/messages/%s/reply' % (SUPPORT, delivered['immutable_id']),
+                   {'comment': 'Answered in Outlook.'})
+        self.sandbox.control('DELETE', '/mail/sent')
+        self.run_delta(self.address)
+        with self.assertRaises(ReplyConflict) as caught:
+            self.reply(conversation.with_context(**{SEEN_KEY: seen}))
+        self.assertIn("A reply was sent from Outlook", caught.exception.args[0])
+        self.run_mail_queue()
+        self.assertFalse(self.sent(), "nothing left for the customer")
+        self.reply(conversation.with_context(**{SEEN_KEY: seen, ANYWAY_KEY: True}))
+        self.run_mail_queue()
+        self.assertEqual(len(self.sent()), 1, "sent once the agent confirmed")

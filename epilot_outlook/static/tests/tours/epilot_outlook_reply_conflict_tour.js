@@ -12,6 +12,10 @@ registry.category("web_tour.tours").add("epilot_outlook_reply_conflict_tour", {
             trigger: ".o_epilot_presence_root[data-seen]:not(:visible)",
         },
         {
+            content: "Bob sees that Ann has the conversation open",
+            trigger: ".o_epilot_presence .o_epilot_presence_item[data-state=viewing]:contains(Ann Agent is viewing)",
+        },
+        {
             content: "Reply from the chatter",
             trigger: ".o-mail-Chatter-sendMessage",
             run: "click",
