@@ -18,6 +18,7 @@ from . import epilot_outlook_email_address
 from . import epilot_outlook_folder_sync
 from . import epilot_outlook_backfill
 from . import epilot_outlook_message
+from . import epilot_outlook_message_bounce
 from . import epilot_outlook_oauth_attempt
 from . import epilot_outlook_message_state
 from . import ir_ui_menu

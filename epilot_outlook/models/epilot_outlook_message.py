@@ -182,6 +182,7 @@ class EpilotOutlookMessage(models.Model):
                 'message_id': message.internet_message_id or False,
                 'date': message.date or fields.Datetime.now(),
                 'attachment_ids': [Command.set([attachment.id for _file, attachment in files])],
+                'outlook_auto_reply': message.kind == 'auto_reply',   # marked in the chatter (…_bounce.py)
             })
         mail_messages = self._outlook_create_mail_messages(env['mail.message'], message_values, [
             _inline_images(message.body_html, attachments.get(message.graph_id, []))

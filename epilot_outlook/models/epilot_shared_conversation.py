@@ -494,7 +494,9 @@ class EpilotSharedConversation(models.Model):
         :rtype: dict
         """
         dates = [message.date for message in messages if message.date]
-        received = [message.date for message in messages if message.date and message.folder == 'inbox']
+        # Automatic replies and bounce reports are no answer of the customer's (models/…_message_bounce.py).
+        received = [message.date for message in messages if message.date and message.folder == 'inbox'
+                    and not message.kind]
         sent = [message.date for message in messages if message.date and message.folder == 'sentitems']
         unread = sum(1 for message in messages if message.folder == 'inbox' and not message.is_read)
         last_in, last_out = max(received, default=False), max(sent, default=False)
@@ -521,7 +523,8 @@ class EpilotSharedConversation(models.Model):
 
         The status follows the mail (not tracked: the e-mails themselves are in the chatter):
 
-        - mail received after the last one known reopens a *waiting* or *closed* conversation;
+        - mail received after the last one known reopens a *waiting* or *closed* conversation (an automatic reply
+          or a bounce report does not: neither is the customer's answer, nor a received date);
         - mail sent (Sent Items: from Odoo or from Outlook) after the last received one, and after the last one
           sent known, puts a *new* or *open* conversation in *waiting* (for the customer).
 
@@ -532,7 +535,7 @@ class EpilotSharedConversation(models.Model):
         if not self:
             return
         self.env['epilot.outlook.message'].flush_model(
-            ['conversation_id', 'mail_message_id', 'date', 'folder', 'is_read'])
+            ['conversation_id', 'mail_message_id', 'date', 'folder', 'is_read', 'kind'])
         stats = ['first_message_date', 'last_message_date', 'email_count', 'unread_count', 'is_unread',
                  'last_inbound_date', 'last_outbound_date', 'state']
         self.flush_recordset(stats)
@@ -551,7 +554,8 @@ class EpilotSharedConversation(models.Model):
                       write_date = %(now)s, write_uid = %(uid)s
                  FROM (SELECT conversation.id, MIN(message.date) AS first, MAX(message.date) AS last,
                               COUNT(DISTINCT message.mail_message_id) AS count,
-                              MAX(message.date) FILTER (WHERE message.folder = 'inbox') AS last_in,
+                              MAX(message.date) FILTER (WHERE message.folder = 'inbox' AND message.kind IS NULL)
+                                  AS last_in,
                               MAX(message.date) FILTER (WHERE message.folder = 'sentitems') AS last_out,
                               COUNT(DISTINCT message.mail_message_id)
                                   FILTER (WHERE message.folder = 'inbox' AND NOT COALESCE(message.is_read, FALSE))

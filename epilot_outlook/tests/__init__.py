@@ -27,6 +27,7 @@ from . import test_push
 from . import test_push_removed
 from . import test_synced_mail_readonly
 from . import test_send_authorization
+from . import test_bounces
 from . import test_erase_scope
 from . import test_connection_ca_bundle
 from . import test_webhook_limits

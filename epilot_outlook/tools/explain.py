@@ -337,3 +337,29 @@ def _interpolate(env, wording, params):
         return None
     _logger.warning("Microsoft Outlook: the %s translation of %r does not fit its parameters", env.lang, text)
     return text
+
+
+# === BOUNCES === #
+
+# Why Microsoft 365 reported an e-mail as not delivered (outlook_core.bounces.REASONS), for the chatter.
+BOUNCE_WORDING = {
+    'recipient_unknown': _lt("The recipient's mail server does not know this address."),
+    'domain_unknown': _lt("The recipient's domain does not exist or does not receive e-mail."),
+    'mailbox_full': _lt("The recipient's mailbox is full."),
+    'mailbox_disabled': _lt("The recipient's mailbox is disabled and does not accept e-mail."),
+    'too_large': _lt("The e-mail is larger than the recipient's mail server accepts."),
+    'rejected': _lt("The recipient's mail server refused the e-mail (a policy or spam filter)."),
+    'expired': _lt("The recipient's mail server could not be reached in time; Microsoft 365 gave up."),
+    'other': _lt("Microsoft 365 could not deliver the e-mail."),
+}
+
+
+def explain_bounce(env, reason, status=None):
+    """ Why an e-mail was not delivered, in the language of ``env``.
+
+    :param str reason: An ``outlook_core.bounces.REASONS`` code.
+    :param str status: The enhanced status code the report gave (``5.1.1``), added for whoever checks further.
+    :rtype: str
+    """
+    text = env._(BOUNCE_WORDING.get(reason) or BOUNCE_WORDING['other'])
+    return env._("%(reason)s (status %(status)s)", reason=text, status=status) if status else text

@@ -1,0 +1,148 @@
+from odoo.addons.mail.tools.discuss import Store
+from odoo.tests import tagged
+
+from .mail_sync_common import SUPPORT
+from .send_common import OutlookSendCase
+
+NOWHERE = 'anna@nowhere.invalid'   # the sandbox refuses any .invalid domain, as Exchange does (5.4.310)
+FIGURES = ['first_message_date', 'last_message_date', 'email_count', 'unread_count', 'is_unread',
+           'last_inbound_date', 'last_outbound_date', 'state']
+
+
+@tagged('post_install', '-at_install')
+class TestBounces(OutlookSendCase):
+    """ Issue 19, item 3: a non-delivery report Exchange drops into the mailbox marks the reply it bounces as not
+    delivered, with the reason, and opens no conversation; an automatic reply is marked and never reopens a
+    conversation nor counts as the customer's answer. Against the sandbox, which bounces and auto-replies as
+    Exchange Online does (m365_sandbox/mail_bounce.py). """
+
+    def ndr_records(self):
+        return self.env['epilot.outlook.message'].search([
+            ('inbox_id', '=', self.inbox.id), ('kind', '=', 'ndr')])
+
+    def assertFiguresAsRefreshed(self, conversations):
+        stored = conversations.read(FIGURES)
+        conversations._outlook_refresh_stats()
+        self.assertEqual(conversations.read(FIGURES), stored, "the stored figures differ from a refresh")
+
+    # --- bounces --------------------------------------------------------------------------------------
+
+    def test_a_reply_to_a_refused_address_is_marked_not_delivered_with_the_reason(self):
+        conversation, _delivered = self.customer_writes(sender=NOWHERE)
+        reply = self.reply(conversation)
+        self.run_mail_queue()
+        [sent] = self.sent()
+        conversations_before = self.inbox.conversation_ids
+        self.run_delta(self.address)   # the sent copy and Exchange's report
+
+        # The report shows no e-mail and opens no conversation: it is a known, hidden record of this one.
+        [ndr] = self.ndr_records()
+        self.assertFalse(ndr.mail_message_id)
+        self.assertEqual(ndr.bounced_mail_message_id, reply)
+        self.assertEqual(ndr.conversation_id, conversation)
+        self.assertEqual(self.inbox.conversation_ids, conversations_before)
+        self.assertEqual(conversation.email_count, 2, "the customer's e-mail and the reply")
+        self.assertFalse(conversation.message_ids.filtered(lambda m: (m.subject or '').startswith('Undeliverable')))
+        self.assertEqual(conversation.state, 'waiting', "a report is not the customer's answer")
+
+        # The reply: Odoo's bounce on the refused recipient's notification, with the reason in words.
+        [notification] = reply.notification_ids
+        self.assertEqual(notification.res_partner_id.email_normalized, NOWHERE)
+        self.assertEqual(notification.notification_status, 'bounce')
+        self.assertEqual(notification.failure_type, 'mail_email_invalid')
+        self.assertEqual(notification.outlook_bounce_reason, 'domain_unknown')
+        self.assertEqual(notification.failure_reason, '5.4.310')
+        data = self._store_of(reply)
+        [stored] = [n for n in data['mail.notification'] if n['id'] == notification.id]
+        self.assertEqual(stored['notification_status'], 'bounce')
+        self.assertEqual(stored['outlook_bounce_text'],
+                         "The recipient's domain does not exist or does not receive e-mail. (status 5.4.310)")
+        self.assertEqual(sent['internetMessageId'], reply.message_id)
+
+        # A replay of the same report (delta repeats items) changes nothing.
+        self.address.folder_sync_ids.write({'delta_link': False})
+        self.run_delta(self.address)
+        self.assertEqual(len(self.ndr_records()), 1)
+        self.assertEqual(len(reply.notification_ids), 1)
+        self.assertFiguresAsRefreshed(conversation)
+
+    def test_a_late_bounce_of_mail_sent_from_outlook_marks_the_synced_copy(self):
+        conversation, delivered = self.customer_writes()
+        # A colleague answers from Outlook, the sent copy is synced; later the recipient's server bounces it.
+        self.graph('POST', '/users/%s/messages/%s/reply' % (SUPPORT, delivered['immutable_id']),
+                   {'comment': 'Sent from Outlook'})
+        self.run_delta(self.address)
+        sent_copy = self.env['epilot.outlook.message'].search([
+            ('conversation_id', '=', conversation.id), ('folder', '=', 'sentitems')])
+        self.assertEqual(len(sent_copy), 1)
+        self.sandbox.control('POST', '/mail/bounce', {
+            'internetMessageId': sent_copy.internet_message_id, 'status': '5.2.2'})
+        self.run_delta(self.address)
+        [ndr] = self.ndr_records()
+        self.assertFalse(ndr.mail_message_id)
+        [notification] = sent_copy.mail_message_id.notification_ids
+        self.assertEqual((notification.notification_status, notification.failure_type),
+                         ('bounce', 'mail_bounce'))
+        self.assertEqual(notification.outlook_bounce_reason, 'mailbox_full')
+        self.assertEqual(notification.res_partner_id.email_normalized or notification.mail_email_address,
+                         'customer@fabrikam.com')
+        self.assertEqual(conversation.email_count, 2)
+
+    def test_a_report_of_mail_the_inbox_does_not_show_is_imported_as_an_email(self):
+        # Sent from Outlook and bounced before Odoo synced anything of it: nothing to tie the report to.
+        self.graph('POST', '/users/%s/sendMail' % SUPPORT, {'message': {
+            'subject': 'Newsletter', 'body': {'contentType': 'html', 'content': '<p>News</p>'},
+            'toRecipients': [{'emailAddress': {'address': NOWHERE}}]}, 'saveToSentItems': False})
+        self.run_delta(self.address)
+        [ndr] = self.ndr_records()
+        self.assertTrue(ndr.mail_message_id, "shown, so that the team sees it")
+        self.assertFalse(ndr.bounced_mail_message_id)
+        self.assertEqual(ndr.mail_message_id.subject, 'Undeliverable: Newsletter')
+        self.assertEqual(ndr.conversation_id.state, 'new')
+        self.assertFalse(ndr.conversation_id.last_inbound_date, "no customer wrote")
+        self.assertFiguresAsRefreshed(ndr.conversation_id)
+
+    # --- automatic replies -------------------------------------------------------------------------------
+
+    def test_an_automatic_reply_is_marked_and_does_not_reopen_a_closed_conversation(self):
+        conversation, _delivered = self.customer_writes()
+        self.reply(conversation)
+        self.run_mail_queue()
+        self.run_delta(self.address)
+        [sent] = self.sent()
+        conversation.state = 'closed'
+        last_inbound = conversation.last_inbound_date
+        self.sandbox.control('POST', '/mail/auto-reply', {
+            'mailbox': SUPPORT, 'from': 'customer@fabrikam.com', 'in_reply_to': sent['internetMessageId']})
+        self.run_delta(self.address)
+        [record] = self.env['epilot.outlook.message'].search([
+            ('conversation_id', '=', conversation.id), ('kind', '=', 'auto_reply')])
+        self.assertTrue(record.mail_message_id.outlook_auto_reply)
+        self.assertTrue(record.mail_message_id.subject.startswith('Automatic reply:'))
+        self.assertEqual(conversation.email_count, 3, "shown in the conversation")
+        self.assertEqual(conversation.state, 'closed')
+        self.assertEqual(conversation.last_inbound_date, last_inbound, "not the customer's answer")
+        data = self._store_of(record.mail_message_id)
+        [stored] = [m for m in data['mail.message'] if m['id'] == record.mail_message_id.id]
+        self.assertIs(stored['outlook_auto_reply'], True)
+        self.assertFiguresAsRefreshed(conversation)
+        # The customer's own answer still reopens it.
+        self.deliver(subject='RE: Zählerstand', in_reply_to=sent['internetMessageId'])
+        self.run_delta(self.address)
+        self.assertEqual(conversation.state, 'open')
+
+    def test_a_conversation_an_automatic_reply_starts_is_not_an_answer(self):
+        self.sandbox.control('POST', '/mail/auto-reply', {
+            'mailbox': SUPPORT, 'from': 'robot@fabrikam.com', 'subject': 'Automatic reply: Welcome'})
+        self.run_delta(self.address)
+        [record] = self.env['epilot.outlook.message'].search([
+            ('inbox_id', '=', self.inbox.id), ('kind', '=', 'auto_reply')])
+        conversation = record.conversation_id
+        self.assertFalse(conversation.last_inbound_date)
+        self.assertFiguresAsRefreshed(conversation)
+
+    # --- helpers ---------------------------------------------------------------------------------------
+
+    def _store_of(self, message):
+        """ What the chatter gets for ``message`` (Odoo's store), as the agent. """
+        return Store().add(message.with_user(self.agent)).get_result()
