@@ -8,7 +8,9 @@ from odoo.exceptions import UserError
 from odoo.tools import email_normalize, formataddr
 
 from ..outlook_core import const
-from ..outlook_core.errors import GraphError, OutlookError, SendPending, Throttled, TransientError, retry_delay
+from ..outlook_core.errors import (
+    GraphError, OutlookError, SendPending, Throttled, TransientError, is_transient, retry_delay,
+)
 from ..outlook_core.sending import MODE_HEADER, SEND_AS, MailSender
 from ..tools.explain import explain
 
@@ -256,6 +258,11 @@ class OutlookGraphSession:
             self._outlook_refused(key)
             raise MailDeliveryException(explain(env, error)) from None
         except OutlookError as error:
+            # No token now for a reason that passes (Microsoft's 5xx or 429 after the refresh's retries, another
+            # worker's refresh holding the connection): the queue tries again, as for a throttled send. A
+            # connection that needs a reconnect fails the mail, with the reason.
+            if mail and is_transient(error):
+                self.retry_later[mail.id] = retry_delay(error, const.BACKOFF_MAX_S)
             raise MailDeliveryException(explain(env, error)) from None
         except UserError as error:
             raise MailDeliveryException(error.args[0]) from None

@@ -365,6 +365,20 @@ GRAPH_CODES = frozenset({
 })
 
 
+def is_transient(error):
+    """Whether ``error`` passes by itself, so the work is tried again later without anyone acting: Graph's
+    throttling and transient failures, a send still on its way, and a connection that could not get a token for
+    such a reason (the identity platform's 5xx or 429 after the refresh's own retries, or another worker's refresh
+    holding the connection too long). A connection that needs a reconnect is not: a person must act.
+
+    :param Exception error: What stopped the work.
+    :rtype: bool
+    """
+    if isinstance(error, ConnectionUnusable):
+        return error.reason == 'refresh_busy' or isinstance(error.cause, TransientError)
+    return isinstance(error, TransientError)
+
+
 def retry_delay(error, default):
     """The one backoff policy of every Outlook work item (sync steps, subscriptions, sending): how many seconds
     to wait before trying again after ``error``, without sleeping in a worker.
@@ -374,6 +388,8 @@ def retry_delay(error, default):
     - ``SendPending``: the rest of the grace time of a draft handed to ``send`` a moment ago;
     - any other transient failure (5xx after the client's own retries, a timeout): 5 to 60 s, jittered, so that
       workers that failed together do not come back together;
+    - a connection that could not get a token for a transient reason (:func:`is_transient`): as its cause (the
+      identity platform's ``Retry-After``), or 5 to 60 s;
     - anything else: ``default`` (the caller knows how soon its kind of work is worth trying again).
 
     :param Exception error: What stopped the work (``None``: a database conflict with another worker, 1 s).
@@ -382,6 +398,8 @@ def retry_delay(error, default):
     """
     if error is None:
         return 1.0
+    if isinstance(error, ConnectionUnusable) and is_transient(error):
+        return retry_delay(error.cause, default) if error.cause is not None else random.uniform(*TRANSIENT_BACKOFF_S)
     if isinstance(error, SendPending):
         return float(error.params.get('seconds') or 60)
     if isinstance(error, Throttled):

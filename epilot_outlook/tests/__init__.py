@@ -37,3 +37,4 @@ from . import test_customer_links
 from . import test_response_times
 from . import test_conversation_presence
 from . import test_outlook_triage
+from . import test_send_retries

@@ -183,3 +183,19 @@ def test_one_retry_policy_for_every_work_item():
     assert all(TRANSIENT_BACKOFF_S[0] <= delay <= TRANSIENT_BACKOFF_S[1] for delay in delays) and len(delays) > 1
     assert errors.retry_delay(errors.Forbidden('no'), 900) == 900
     assert errors.retry_delay(None, 900) == 1
+
+
+def test_a_connection_unusable_for_a_passing_reason_is_retried_by_the_same_policy():
+    """ errors.is_transient / retry_delay: a connection that could not get a token because the identity platform
+    failed transiently, or another worker's refresh held it, is worth trying again soon (as its cause says); one
+    that needs a reconnect waits for a person (the caller's delay). """
+    from outlook_core.const import TRANSIENT_BACKOFF_S
+    throttled = errors.ConnectionUnusable('refresh', cause=errors.Throttled('429', retry_after=12))
+    busy = errors.ConnectionUnusable('lock timeout', reason='refresh_busy')
+    revoked = errors.ConnectionUnusable('revoked', cause=errors.GrantRevoked('invalid_grant'))
+    assert errors.is_transient(throttled) and errors.is_transient(busy) and errors.is_transient(
+        errors.TransientError('503'))
+    assert not errors.is_transient(revoked) and not errors.is_transient(errors.ConnectionUnusable('not connected'))
+    assert errors.retry_delay(throttled, 900) == 12
+    assert TRANSIENT_BACKOFF_S[0] <= errors.retry_delay(busy, 900) <= TRANSIENT_BACKOFF_S[1]
+    assert errors.retry_delay(revoked, 900) == 900
