@@ -1,11 +1,11 @@
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from freezegun import freeze_time
 from markupsafe import Markup
 
 from odoo import Command, fields
 from odoo.exceptions import AccessError
-from odoo.tests import tagged
+from odoo.tests import HttpCase, tagged
 
 from odoo.addons.epilot_outlook.tests.common import EpilotOutlookCommon
 
@@ -388,3 +388,46 @@ class TestResponseTimesReport(InboxImportMixin, EpilotOutlookCommon):
             self.Report.with_user(self.agent_member).browse(self.conversations[0].id)._filtered_access('read'),
             self.Report.browse(), "another inbox's row, browsed by id")
 
+
+
+# Waits for a selector in the page (real rows, not the sample data an empty view shows), then says the test passed
+# (browser_js), or fails naming it.
+WAIT_FOR = """
+const selector = %r;
+let tries = 0;
+const timer = setInterval(() => {
+    if (document.querySelector(selector) && !document.querySelector('.o_view_sample_data')) {
+        clearInterval(timer);
+        console.log('test successful');
+    } else if (++tries > 300) {
+        clearInterval(timer);
+        console.error('not shown: ' + selector);
+    }
+}, 50);
+"""
+
+
+@tagged('post_install', '-at_install')
+class TestResponseTimesScreens(InboxImportMixin, HttpCase, EpilotOutlookCommon):
+    """ In the browser, as an agent: the report's pivot, graph and list open from its menu's action on this week
+    and last, and an overdue conversation is red in the conversations' list. """
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.inbox_other.write({'member_user_ids': [Command.link(cls.agent_member.id)],
+                               'first_response_target_hours': 1})
+
+    def test_report_views_and_overdue_list(self):
+        received = fields.Datetime.now() - timedelta(days=4)   # last week or this one, a few business hours ago
+        self.import_mail(conversation='s-1', date=received)     # unanswered: overdue
+        self.import_mail(conversation='s-2', date=received)
+        self.import_mail(folder='sentitems', conversation='s-2', date=received + timedelta(minutes=30))
+        self.env.flush_all()
+        action = '/odoo/action-epilot_outlook.epilot_shared_conversation_report_action'
+        for view, selector in (('pivot', '.o_pivot table .o_pivot_cell_value'), ('graph', '.o_graph_renderer canvas'),
+                               ('list', '.o_list_renderer .o_data_row')):
+            with self.subTest(view=view):
+                self.browser_js('%s?view_type=%s' % (action, view), WAIT_FOR % selector, login='eo_agent_member')
+        self.browser_js('/odoo/action-epilot_outlook.epilot_shared_conversation_action',
+                        WAIT_FOR % '.o_list_renderer .o_data_row.text-danger', login='eo_agent_member')
