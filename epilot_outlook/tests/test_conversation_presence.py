@@ -221,6 +221,15 @@ class TestReplyConflictTour(PresenceMixin, HttpCase):
         self.assertEqual(len(bobs), 1, "Don't send sent nothing; Send anyway sent once")
         self.assertIn("Your meter reading is booked.", str(bobs.body))
         self.assertGreater(bobs.id, ann_reply.id)
+        # Bob's screen said what he was doing, on the conversation's presence channel
+        channel = json_dump((self.env.cr.dbname, conversation._name, conversation.id, PRESENCE_SUBCHANNEL))
+        self.env.cr.precommit.run()
+        payloads = [json.loads(notification.message)['payload']
+                    for notification in self.env['bus.bus'].sudo().search([('channel', '=', channel)], order='id')]
+        bob_states = [payload['state'] for payload in payloads if payload['user_id'] == self.bob.id]
+        self.assertEqual(bob_states[0], 'viewing', "opening says hello")
+        self.assertIn('writing', bob_states, "writing a reply is announced")
+        self.assertEqual(bob_states[bob_states.index('writing') + 1], 'viewing', "and sending ends it")
 
 
 @tagged('post_install', '-at_install')
