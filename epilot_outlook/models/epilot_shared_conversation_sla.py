@@ -213,6 +213,15 @@ class EpilotSharedConversation(models.Model):
         ))
         self._outlook_sla_write(rows, force=force)
 
+    @api.model
+    def _outlook_sla_fill_missing(self):
+        """ Give the conversations imported before response times existed theirs (run at each install or upgrade:
+        those without a first received date, in batches; conversations the team started stay without). """
+        Conversation_sudo = self.sudo()
+        ids = list(Conversation_sudo._search([('first_received_date', '=', False)]))
+        for start in range(0, len(ids), SLA_RECOMPUTE_BATCH):
+            Conversation_sudo.browse(ids[start:start + SLA_RECOMPUTE_BATCH])._outlook_sla_refresh()
+
     def _outlook_sla_write(self, rows, force=False):
         """ Compute and store the response times of ``rows``.
 

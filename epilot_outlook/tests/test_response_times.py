@@ -6,6 +6,7 @@ from markupsafe import Markup
 from odoo import Command, fields
 from odoo.exceptions import AccessError
 from odoo.tests import HttpCase, tagged
+from odoo.tools import SQL
 
 from odoo.addons.epilot_outlook.tests.common import EpilotOutlookCommon
 
@@ -236,6 +237,11 @@ class TestResponseTimes(InboxImportMixin, EpilotOutlookCommon):
         self.assertEqual(by_name['p-3']['first_response_deadline'], datetime(2026, 3, 30, 12, 30),
                          "Monday 09:30 + 4 business hours, with the lunch hour: 14:30 in Berlin")
         conversations._outlook_sla_refresh(force=True)
+        self.assertEqual([self.times(conversation) for conversation in conversations], stored)
+        # Conversations imported before response times existed (an upgrade) get theirs.
+        self.env.cr.execute(SQL("UPDATE epilot_shared_conversation SET %s WHERE id IN %s", SQL(', ').join(
+            SQL('%s = NULL', SQL.identifier(name)) for name in stored[0] if name != 'id'), tuple(conversations.ids)))
+        self.env['epilot.shared.conversation']._outlook_sla_fill_missing()
         self.assertEqual([self.times(conversation) for conversation in conversations], stored)
 
     def test_import_queries_do_not_grow_with_the_page(self):
