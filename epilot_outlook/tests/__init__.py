@@ -38,3 +38,4 @@ from . import test_response_times
 from . import test_conversation_presence
 from . import test_outlook_triage
 from . import test_send_retries
+from . import test_read_flags_runner

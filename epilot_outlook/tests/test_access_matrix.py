@@ -31,6 +31,8 @@ MATRIX = {
     'address': {**dict.fromkeys(READS, EDITORS), 'write': EDITORS, 'unlink': EDITORS, 'create': EDITORS,
                 'reconcile': EDITORS, 'cancel_backfill': EDITORS},
     'subscription': {**dict.fromkeys(READS, EDITORS), 'write': NOBODY, 'unlink': NOBODY},
+    # an address's read flags to send: the cron's work item (sudo only)
+    'read_push': {**dict.fromkeys(READS, NOBODY), 'write': NOBODY, 'unlink': NOBODY},
     'mail_server': {**dict.fromkeys(READS, ADMIN), 'write': ADMIN, 'unlink': ADMIN},
     'inbox': {**dict.fromkeys(READS, MEMBERS), 'write': EDITORS, 'unlink': EDITORS, 'create': EDITORS},
     'other_inbox': {**dict.fromkeys(READS, EDITORS | {'member', 'other_agent'}), 'write': EDITORS,
@@ -80,6 +82,7 @@ SPECS = {
     'connection': (['state', 'display_name'], 'state', {'scopes_granted': 'Mail.ReadWrite'}),
     'address': (['email', 'sync_state', 'backfill_days'], 'sync_state', {'backfill_days': 60}),
     'subscription': (['folder', 'state'], 'folder', {'state': 'active'}),
+    'read_push': (['address_id', 'retry_at', 'last_error'], 'address_id', {'retry_at': False}),
     'mail_server': (['name', 'from_filter'], 'smtp_authentication', {'name': "Renamed"}),
     'inbox': (['name', 'email'], 'name', {'name': "Renamed"}),
     'other_inbox': (['name', 'email'], 'name', {'name': "Renamed"}),
@@ -136,6 +139,7 @@ class TestAccessMatrix(InboxImportMixin, HttpCase, EpilotOutlookCommon):
             user.group_ids = [Command.link(export.id)]
         cls.address.sudo()._outlook_ensure_mail_server()
         cls.mail_server = cls.address.mail_server_ids
+        cls.read_push = cls.env['epilot.outlook.read.push'].create({'address_id': cls.address.id})
         cls.subscription = cls.env['epilot.outlook.subscription'].create({
             'address_id': cls.address.id, 'folder': 'inbox'})
         cls.triage = cls.env['epilot.outlook.triage'].create({'address_id': cls.address.id})
@@ -166,6 +170,7 @@ class TestAccessMatrix(InboxImportMixin, HttpCase, EpilotOutlookCommon):
     def _record(self, target):
         return {
             'connection': self.connection, 'address': self.address, 'subscription': self.subscription,
+            'read_push': self.read_push,
             'mail_server': self.mail_server, 'inbox': self.inbox, 'other_inbox': self.inbox_member,
             'conversation': self.conversation, 'email': self.email, 'reply': self.reply, 'file': self.file,
             'sync_record': self.sync_record, 'triage': self.triage,

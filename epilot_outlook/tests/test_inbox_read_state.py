@@ -67,12 +67,15 @@ class TestReadStateWithOutlook(OutlookMailSyncCase):
         self.assertFalse(record.conversation_id.is_unread, "read in Odoo at once")
         self.run_cron(self.push_cron)
         self.assertTrue(record.read_push_pending, "still queued")
+        item = self.env['epilot.outlook.read.push'].search([('address_id', '=', self.address.id)])
+        self.assertTrue(item.retry_at and item.last_error, "the failure is recorded on the address's work item")
         triggers = self.env['ir.cron.trigger'].search([('cron_id', '=', self.push_cron.id)])
-        self.assertTrue(triggers, "the cron comes back later")
+        self.assertIn(item.retry_at, triggers.mapped('call_at'), "the cron comes back then")
         # A delta round during the outage's end still says unread: Odoo's newer flag wins.
         self.sandbox.control('POST', '/faults', {'graph': None})
         self.run_delta(self.address)
         self.assertFalse(record.conversation_id.is_unread)
+        item.retry_at = False   # Graph's Retry-After has passed
         self.run_cron(self.push_cron)
         self.assertFalse(record.read_push_pending)
         self.assertTrue(self.outlook_is_read(record))

@@ -6,19 +6,21 @@ import { useEffect } from "@odoo/owl";
 
 /**
  * The conversation form: opening an unread conversation marks it read, in Odoo at once and in Outlook
- * through the server's queue (the request never waits for Microsoft Graph).
+ * through the server's queue (the request never waits for Microsoft Graph). Once per opening of a record
+ * (a new resId: the form opened, or the pager moved): the agent's own Mark as Unread, and any later reload of
+ * the same record, leave it unread.
  */
 export class ConversationFormController extends FormController {
     setup() {
         super.setup();
         this.orm = useService("orm");
         useEffect(
-            (resId, isUnread) => {
-                if (resId && isUnread) {
+            (resId) => {
+                if (resId && this.model.root.data.is_unread) {
                     this.markRead(resId);
                 }
             },
-            () => [this.model.root?.resId, this.model.root?.data.is_unread]
+            () => [this.model.root?.resId]
         );
     }
 
