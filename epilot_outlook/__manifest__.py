@@ -29,6 +29,7 @@
         'views/epilot_outlook_templates.xml',
         'views/epilot_outlook_erase_wizard_views.xml',
         'views/ir_mail_server_views.xml',
+        'views/epilot_conversation_merge_wizard_views.xml',
         'views/res_partner_views.xml',
         'views/epilot_outlook_triage_views.xml',
     ],

@@ -36,3 +36,4 @@ from . import ir_attachment
 from . import epilot_outlook_freshness
 from . import epilot_shared_conversation_presence
 from . import epilot_outlook_triage
+from . import epilot_shared_conversation_merge

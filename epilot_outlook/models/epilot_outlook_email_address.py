@@ -685,7 +685,9 @@ class EpilotOutlookEmailAddress(models.Model):
             return
         conversation = self.env['epilot.shared.conversation'].sudo().browse(mail_message.res_id)
         inbox = self.shared_inbox_id
-        if draft.conversation_id and not conversation.graph_conversation_id and not conversation.search_count([
+        # Archived conversations too: one merged into another keeps its Outlook conversation (routing to it).
+        if draft.conversation_id and not conversation.graph_conversation_id and not conversation.with_context(
+                active_test=False).search_count([
                 ('inbox_id', '=', inbox.id), ('graph_conversation_id', '=', draft.conversation_id)]):
             conversation.graph_conversation_id = draft.conversation_id
         Sync = self.env['epilot.outlook.message'].sudo()

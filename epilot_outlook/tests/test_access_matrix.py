@@ -62,6 +62,10 @@ MATRIX['inbox']['write_triage'] = EDITORS
 MATRIX['conversation']['close'] = MEMBERS
 MATRIX['triage'] = {**dict.fromkeys(READS, EDITORS), 'write': NOBODY, 'unlink': NOBODY}
 
+# Merge and split (test_merge_split.py), through their wizards: the conversation with another of its inbox, its
+# e-mail off into a new one; members of the inbox and editors.
+MATRIX['conversation'].update(merge=MEMBERS, split=MEMBERS)
+
 # The same over HTTP, as the web client calls it: (door, target) -> the roles allowed. Not logged in, `public`
 # gets nothing anywhere.
 HTTP_MATRIX = {
@@ -255,6 +259,8 @@ class TestAccessMatrix(InboxImportMixin, HttpCase, EpilotOutlookCommon):
             self.assertIn('seen_message_id', record.outlook_announce_presence('viewing', hello=True))
         elif operation == 'reply_conflict':
             record.outlook_reply_conflict(0)
+        elif operation in ('merge', 'split'):
+            self._perform_rearrange(operation, user)
         elif operation == 'cancel_backfill':
             record.action_outlook_cancel_backfill()
         elif operation == 'reconcile':
@@ -266,6 +272,20 @@ class TestAccessMatrix(InboxImportMixin, HttpCase, EpilotOutlookCommon):
                 pass   # past the access check: the connection is not connected (no Graph here)
         else:
             raise ValueError(operation)
+
+    def _perform_rearrange(self, operation, user):
+        """ Merge the conversation with another of its inbox, or split its e-mail off, through the wizards. """
+        if operation == 'merge':
+            other = self.import_mail(conversation='conv-matrix-merge', subject="Refund, again")
+            self.env['epilot.conversation.merge.wizard'].with_user(user).create({
+                'conversation_ids': [Command.set((self.conversation | other.conversation_id).ids)],
+                'target_id': self.conversation.id,
+            }).action_outlook_merge()
+            self.assertEqual(other.conversation_id, self.conversation)
+        else:
+            self.env['epilot.conversation.split.wizard'].with_user(user).create({
+                'conversation_id': self.conversation.id, 'message_id': self.email.id}).action_outlook_split()
+            self.assertNotEqual(self.sync_record.conversation_id, self.conversation)
 
     @mute_logger('odoo.addons.base.models.ir_rule', 'odoo.models', 'odoo.models.unlink')
     def test_orm_matrix(self):
