@@ -179,4 +179,3 @@ class TestMarkUnreadInTheBrowser(InboxImportMixin, HttpCase, EpilotOutlookCommon
         self.env.invalidate_all()
         self.assertTrue(conversation.is_unread, "unread, as the agent chose last")
         self.assertEqual((record.is_read, record.read_push_pending), (False, True))
-
