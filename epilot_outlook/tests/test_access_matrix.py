@@ -80,6 +80,9 @@ HTTP_MATRIX = {
     ('update_content', 'reply'): ADMIN,
     ('attachment_delete', 'file'): EDITORS,
 }
+# No double answers over JSON-RPC, as the conversation form calls them (test_conversation_presence.py).
+HTTP_MATRIX[('announce_presence', 'conversation')] = MEMBERS
+HTTP_MATRIX[('reply_conflict', 'conversation')] = MEMBERS
 
 # target -> (fields read and exported, field grouped by, values written)
 SPECS = {
@@ -377,6 +380,20 @@ class TestAccessMatrix(InboxImportMixin, HttpCase, EpilotOutlookCommon):
                 self.make_jsonrpc_request('/mail/message/update_content', params)
         self.env.invalidate_all()
         self.assertEqual('Forged' in str(message.body), allowed)
+
+    def _http_announce_presence(self, target, allowed):
+        self._http_call_conversation(target, allowed, 'outlook_announce_presence', 'viewing')
+
+    def _http_reply_conflict(self, target, allowed):
+        self._http_call_conversation(target, allowed, 'outlook_reply_conflict', 0)
+
+    def _http_call_conversation(self, target, allowed, method, *args):
+        conversation = self._record(target)
+        if allowed:
+            self._call_kw(conversation._name, method, [conversation.ids, *args])
+        else:
+            with self.assertRaises(JsonRpcException):
+                self._call_kw(conversation._name, method, [conversation.ids, *args])
 
     def _http_attachment_delete(self, target, allowed):
         file = self._record(target)
