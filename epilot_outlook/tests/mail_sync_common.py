@@ -82,7 +82,9 @@ class SyncAssertions:
         # page creates get theirs at creation, without the refresh; tools: _outlook_stats_of_new).
         conversations = address.shared_inbox_id.conversation_ids
         figures = ['first_message_date', 'last_message_date', 'email_count', 'unread_count', 'is_unread',
-                   'last_inbound_date', 'last_outbound_date', 'state']
+                   'last_inbound_date', 'last_outbound_date', 'state',
+                   # response times (test_response_times.py): the first received e-mail and the first answer
+                   'first_received_date', 'first_response_date', 'first_response_hours', 'first_response_deadline']
         stored = conversations.read(figures)
         conversations._outlook_refresh_stats()
         self.assertEqual(conversations.read(figures), stored, "a conversation's figures differ from a refresh")
