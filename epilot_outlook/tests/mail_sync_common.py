@@ -87,6 +87,7 @@ class SyncAssertions:
                    'first_received_date', 'first_response_date', 'first_response_hours', 'first_response_deadline']
         stored = conversations.read(figures)
         conversations._outlook_refresh_stats()
+        conversations._outlook_sla_refresh(force=True)   # the hours and deadlines too, not only what moved
         self.assertEqual(conversations.read(figures), stored, "a conversation's figures differ from a refresh")
 
 
