@@ -3,6 +3,7 @@ from odoo.tools import email_normalize
 
 
 class ResPartner(models.Model):
+    _name = 'res.partner'
     _inherit = ['res.partner', 'epilot.conversation.linked.mixin']
     _epilot_conversation_link = 'partner_id'
 
