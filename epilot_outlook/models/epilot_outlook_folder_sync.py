@@ -14,16 +14,16 @@ from ..outlook_core.const import BACKOFF_MAX_S, BATCH_MAX_REQUESTS
 from ..outlook_core.errors import OutlookError, SyncReset, TransientError
 from ..outlook_core.mailbox import DeltaRequest, MailboxReader, delta_pages
 from ..outlook_core.mapping import MappingError
+from ..tools import cron_wake
 from .epilot_outlook_email_address import SYNC_MAX_WAIT_S, _try_lock
 
 _logger = logging.getLogger(__name__)
 
 # Delta pages one cron run handles for a folder before it commits and lets the other folders have a turn.
 DELTA_PAGES_PER_RUN = 20
-POLL_SLACK = timedelta(seconds=20)
 # A lane triggers itself for the next due folder no sooner than this: a folder due now that it could not take (held
-# by another lane) must not make it run again and again.
-NEXT_DUE_MIN_GAP = timedelta(seconds=10)
+# by another lane) must not make it run again and again. Folders falling due within this gap wait for each other.
+NEXT_DUE_MIN_GAP = timedelta(seconds=3)
 # While push works for an address (every subscription active), delta still runs this often at least, as the
 # safety net for notifications Graph dropped or never sent (it drops them after 4 h of failed retries, and
 # says ``missed`` only sometimes): a lost notification then costs minutes, not hours, while the Graph traffic
@@ -101,9 +101,14 @@ class EpilotOutlookFolderSync(models.Model):
             self._outlook_cron()._trigger()
         # And this lane again when the next folder falls due: left to its 1-minute grid, a lane may start up to a
         # cycle late (Odoo runs a job once its next call passed *and* a cron thread looks), and mail waits that long.
+        # An idle cron worker looks for due triggers once a minute only: this process wakes the workers then.
         if next_due := self._outlook_next_due():
             lane = self.env['ir.cron'].browse(self.env.context.get('cron_id')).exists() or self._outlook_cron()
-            lane._trigger(at=max(next_due, fields.Datetime.now() + NEXT_DUE_MIN_GAP))
+            now = fields.Datetime.now()
+            at = max(next_due, now + NEXT_DUE_MIN_GAP)
+            lane._trigger(at=at)
+            dbname, delay = self.env.cr.dbname, (at - now).total_seconds()
+            self.env.cr.postcommit.add(lambda: cron_wake.wake_at(dbname, delay))
 
     @api.model
     def _outlook_run_batched_rounds(self):
@@ -183,7 +188,7 @@ class EpilotOutlookFolderSync(models.Model):
     @api.model
     def _outlook_next_due(self):
         """ When the next folder's polling interval runs out (the connection's interval: a folder whose address
-        has push waits longer, and the lane then finds nothing to do), less the tick's slack; or ``None``. """
+        has push waits longer, and the lane then finds nothing to do); or ``None``. """
         rows = self.env.execute_query(SQL(
             """SELECT MIN(sync.last_round_date + make_interval(mins => connection.poll_interval_minutes))
                  FROM epilot_outlook_folder_sync sync
@@ -191,7 +196,7 @@ class EpilotOutlookFolderSync(models.Model):
                  JOIN epilot_outlook_connection connection ON connection.id = address.connection_id
                 WHERE address.sync_state IN ('backfilling', 'live') AND connection.state = 'connected'
                   AND sync.last_round_date IS NOT NULL"""))
-        return rows[0][0] - POLL_SLACK if rows and rows[0][0] else None
+        return rows[0][0] if rows and rows[0][0] else None
 
     @api.model
     def _outlook_due(self):
@@ -232,9 +237,9 @@ class EpilotOutlookFolderSync(models.Model):
                                                   AND (sub.state != 'active' OR sub.expiration IS NULL
                                                        OR sub.expiration <= %(now)s))
                               THEN GREATEST(connection.poll_interval_minutes, %(push_minutes)s)
-                              ELSE connection.poll_interval_minutes END) <= %(soon)s)
+                              ELSE connection.poll_interval_minutes END) <= %(now)s)
              ORDER BY sync.push_pending_since IS NULL, sync.last_round_date ASC NULLS FIRST, sync.id""",
-            now=now, soon=now + POLL_SLACK, push_minutes=int(PUSH_SAFETY_POLL.total_seconds() // 60),
+            now=now, push_minutes=int(PUSH_SAFETY_POLL.total_seconds() // 60),
             only=SQL("sync.id IN %s", tuple(only)) if only is not None else SQL("TRUE"),
         ))
         return [sync_id for (sync_id,) in rows]

@@ -40,3 +40,4 @@ from . import test_outlook_triage
 from . import test_send_retries
 from . import test_read_flags_runner
 from . import test_merge_split
+from . import test_cron_wake
