@@ -37,3 +37,4 @@ from . import epilot_outlook_freshness
 from . import epilot_shared_conversation_presence
 from . import epilot_outlook_triage
 from . import epilot_shared_conversation_merge
+from . import epilot_shared_conversation_live

@@ -521,7 +521,8 @@ class EpilotSharedConversation(models.Model):
         from, so their cache is invalidated instead of going through ``write``; ``write_date`` and
         ``write_uid`` are set as ``write`` would.
 
-        The status follows the mail (not tracked: the e-mails themselves are in the chatter):
+        The status follows the mail (its changes are returned, for the chatter's tracking and the screens, see
+        ``models/epilot_shared_conversation_live.py``):
 
         - mail received after the last one known reopens a *waiting* or *closed* conversation (an automatic reply
           or a bounce report does not: neither is the customer's answer, nor a received date);
@@ -531,9 +532,12 @@ class EpilotSharedConversation(models.Model):
         Mail imported late (a backfill of older mail) moves nothing: only dates after the stored ones count.
         Read state is the shared mailbox's, that of the received copies (Inbox); an erased e-mail counts for
         nothing.
+
+        :return: ``{conversation id: (old status, new status)}`` for the conversations whose status changed.
+        :rtype: dict
         """
         if not self:
-            return
+            return {}
         self.env['epilot.outlook.message'].flush_model(
             ['conversation_id', 'mail_message_id', 'date', 'folder', 'is_read', 'kind'])
         stats = ['first_message_date', 'last_message_date', 'email_count', 'unread_count', 'is_unread',
@@ -552,7 +556,8 @@ class EpilotSharedConversation(models.Model):
                                AND conversation.state IN ('new', 'open') THEN 'waiting'
                           ELSE conversation.state END,
                       write_date = %(now)s, write_uid = %(uid)s
-                 FROM (SELECT conversation.id, MIN(message.date) AS first, MAX(message.date) AS last,
+                 FROM (SELECT conversation.id, conversation.state AS old_state,
+                              MIN(message.date) AS first, MAX(message.date) AS last,
                               COUNT(DISTINCT message.mail_message_id) AS count,
                               MAX(message.date) FILTER (WHERE message.folder = 'inbox' AND message.kind IS NULL)
                                   AS last_in,
@@ -565,8 +570,11 @@ class EpilotSharedConversation(models.Model):
                            ON message.conversation_id = conversation.id AND message.mail_message_id IS NOT NULL
                         WHERE conversation.id IN %(ids)s
                      GROUP BY conversation.id) AS stats
-                WHERE conversation.id = stats.id""",
+                WHERE conversation.id = stats.id
+            RETURNING conversation.id, stats.old_state, conversation.state""",
             table=SQL.identifier(self._table), messages=SQL.identifier(self.env['epilot.outlook.message']._table),
             now=self.env.cr.now(), uid=self.env.uid, ids=tuple(self.ids),
         ))
+        changes = {id_: (old, new) for id_, old, new in self.env.cr.fetchall() if old != new}
         self.invalidate_recordset([*stats, 'write_date', 'write_uid'])
+        return changes

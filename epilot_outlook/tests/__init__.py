@@ -41,3 +41,5 @@ from . import test_send_retries
 from . import test_read_flags_runner
 from . import test_merge_split
 from . import test_cron_wake
+from . import test_live
+from . import test_live_tour

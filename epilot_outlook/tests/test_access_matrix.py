@@ -84,6 +84,14 @@ HTTP_MATRIX = {
 HTTP_MATRIX[('announce_presence', 'conversation')] = MEMBERS
 HTTP_MATRIX[('reply_conflict', 'conversation')] = MEMBERS
 
+# Who hears of a change through Odoo's bus (issue 19, "Live"): target -> the roles whose own bus channel gets the
+# notification when the superuser changes it and commits. Nobody subscribes to anything else: the notification goes
+# to each reader's own channel (test_live.py).
+LIVE_MATRIX = {
+    'conversation': MEMBERS,
+    'address': EDITORS,
+}
+
 # target -> (fields read and exported, field grouped by, values written)
 SPECS = {
     'connection': (['state', 'display_name'], 'state', {'scopes_granted': 'Mail.ReadWrite'}),
@@ -416,6 +424,28 @@ class TestAccessMatrix(InboxImportMixin, HttpCase, EpilotOutlookCommon):
                         closing(self.env.cr.savepoint()):
                     getattr(self, '_http_' + door)(target, allowed)
                 self.env.invalidate_all()
+
+    # --- the bus ---------------------------------------------------------------------------------------------
+
+    def test_live_matrix(self):
+        """ A change reaches the bus channels of exactly those the live matrix names (the removed member
+        included: removed from the inbox, they hear nothing more). """
+        import json   # noqa: PLC0415 (only this test reads bus rows)
+        Bus = self.env['bus.bus'].sudo()
+        for target, allowed_roles in LIVE_MATRIX.items():
+            with self.subTest(target=target), closing(self.env.cr.savepoint()):
+                self.env.cr.precommit.run()
+                mark = Bus.search([], order='id desc', limit=1).id or 0
+                record = self._record(target)
+                record.write({'user_id': self.agent_member.id} if target == 'conversation' else {'name': "Billing"})
+                self.env.cr.precommit.run()
+                heard = {json.loads(row.channel)[2] for row in Bus.search([('id', '>', mark)])
+                         if json.loads(row.message)['type'].startswith('epilot_outlook/')
+                         and json.loads(row.channel)[1] == 'res.partner'}
+                for role in ROLES:
+                    self.assertEqual(self.users_by_role[role].partner_id.id in heard, role in allowed_roles,
+                                     "%s: %s" % (target, role))
+            self.env.invalidate_all()
 
     # --- each guard on its own -----------------------------------------------------------------------------
 

@@ -41,7 +41,11 @@ class TestSend(OutlookSendCase):
         self.assertEqual(message.message_id, record['internetMessageId'])
         # the sent copy comes back through delta as the same message, not a second one
         self.run_delta(self.address)
-        self.assertEqual(conversation.message_ids - before, message)
+        new = conversation.message_ids - before
+        self.assertEqual(new.filtered(lambda other: not other.tracking_value_ids), message)
+        # ... and the status it moved (the team answered: waiting for the customer) is in the chatter (issue 19)
+        self.assertEqual(conversation.state, 'waiting')
+        self.assertEqual(new.tracking_value_ids.mapped('new_value_char'), ["Waiting"])
         sync = self.env['epilot.outlook.message'].search([('mail_message_id', '=', message.id)])
         self.assertEqual(sync.graph_id, record['sentCopy']['immutableId'])
         self.assertEqual(sync.folder, 'sentitems')

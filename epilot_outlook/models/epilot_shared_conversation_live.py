@@ -1,0 +1,218 @@
+from odoo import api, fields, models
+from odoo.fields import Command
+
+# The bus notification that tells the web client some conversations changed (issue 19, "Live"). Its payload names
+# them and their inboxes, nothing of their content: the client reads what changed through the ORM, with the
+# user's rights, like any reload.
+LIVE_NOTIFICATION = 'epilot_outlook/conversations'
+# The same for the Outlook setup of an address (backfill progress, push), to its editors.
+ADDRESS_NOTIFICATION = 'epilot_outlook/addresses'
+# Where a transaction keeps what it changed until its commit (``cr.precommit.data``).
+_LIVE_KEY = 'epilot_outlook.live.conversations'
+_ADDRESS_KEY = 'epilot_outlook.live.addresses'
+
+
+def _mark_for_commit(records, key):
+    """ Add ``records`` to what this transaction changed under ``key``; the first time, register their model's
+    ``_outlook_live_send`` to run before the commit (once, whatever the number of changes). """
+    if not records:
+        return
+    data = records.env.cr.precommit.data
+    if key not in data:
+        data[key] = set()
+        records.env.cr.precommit.add(records.browse().sudo()._outlook_live_send)
+    data[key].update(records.ids)
+
+
+class EpilotSharedConversation(models.Model):
+    """ Live screens: every change of a conversation reaches the screens of those who may read it through Odoo's
+    bus, once per transaction, when it commits.
+
+    A change only marks the conversation (:meth:`_outlook_live_touch`); a pre-commit hook then sends one bus
+    notification to each member of the touched conversations' inboxes and to each email settings editor of
+    their company, naming the conversations that user may read. An import batch (a backfill step, a delta
+    turn: one transaction each) therefore sends one notification per person, however many e-mails it held.
+    Recipients are decided at commit, so someone who just left the inbox hears nothing more; the notification
+    goes to each user's own bus channel, which only that user's sessions subscribe to.
+    """
+    _inherit = 'epilot.shared.conversation'
+
+    # === LIVE: MARKING AND SENDING === #
+
+    def _outlook_live_touch(self):
+        """ Tell the screens, at this transaction's commit, that these conversations changed. """
+        _mark_for_commit(self, _LIVE_KEY)
+
+    @api.model
+    def _outlook_live_send(self):
+        """ Pre-commit hook: one bus notification per recipient for everything the transaction touched.
+
+        Runs before the commit, so a notification and the data it announces commit together: ``bus.bus`` rows
+        are written by the bus's own pre-commit hook and the websockets are woken after the commit.
+        """
+        ids = self.env.cr.precommit.data.pop(_LIVE_KEY, set())
+        conversations = self.sudo().browse(sorted(ids)).exists()   # one created then rolled back to a savepoint
+        if not conversations:
+            return
+        by_inbox = conversations.grouped('inbox_id')
+        for user, inboxes in self.env['epilot.shared.inbox']._outlook_live_recipients(by_inbox).items():
+            user._bus_send(LIVE_NOTIFICATION, {
+                'inbox_ids': sorted(inboxes.ids),
+                'conversation_ids': sorted(id_ for inbox in inboxes for id_ in by_inbox[inbox].ids),
+            })
+
+    # === LIVE: WHAT TOUCHES A CONVERSATION === #
+
+    def write(self, vals):
+        result = super().write(vals)
+        self._outlook_live_touch()
+        return result
+
+    def _message_post_after_hook(self, message, msg_values):
+        """ Override of `mail`: a reply or a note is news for the lists (its last date) and the open forms. """
+        self._outlook_live_touch()
+        return super()._message_post_after_hook(message, msg_values)
+
+    @api.model
+    def _outlook_for_messages(self, inbox, mailbox, messages, partners):
+        """ Override: the conversations of an imported page are news (the new ones are not refreshed after). """
+        result, created = super()._outlook_for_messages(inbox, mailbox, messages, partners)
+        created._outlook_live_touch()
+        return result, created
+
+    def _outlook_refresh_stats(self):
+        """ Override: the figures changed (the screens are told), and every change of status the mail made is
+        in the chatter, as an agent's change is, whoever made it: a reply sent (*Waiting*), the customer's
+        answer (*Open* again). """
+        changes = super()._outlook_refresh_stats()
+        if changes:
+            self._outlook_track_states(changes)
+        self._outlook_live_touch()
+        return changes
+
+    def _outlook_track_states(self, changes):
+        """ Log status changes in the conversations' chatters as Odoo's tracking does (an internal note with a
+        tracking value, by the current user: OdooBot for the sync's crons), in one batched create.
+
+        :param dict changes: ``{conversation id: (old status, new status)}``.
+        """
+        col_info = self.fields_get(['state'], attributes=('string', 'type', 'selection'))['state']
+        Tracking = self.env['mail.tracking.value']
+        author = self.env.user.partner_id
+        note = self.env['ir.model.data']._xmlid_to_res_id('mail.mt_note')
+        self.env['mail.message'].sudo().create([{
+            'model': self._name,
+            'res_id': conversation.id,
+            'message_type': 'notification',
+            'subtype_id': note,
+            'is_internal': True,
+            'author_id': author.id,
+            'email_from': author.email_formatted or False,
+            'body': '',
+            'tracking_value_ids': [Command.create(Tracking._create_tracking_values(
+                changes[conversation.id][0], changes[conversation.id][1], 'state', col_info, conversation))],
+        } for conversation in self.browse(sorted(changes))])
+
+
+class EpilotSharedInbox(models.Model):
+    _inherit = 'epilot.shared.inbox'
+
+    @api.model
+    def _outlook_live_recipients(self, inboxes):
+        """ Who hears of changes in ``inboxes``: their members and the email settings editors of their company
+        (those who may read their conversations), active internal users only.
+
+        :param inboxes: ``epilot.shared.inbox`` records (any iterable of them).
+        :return: ``{res.users: the inboxes among them this user may read}``.
+        :rtype: dict
+        """
+        inboxes = self.sudo().browse([inbox.id for inbox in inboxes])
+        editors = self.env.ref('epilot_outlook.group_email_setting_edit').sudo().all_user_ids
+        recipients = {}
+        for inbox in inboxes:
+            company = inbox.company_id
+            users = inbox.member_user_ids | editors.filtered(lambda user, company=company: company in user.company_ids)
+            for user in users.filtered(lambda user: user.active and not user.share):
+                recipients[user] = recipients.get(user, self.browse()) | inbox
+        return recipients
+
+
+class EpilotOutlookEmailAddress(models.Model):
+    """ Live screens for the Outlook setup: an address's form follows its backfill and push as they progress. """
+    _inherit = 'epilot.outlook.email.address'
+
+    push_status = fields.Selection(
+        string="Push Status",
+        selection=[
+            ('off', "Off"),
+            ('setting_up', "Setting Up"),
+            ('active', "Active"),
+            ('failed', "Failed"),
+        ],
+        compute='_compute_push_status',
+        help="Setting Up: Odoo is creating the change-notification subscriptions (the address polls meanwhile). "
+             "Failed: Microsoft refused or removed them, or their creation failed; Retry Push asks again.",
+    )
+
+    @api.depends('sync_state', 'sync_mode', 'subscription_ids.state')
+    def _compute_push_status(self):
+        """ What push is doing, as the subscriptions say: a subscription still to create is being set up (the
+        subscription cron creates it within moments), not a failure to retry. """
+        for address in self:
+            states = set(address.sudo().subscription_ids.mapped('state'))
+            if address.sync_state not in ('backfilling', 'live'):
+                address.push_status = 'off'
+            elif states & {'refused', 'removed', 'error'}:
+                address.push_status = 'failed'
+            elif not states or 'pending' in states:
+                # Without any subscription yet, the cron subscribes the address at its next run.
+                address.push_status = 'setting_up'
+            else:
+                address.push_status = 'active' if address.sync_mode == 'webhook' else 'setting_up'
+
+    def _outlook_live_touch(self):
+        """ Tell the editors' screens, at this transaction's commit, that these addresses changed. """
+        _mark_for_commit(self, _ADDRESS_KEY)
+
+    @api.model
+    def _outlook_live_send(self):
+        """ Pre-commit hook: one bus notification per email settings editor of the addresses' companies. """
+        ids = self.env.cr.precommit.data.pop(_ADDRESS_KEY, set())
+        addresses = self.sudo().browse(sorted(ids)).exists()
+        if not addresses:
+            return
+        editors = self.env.ref('epilot_outlook.group_email_setting_edit').sudo().all_user_ids.filtered(
+            lambda user: user.active and not user.share)
+        for user in editors:
+            visible = addresses.filtered(lambda address, user=user: address.company_id in user.company_ids)
+            if visible:
+                user._bus_send(ADDRESS_NOTIFICATION, {'address_ids': visible.ids})
+
+    def write(self, vals):
+        result = super().write(vals)
+        self._outlook_live_touch()
+        return result
+
+
+class EpilotOutlookBackfill(models.Model):
+    _inherit = 'epilot.outlook.backfill'
+
+    def write(self, vals):
+        result = super().write(vals)
+        self.address_id._outlook_live_touch()
+        return result
+
+
+class EpilotOutlookSubscription(models.Model):
+    _inherit = 'epilot.outlook.subscription'
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        records = super().create(vals_list)
+        records.address_id._outlook_live_touch()
+        return records
+
+    def write(self, vals):
+        result = super().write(vals)
+        self.address_id._outlook_live_touch()
+        return result
