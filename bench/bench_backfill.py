@@ -401,6 +401,8 @@ class Bench:
         profiler = cProfile.Profile() if profile else None
         sql_times = SqlTimes(self.odoo.sql_db.Cursor) if profile else contextlib.nullcontext()
         waits = runs = 0
+        with self.env() as env:
+            bus_mark = env['bus.bus'].sudo().search([], order='id desc', limit=1).id or 0
         cpu = CpuTimes(self.sandbox.process.pid).__enter__()
         started = time.perf_counter()
         if profiler:
@@ -447,9 +449,24 @@ class Bench:
                       'attachments': files, 'seconds': seconds, 'queries': queries, 'waits': waits,
                       'cron_runs': runs, 'requests': self.mail_counts(mailbox) - requests_before,
                       'round_trips': self.http.count - http_before, 'profile': profiler,
-                      'http_seconds': self.http.seconds - http_seconds, 'cpu': cpu.used}
+                      'http_seconds': self.http.seconds - http_seconds, 'cpu': cpu.used,
+                      'bus': self.bus_per_recipient(env, bus_mark)}
         assert result['state'] == 'done' and result['records'] == result['total'], result
         return result
+
+    @staticmethod
+    def bus_per_recipient(env, mark):
+        """The live screens' bus notifications sent since ``mark`` (issue 19): per notification type, the most any
+        one user received. An editor gets one ``epilot_outlook/addresses`` per committed step (the backfill's
+        progress) and should get one ``epilot_outlook/conversations`` per step that imported mail, however many
+        e-mails it held."""
+        counts = {}
+        for row in env['bus.bus'].sudo().search_read([('id', '>', mark)], ['channel', 'message']):
+            kind = re.search(r'"type":\s*"(epilot_outlook/[a-z]+)"', row['message'] or '')
+            if kind:
+                per_user = counts.setdefault(kind.group(1), {})
+                per_user[row['channel']] = per_user.get(row['channel'], 0) + 1
+        return {kind: max(per_user.values()) for kind, per_user in counts.items()}
 
     # --- 1c. the ORM's ceiling ------------------------------------------------------------------------------
 
@@ -620,6 +637,10 @@ class Bench:
         print(f"Graph requests for {main['done']:,} messages: {main['requests']:,} ({per_k:.1f} per 1,000; target "
               f"<= {TARGETS['requests']}) {ok(per_k <= TARGETS['requests'])};  HTTP round trips: "
               f"{main['round_trips']:,};  cron runs: {main['cron_runs']}, throttle waits: {main['waits']}")
+        bus = main['bus']
+        print(f"Bus notifications to one editor: {bus.get('epilot_outlook/conversations', 0)} for the conversations, "
+              f"{bus.get('epilot_outlook/addresses', 0)} for the address (one per committed step), "
+              f"{main['done'] / max(bus.get('epilot_outlook/addresses', 1), 1):.0f} messages per step")
         print(f"SQL queries: {main['queries']:,} = {main['queries'] / main['done']:.1f} per message;  "
               f"time waiting on Graph (HTTP + sandbox): {main['http_seconds']:.1f} s of {main['seconds']:.1f} s, "
               f"Odoo's side alone: {(main['done'] / (main['seconds'] - main['http_seconds'])):.0f} msg/s")
