@@ -66,10 +66,13 @@ class EpilotSharedConversation(models.Model):
     """ Response times (issue 19, item 6): when the customer first wrote, when the team first answered, when the
     conversation was closed, the business hours each took, and the inbox's deadlines.
 
-    - *First received*: the first e-mail received in the inbox (Inbox folder).
+    - *First received*: the first e-mail received in the inbox (Inbox folder) that a person wrote: an automatic
+      reply (out of office) or a non-delivery report (``kind``, models/epilot_outlook_message_bounce.py) is not
+      the customer writing.
     - *First response*: the first e-mail the team sent after it, from Odoo or from Outlook (its copy in Sent
-      Items, synced back: both are sync records of folder ``sentitems``). Notes and Odoo's notifications send
-      nothing and are no sync record; Odoo's own mail (a password reset) shows on no conversation.
+      Items, synced back: both are sync records of folder ``sentitems``), automatic replies left out. Notes and
+      Odoo's notifications send nothing and are no sync record; Odoo's own mail (a password reset) shows on no
+      conversation.
     - *Closed*: when the status became *Closed*; mail that reopens it (or an agent) clears it.
     - Times are business hours of the inbox's working-hours calendar (:class:`tools.business_hours.BusinessHours`).
 
@@ -147,9 +150,9 @@ class EpilotSharedConversation(models.Model):
         :param list messages: :class:`outlook_core.mapping.OutlookItem` items.
         :rtype: dict
         """
-        first_in = min((message.date for message in messages if message.date and message.folder == 'inbox'),
-                       default=False)
-        first_out = min((message.date for message in messages if first_in and message.date
+        first_in = min((message.date for message in messages
+                        if message.date and message.folder == 'inbox' and not message.kind), default=False)
+        first_out = min((message.date for message in messages if first_in and message.date and not message.kind
                          and message.folder == 'sentitems' and message.date > first_in), default=False)
         return {'first_received_date': first_in, 'first_response_date': first_out}
 
@@ -194,18 +197,20 @@ class EpilotSharedConversation(models.Model):
         if not self:
             return
         Message = self.env['epilot.outlook.message']
-        Message.flush_model(['conversation_id', 'mail_message_id', 'date', 'folder'])
+        Message.flush_model(['conversation_id', 'mail_message_id', 'date', 'folder', 'kind'])
         self.flush_recordset(['state', 'inbox_id', *SLA_FIELDS])
         rows = self.env.execute_query_dict(SQL(
             """SELECT conversation.id, conversation.inbox_id, conversation.state, %(columns)s,
                       received.first_in,
                       (SELECT MIN(sent.date) FROM %(messages)s AS sent
                         WHERE sent.conversation_id = conversation.id AND sent.mail_message_id IS NOT NULL
-                          AND sent.folder = 'sentitems' AND sent.date > received.first_in) AS first_out
+                          AND sent.folder = 'sentitems' AND sent.kind IS NULL
+                          AND sent.date > received.first_in) AS first_out
                  FROM %(table)s AS conversation
             LEFT JOIN LATERAL (SELECT MIN(message.date) AS first_in FROM %(messages)s AS message
                                 WHERE message.conversation_id = conversation.id
-                                  AND message.mail_message_id IS NOT NULL AND message.folder = 'inbox') AS received
+                                  AND message.mail_message_id IS NOT NULL AND message.folder = 'inbox'
+                                  AND message.kind IS NULL) AS received
                    ON TRUE
                 WHERE conversation.id IN %(ids)s""",
             columns=SQL(', ').join(SQL('conversation.%s', SQL.identifier(name)) for name in SLA_FIELDS),

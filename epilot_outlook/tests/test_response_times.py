@@ -1,3 +1,4 @@
+import dataclasses
 from datetime import datetime, timedelta
 
 from freezegun import freeze_time
@@ -150,6 +151,34 @@ class TestResponseTimes(InboxImportMixin, EpilotOutlookCommon):
         self.assertAlmostEqual(times['first_response_hours'], 2.0, places=4)
         self.assertEqual(times['first_response_deadline'], datetime(2026, 3, 31, 12, 0),
                          "Tuesday 09:00 + 4 business hours, with the lunch hour: 14:00 in Berlin")
+
+    def test_automatic_replies_are_neither_the_customer_writing_nor_an_answer(self):
+        """ The team wrote first; the customer's out-of-office came back at once: nobody wrote to the team yet,
+        so the team's follow-up is no response. The customer's real answer on Tuesday starts the clock; the
+        mailbox's own automatic reply to it answers nothing; the agent's mail does. """
+        def auto(item):
+            return dataclasses.replace(item, kind='auto_reply')
+
+        records = self.import_page([
+            self.item(11, 'c-ooo', 'sentitems', datetime(2026, 3, 30, 8, 0)),
+            auto(self.item(12, 'c-ooo', 'inbox', datetime(2026, 3, 30, 8, 1))),
+        ])
+        conversation = records.conversation_id
+        self.import_page([self.item(13, 'c-ooo', 'sentitems', datetime(2026, 3, 30, 9, 0))])
+        times = self.times(conversation)
+        self.assertEqual((times['first_received_date'], times['first_response_date'], times['first_response_deadline']),
+                         (False, False, False), "an out-of-office is not the customer writing")
+        self.import_page([
+            self.item(14, 'c-ooo', 'inbox', datetime(2026, 3, 31, 7, 0)),
+            auto(self.item(15, 'c-ooo', 'sentitems', datetime(2026, 3, 31, 7, 1))),
+        ])
+        times = self.times(conversation)
+        self.assertEqual((times['first_received_date'], times['first_response_date']), (datetime(2026, 3, 31, 7, 0), False))
+        self.import_page([self.item(16, 'c-ooo', 'sentitems', datetime(2026, 3, 31, 8, 0))])
+        self.assertAlmostEqual(self.times(conversation)['first_response_hours'], 1.0, places=4)
+        # A page that brings it all at once (a backfill) agrees.
+        conversation._outlook_sla_refresh(force=True)
+        self.assertEqual(self.times(conversation)['first_response_date'], datetime(2026, 3, 31, 8, 0))
 
     # --- resolution ------------------------------------------------------------------------------------
 
