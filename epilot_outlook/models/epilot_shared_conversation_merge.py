@@ -57,6 +57,17 @@ class EpilotSharedConversation(models.Model):
             merged.exists().unlink()
         return result
 
+    # === MAIL THREAD === #
+
+    def message_post(self, **kwargs):
+        """ Override of `mail`: a merged conversation takes no more posts from users (one opened from an old link):
+        its mail and its followers are in the one it was merged into, where the answer belongs. Checked for the
+        user also under sudo, as Odoo's chatter posts as the superuser. """
+        if self and not self.env.user._is_superuser() and (merged := self.sudo().filtered('merged_into_id')):
+            raise UserError(self.env._("This conversation was merged into %(conversation)s: write there.",
+                                       conversation=merged[0].merged_into_id.display_name))
+        return super().message_post(**kwargs)
+
     # === ACTION METHODS === #
 
     def action_outlook_open_merge(self):

@@ -147,6 +147,18 @@ class TestMergeConversations(MergeSplitMixin, EpilotOutlookCommon):
                 two.with_user(user).write({'active': True})
         self.assertFalse(two.active)
 
+    def test_a_merged_conversation_takes_no_more_posts(self):
+        """ Opened from an old link, a merged conversation refuses a reply or a note, also through the chatter
+        (which posts as the superuser): they belong in the conversation it was merged into. """
+        one = self.import_mail(conversation='conv-1').conversation_id
+        two = self.import_mail(conversation='conv-2').conversation_id
+        self.merge(one | two, self.agent_member)
+        for conversation in (two.with_user(self.agent_member), two.with_user(self.agent_member).sudo()):
+            with self.subTest(su=conversation.env.su), self.assertRaises(UserError):
+                conversation.message_post(body="Called back", message_type='comment', subtype_xmlid='mail.mt_note')
+        self.assertTrue(one.with_user(self.agent_member).message_post(
+            body="Called back", message_type='comment', subtype_xmlid='mail.mt_note'))
+
     def test_moved_mail_stays_read_only_to_agents(self):
         """ The model moves the synced mail as the superuser; the agent who merged may not change it after. """
         one = self.import_mail(conversation='conv-1').conversation_id
