@@ -16,6 +16,7 @@
         'security/ir.model.access.csv',
 
         'data/ir_cron_data.xml',
+        'data/epilot_outlook_answers_data.xml',
         'data/epilot_outlook_triage_data.xml',
         'security/epilot_outlook_triage_security.xml',
 
@@ -29,6 +30,7 @@
         'views/epilot_outlook_templates.xml',
         'views/epilot_outlook_erase_wizard_views.xml',
         'views/ir_mail_server_views.xml',
+        'views/mail_compose_message_views.xml',
         'views/epilot_conversation_merge_wizard_views.xml',
         'views/res_partner_views.xml',
         'views/epilot_outlook_triage_views.xml',

@@ -10,6 +10,7 @@ from . import epilot_outlook_connection_disconnect
 from . import epilot_outlook_connection_sync
 from . import epilot_shared_inbox
 from . import epilot_shared_conversation
+from . import epilot_shared_conversation_compose
 from . import epilot_shared_conversation_sla
 from . import epilot_shared_conversation_report
 from . import epilot_shared_conversation_contact
@@ -38,3 +39,4 @@ from . import epilot_shared_conversation_presence
 from . import epilot_outlook_triage
 from . import epilot_shared_conversation_merge
 from . import epilot_shared_conversation_live
+from . import mail_compose_message

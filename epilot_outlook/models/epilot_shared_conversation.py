@@ -2,9 +2,7 @@ from odoo import api, fields, models
 from odoo.exceptions import AccessError
 from odoo.fields import Domain
 from odoo.tools import SQL, email_normalize, formataddr
-from odoo.tools.mail import email_split_and_format
 
-from ..outlook_core.sending import MODE_HEADER
 from ..tools import bulk
 
 # What agents (not email settings editors) may write on a conversation: its work fields. The rest (its inbox, its
@@ -14,10 +12,6 @@ AGENT_WRITABLE_FIELDS = frozenset({
     # what Odoo's chatter and activities write on the document itself
     'message_main_attachment_id', 'activity_ids', 'message_follower_ids',
 })
-
-# The context key naming how an agent answers (``reply``, ``replyAll``, ``forward``); travels to the Graph session
-# as a header of the outgoing e-mail (MODE_HEADER).
-SEND_MODE_KEY = 'epilot_outlook_send_mode'
 
 
 class EpilotSharedConversation(models.Model):
@@ -206,58 +200,6 @@ class EpilotSharedConversation(models.Model):
         self.write({'user_id': self.env.uid})
         return True
 
-    def action_outlook_reply_all(self):
-        """ Open the full composer to answer the last received e-mail to all its correspondents (Graph's
-        ``createReplyAll``: Outlook threads it with the original). """
-        return self._outlook_open_composer('replyAll')
-
-    def action_outlook_forward(self):
-        """ Open the full composer to forward the last received e-mail, with its attachments (``createForward``). """
-        return self._outlook_open_composer('forward')
-
-    def _outlook_open_composer(self, mode):
-        """ The full composer for ``mode`` (``replyAll``, ``forward``), recipients proposed: for a reply to all,
-        the last received e-mail's sender and its To and Cc, the shared mailbox left out. Odoo's composer sends
-        to contacts only, so a correspondent without one gets one (as the superuser: agents may not create
-        contacts; a reply to all must not drop anyone the customer copied). """
-        self.ensure_one()
-        self._outlook_check_can_send()
-        partners = self.env['res.partner']
-        # The e-mail answered or forwarded, also for Graph (the parent of the message posted): the last one
-        # received (not a copy the team sent from Outlook), else the last one.
-        records_sudo = self.env['epilot.outlook.message'].sudo().search([
-            ('conversation_id', '=', self.id), ('mail_message_id', '!=', False),
-        ], order='date desc, id desc', limit=50)
-        received = records_sudo.filtered(lambda record: record.folder == 'inbox')
-        last = (received or records_sudo)[:1].mail_message_id.sudo(False)
-        if mode == 'replyAll':
-            emails = [email for field in (last.email_from, last.incoming_email_to, last.incoming_email_cc)
-                      for email in email_split_and_format(field or '')]
-            mailbox = email_normalize(self.inbox_id.sudo().email or '')
-            emails = [email for email in emails if email_normalize(email) != mailbox]
-            if emails:
-                partners = self.sudo()._partner_find_from_emails_single(
-                    emails, ban_emails=[mailbox] if mailbox else None)
-        prefix = self.env._("Fw:") if mode == 'forward' else self.env._("Re:")
-        return {
-            'type': 'ir.actions.act_window',
-            'name': self.env._("Forward") if mode == 'forward' else self.env._("Reply All"),
-            'res_model': 'mail.compose.message',
-            'view_mode': 'form',
-            'views': [(False, 'form')],
-            'target': 'new',
-            'context': {
-                'default_composition_mode': 'comment',
-                'default_model': self._name,
-                'default_res_ids': self.ids,
-                'default_subtype_id': self.env['ir.model.data']._xmlid_to_res_id('mail.mt_comment'),
-                'default_partner_ids': partners.ids,
-                'default_parent_id': last.id,
-                'default_subject': '%s %s' % (prefix, self.name),
-                SEND_MODE_KEY: mode,
-            },
-        }
-
     def action_outlook_mark_unread(self):
         """ Mark the last received e-mail of each conversation unread, in Odoo and in Outlook. """
         self.check_access('read')
@@ -370,27 +312,32 @@ class EpilotSharedConversation(models.Model):
         - Odoo's users who may not read the conversation (not members of its inbox: one just removed, a
           colleague named in a note) are never notified: a notification carries the body and the files;
         - an e-mail from the shared mailbox goes to the correspondents only; agents following the conversation
-          read it in Odoo (an e-mail to them would leave from the shared mailbox).
+          read it in Odoo (an e-mail to them would leave from the shared mailbox);
+        - but the recipients an agent names in an e-mail (not a note) get it by e-mail, colleagues too: a forward
+          to a colleague is an e-mail to their mailbox, as to anyone else (it carries what the agent chose to send,
+          and gives no access to the conversation).
         """
         recipients = super()._notify_get_recipients(message, msg_vals=msg_vals, **kwargs)
         inbox = self.inbox_id.sudo()[:1]
+        from_mailbox = self._outlook_from_mailbox(message, msg_vals)
+        addressed = set()
+        if from_mailbox:
+            values = msg_vals or {}
+            subtype_id = values['subtype_id'] if 'subtype_id' in values else message.subtype_id.id
+            if subtype_id == self.env['ir.model.data']._xmlid_to_res_id('mail.mt_comment'):
+                addressed = set(values['partner_ids'] if 'partner_ids' in values else message.partner_ids.ids)
         users = self.env['res.users'].sudo().browse([
             recipient['uid'] for recipient in recipients if recipient.get('uid') and not recipient.get('ushare')])
         refused = {user.id for user in users if inbox and not inbox._outlook_may_send(user)}
-        recipients = [recipient for recipient in recipients if recipient.get('uid') not in refused]
-        email_from = (msg_vals or {}).get('email_from') or message.email_from
-        if self.inbox_id.email and email_normalize(email_from or '') == email_normalize(self.inbox_id.email):
+        recipients = [recipient for recipient in recipients
+                      if recipient.get('uid') not in refused or recipient['id'] in addressed]
+        if from_mailbox:
             for recipient in recipients:
-                if recipient.get('notif') == 'email' and not recipient.get('share'):
+                if recipient['id'] in addressed:
+                    recipient['notif'] = 'email'
+                elif recipient.get('notif') == 'email' and not recipient.get('share'):
                     recipient['notif'] = 'inbox'
         return recipients
-
-    def _notify_by_email_get_headers(self, headers=None):
-        """ Override of `mail`: how the agent answers, for the Graph session (reply, reply all, forward). """
-        headers = super()._notify_by_email_get_headers(headers=headers)
-        if mode := self.env.context.get(SEND_MODE_KEY):
-            headers[MODE_HEADER] = mode
-        return headers
 
     # === BUSINESS METHODS === #
 

@@ -11,7 +11,7 @@ from ..outlook_core import const
 from ..outlook_core.errors import (
     GraphError, OutlookError, SendPending, Throttled, TransientError, is_transient, retry_delay,
 )
-from ..outlook_core.sending import MODE_HEADER, SEND_AS, MailSender
+from ..outlook_core.sending import CC_HEADER, MODE_HEADER, SEND_AS, MailSender
 from ..tools.explain import explain
 
 _logger = logging.getLogger(__name__)
@@ -89,7 +89,9 @@ class IrMail_Server(models.Model):
                 smtp_ssl_certificate=smtp_ssl_certificate, smtp_ssl_private_key=smtp_ssl_private_key,
                 smtp_debug=smtp_debug, smtp_session=smtp_session)
         _smtp_from, smtp_to_list, message = self._prepare_email_message__(message, smtp_session)
-        _outlook_recipients_as_sent(message, smtp_to_list)
+        cc = [address for _name, address in getaddresses(message.get_all(CC_HEADER, []))]
+        del message[CC_HEADER]
+        _outlook_recipients_as_sent(message, smtp_to_list, cc=cc)
         return smtp_session.send_graph(message)
 
     def test_smtp_connection(self, autodetect_max_email_size=False):
@@ -146,20 +148,24 @@ def _outlook_default_subject(mail_message):
         mail_message.subject == record._message_compute_subject())
 
 
-def _outlook_recipients_as_sent(message, smtp_to_list):
+def _outlook_recipients_as_sent(message, smtp_to_list, cc=()):
     """ Make the headers say who receives ``message``: Graph delivers to every address of To, Cc and Bcc, while
     Odoo's SMTP envelope (``smtp_to_list``) may differ from them (``X-Msg-To-Add`` shows recipients in To who are
-    not sent to; Bcc is removed from the headers). Only envelope recipients stay in To and Cc; the others of the
-    envelope go to Bcc. """
+    not sent to; Bcc is removed from the headers). Only envelope recipients stay in To and Cc, those of ``cc`` (the
+    composer's Cc row: Odoo puts every recipient contact in To) in Cc; the others of the envelope go to Bcc. """
     envelope = {email_normalize(address): address for address in smtp_to_list if email_normalize(address)}
-    shown = set()
+    cc = {email_normalize(address) for address in cc}
+    shown, kept = set(), {'To': [], 'Cc': []}
     for header in ('To', 'Cc'):
-        kept = [formataddr((name, address)) for name, address in getaddresses(message.get_all(header, []))
-                if email_normalize(address) in envelope and email_normalize(address) not in shown]
-        shown.update(email_normalize(address) for _name, address in getaddresses(kept))
+        for name, address in getaddresses(message.get_all(header, [])):
+            normalized = email_normalize(address)
+            if normalized in envelope and normalized not in shown:
+                shown.add(normalized)
+                kept['Cc' if normalized in cc else header].append(formataddr((name, address)))
+    for header in ('To', 'Cc'):
         del message[header]
-        if kept:
-            message[header] = ', '.join(kept)
+        if kept[header]:
+            message[header] = ', '.join(kept[header])
     del message['Bcc']
     if hidden := [address for normalized, address in envelope.items() if normalized not in shown]:
         message['Bcc'] = ', '.join(hidden)

@@ -51,6 +51,9 @@ SEND_ON_BEHALF = 'send_on_behalf'
 MODES = ('reply', 'replyAll', 'forward')
 # How Odoo tells the sender which of MODES an e-mail is (a header of the e-mail Odoo built, removed before Graph).
 MODE_HEADER = 'X-Epilot-Outlook-Mode'
+# Which of an e-mail's recipients the agent copied (Cc): Odoo puts every recipient contact in To (a header of the
+# e-mail Odoo built, read and removed before Graph).
+CC_HEADER = 'X-Epilot-Outlook-Cc'
 _DRAFT_SELECT = 'id,isDraft,internetMessageId,conversationId'
 
 

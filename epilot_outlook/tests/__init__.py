@@ -43,3 +43,5 @@ from . import test_merge_split
 from . import test_cron_wake
 from . import test_live
 from . import test_live_tour
+from . import test_composer
+from . import test_composer_tour

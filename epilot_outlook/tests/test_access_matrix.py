@@ -66,6 +66,11 @@ MATRIX['triage'] = {**dict.fromkeys(READS, EDITORS), 'write': NOBODY, 'unlink': 
 # e-mail off into a new one; members of the inbox and editors.
 MATRIX['conversation'].update(merge=MEMBERS, split=MEMBERS)
 
+# Answering (test_composer.py): Reply, Reply All and Forward open the full composer, and an address typed in To or Cc
+# becomes a recipient, for those who may send from the inbox: its members and editors.
+MATRIX['conversation'].update(compose_reply=MEMBERS, compose_reply_all=MEMBERS, compose_forward=MEMBERS,
+                              add_recipient=MEMBERS)
+
 # The same over HTTP, as the web client calls it: (door, target) -> the roles allowed. Not logged in, `public`
 # gets nothing anywhere.
 HTTP_MATRIX = {
@@ -274,6 +279,12 @@ class TestAccessMatrix(InboxImportMixin, HttpCase, EpilotOutlookCommon):
             self._perform_rearrange(operation, user)
         elif operation == 'cancel_backfill':
             record.action_outlook_cancel_backfill()
+        elif operation in ('compose_reply', 'compose_reply_all', 'compose_forward'):
+            action = getattr(record, 'action_outlook_' + operation.removeprefix('compose_'))()
+            self.assertEqual(action['res_model'], 'mail.compose.message')
+        elif operation == 'add_recipient':
+            [recipient] = record.outlook_recipients(['New Person <new.person@example.org>'])
+            self.assertEqual(recipient['email'], 'new.person@example.org')
         elif operation == 'reconcile':
             try:
                 record.action_outlook_reconcile()

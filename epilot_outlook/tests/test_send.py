@@ -80,13 +80,15 @@ class TestSend(OutlookSendCase):
         context = action['context']
         self.assertEqual((action['res_model'], context['epilot_outlook_send_mode']), ('mail.compose.message', 'replyAll'))
         proposed = self.env['res.partner'].browse(context['default_partner_ids'])
-        self.assertEqual(sorted(proposed.mapped('email_normalized')), ['colleague@fabrikam.com', 'customer@fabrikam.com'],
-                         "the sender, To and Cc, without the shared mailbox itself")
+        copied = self.env['res.partner'].browse(context['default_epilot_outlook_cc_partner_ids'])
+        self.assertEqual((proposed.mapped('email_normalized'), copied.mapped('email_normalized')),
+                         (['customer@fabrikam.com'], ['colleague@fabrikam.com']),
+                         "the sender and To, and Cc in Cc, without the shared mailbox itself")
         self.env['mail.compose.message'].with_user(self.agent).with_context(context).create(
             {'body': '<p>Hallo zusammen</p>'})._action_send_mail()
         [record] = self.sent()
-        self.assertEqual(sorted(a['address'] for a in record['to'] + record['cc']),
-                         ['colleague@fabrikam.com', 'customer@fabrikam.com'])
+        self.assertEqual(([a['address'] for a in record['to']], [a['address'] for a in record['cc']]),
+                         (['customer@fabrikam.com'], ['colleague@fabrikam.com']))
         self.assertEqual(record['conversationId'], delivered['conversationId'])
         self.assertEqual(record['from']['address'], SUPPORT)
         self.assertEqual(record['subject'], 'Re: Zählerstand', "the composer's subject, which the agent could edit")
@@ -323,3 +325,13 @@ class TestRecipientsAsSent(TransactionCase):
         self.assertEqual(message['To'], 'Kunde <kunde@example.com>')
         self.assertEqual(message['Cc'], 'kollege@example.com')
         self.assertEqual(message['Bcc'], 'hidden@example.com')
+
+    def test_the_composer_cc_row_stays_cc(self):
+        """ Odoo puts every recipient contact in To; those of the composer's Cc row go to Cc (issue 19). """
+        message = EmailMessage()
+        message['To'] = 'kunde@example.com, "Chef" <chef@example.com>, kollege@example.com'
+        smtp_to_list = ['kunde@example.com', 'chef@example.com', 'kollege@example.com']
+        _outlook_recipients_as_sent(message, smtp_to_list, cc=['Kollege@Example.com', 'not-sent@example.com'])
+        self.assertEqual(message['To'], 'kunde@example.com, Chef <chef@example.com>')
+        self.assertEqual(message['Cc'], 'kollege@example.com')
+        self.assertIsNone(message['Bcc'])

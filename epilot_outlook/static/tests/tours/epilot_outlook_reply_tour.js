@@ -27,8 +27,8 @@ registry.category("web_tour.tours").add("epilot_outlook_reply_tour", {
             },
         },
         {
-            content: "Click on Send message",
-            trigger: "button:contains(Send message)",
+            content: "Click on Reply by E-mail (the chatter's Send message on a conversation)",
+            trigger: "button:contains(Reply by E-mail)",
             run: "click",
         },
         {
