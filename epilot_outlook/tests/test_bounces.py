@@ -112,6 +112,8 @@ class TestBounces(OutlookSendCase):
         [sent] = self.sent()
         conversation.state = 'closed'
         last_inbound = conversation.last_inbound_date
+        # Later than anything known (Odoo's dates are whole seconds): mail received now would reopen it.
+        self.sandbox.control('POST', '/clock/advance', {'seconds': 60})
         self.sandbox.control('POST', '/mail/auto-reply', {
             'mailbox': SUPPORT, 'from': 'customer@fabrikam.com', 'in_reply_to': sent['internetMessageId']})
         self.run_delta(self.address)
@@ -127,6 +129,7 @@ class TestBounces(OutlookSendCase):
         self.assertIs(stored['outlook_auto_reply'], True)
         self.assertFiguresAsRefreshed(conversation)
         # The customer's own answer still reopens it.
+        self.sandbox.control('POST', '/clock/advance', {'seconds': 60})
         self.deliver(subject='RE: Zählerstand', in_reply_to=sent['internetMessageId'])
         self.run_delta(self.address)
         self.assertEqual(conversation.state, 'open')
@@ -140,6 +143,19 @@ class TestBounces(OutlookSendCase):
         conversation = record.conversation_id
         self.assertFalse(conversation.last_inbound_date)
         self.assertFiguresAsRefreshed(conversation)
+
+    # --- in the browser --------------------------------------------------------------------------------
+
+    def test_the_chatter_shows_the_bounce_and_the_automatic_reply(self):
+        conversation, _delivered = self.customer_writes(sender=NOWHERE)
+        self.reply(conversation)
+        self.run_mail_queue()
+        [sent] = self.sent()
+        self.sandbox.control('POST', '/mail/auto-reply', {
+            'mailbox': SUPPORT, 'from': NOWHERE, 'in_reply_to': sent['internetMessageId']})
+        self.run_delta(self.address)
+        self.start_tour('/odoo/action-epilot_outlook.epilot_shared_conversation_action/%d' % conversation.id,
+                        'epilot_outlook_bounces', login=self.agent.login)
 
     # --- helpers ---------------------------------------------------------------------------------------
 
