@@ -62,7 +62,7 @@ class EpilotOutlookMessage(models.Model):
     @api.model
     def _outlook_tie_ndrs(self, address, messages):
         """ Record the new NDRs of ``messages`` whose bounced e-mail ``address``'s inbox shows, and mark those
-        e-mails as not delivered.
+        e-mails as not delivered; reports of Odoo's own mail are recorded hidden, as that mail is.
 
         :return: ``{graph_id: the NDR}`` of the NDRs recorded here.
         :rtype: dict
@@ -74,10 +74,15 @@ class EpilotOutlookMessage(models.Model):
         inbox = address.shared_inbox_id
         known = self._outlook_known(inbox, ndrs)
         pending = [message for graph_id, message in ndrs.items() if graph_id not in known]
-        bounced = self._outlook_bounced_mail(inbox, {message.bounced_message_id for message in pending})
+        bounced, own = self._outlook_bounced_mail(inbox, {message.bounced_message_id for message in pending})
+        # Reports of mail Odoo sent for itself (a password reset) are kept apart like that mail: known, never shown.
+        hidden = [message for message in pending if message.bounced_message_id in own]
+        if hidden:
+            self._outlook_insert([self._outlook_row_of(address, message, odoo_own_mail=True, subject=None)
+                                  for message in hidden])
         tied = {message.graph_id: message for message in pending if message.bounced_message_id in bounced}
         if not tied:
-            return {}
+            return {message.graph_id: message for message in hidden}
         Conversation = self.env['epilot.shared.conversation']
         self._outlook_insert([self._outlook_row_of(
             address, message, bounced_mail_message_id=bounced[message.bounced_message_id].id,
@@ -85,37 +90,41 @@ class EpilotOutlookMessage(models.Model):
             if bounced[message.bounced_message_id].model == Conversation._name else None,
         ) for message in tied.values()])
         self._outlook_mark_bounced([(message, bounced[message.bounced_message_id]) for message in tied.values()])
-        return tied
+        return {**tied, **{message.graph_id: message for message in hidden}}
 
     @api.model
     def _outlook_bounced_mail(self, inbox, message_ids):
         """ The e-mails ``inbox`` shows under these Message-Ids: synced (a sent copy), sent by Odoo (the outbox
         knows Outlook's Message-Id before the sent copy is synced), or Odoo's own Message-Id.
 
-        :return: ``{Message-Id: mail.message}``.
-        :rtype: dict
+        :return: ``{Message-Id: mail.message}``, and the Message-Ids of mail Odoo sent for itself.
+        :rtype: tuple
         """
         if not message_ids:
-            return {}
-        found = {}
+            return {}, set()
+        found, own = {}, set()
         for record in self.search_fetch([
             ('inbox_id', '=', inbox.id), ('internet_message_id', 'in', list(message_ids)),
-            ('mail_message_id', '!=', False),
-        ], ['internet_message_id', 'mail_message_id'], order='id'):
-            found.setdefault(record.internet_message_id, record.mail_message_id)
+            '|', ('mail_message_id', '!=', False), ('odoo_own_mail', '=', True),
+        ], ['internet_message_id', 'mail_message_id', 'odoo_own_mail'], order='id'):
+            if record.odoo_own_mail:
+                own.add(record.internet_message_id)
+            else:
+                found.setdefault(record.internet_message_id, record.mail_message_id)
         Message = self.env['mail.message'].sudo()
-        if missing := message_ids - set(found):
-            shown, _own = self.env['epilot.outlook.outbox']._outlook_sent_by_odoo(inbox, missing)
+        if missing := message_ids - set(found) - own:
+            shown, sent_own = self.env['epilot.outlook.outbox']._outlook_sent_by_odoo(inbox, missing)
             found.update({message_id: Message.browse(values['mail_message_id']) for message_id, values in
                           shown.items()})
-        if missing := message_ids - set(found):
+            own |= sent_own
+        if missing := message_ids - set(found) - own:
             Conversation = self.env['epilot.shared.conversation'].sudo()
             for message in Message.search([
                 ('message_id', 'in', list(missing)), ('model', '=', Conversation._name),
                 ('res_id', 'in', Conversation._search([('inbox_id', '=', inbox.id)])),
             ], order='id'):
                 found.setdefault(message.message_id, message)
-        return found
+        return found, own
 
     @api.model
     def _outlook_mark_bounced(self, pairs):

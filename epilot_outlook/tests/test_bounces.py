@@ -102,6 +102,20 @@ class TestBounces(OutlookSendCase):
         self.assertFalse(ndr.conversation_id.last_inbound_date, "no customer wrote")
         self.assertFiguresAsRefreshed(ndr.conversation_id)
 
+    def test_a_report_of_odoos_own_mail_is_hidden_as_that_mail_is(self):
+        # A password reset Odoo sent through the mailbox (issue 17) to a refused address: its report is never shown.
+        self.address.send_odoo_mail = True
+        self.env['mail.mail'].sudo().create({
+            'model': 'res.users', 'res_id': self.agent.id, 'email_from': '"My Company" <%s>' % SUPPORT,
+            'subject': 'Password reset', 'email_to': NOWHERE, 'auto_delete': False,
+            'body_html': '<p>Reset: https://odoo.example.com/web/reset_password?token=SECRET-TOKEN-42</p>'}).send()
+        conversations = self.inbox.conversation_ids
+        self.run_delta(self.address)
+        [ndr] = self.ndr_records()
+        self.assertTrue(ndr.odoo_own_mail)
+        self.assertFalse(ndr.mail_message_id or ndr.conversation_id or ndr.subject)
+        self.assertEqual(self.inbox.conversation_ids, conversations)
+
     # --- automatic replies -------------------------------------------------------------------------------
 
     def test_an_automatic_reply_is_marked_and_does_not_reopen_a_closed_conversation(self):
