@@ -1,6 +1,9 @@
+import json
 import re
+from datetime import timedelta
 
 from odoo import fields, models
+from odoo.addons.bus.models.bus import channel_with_db, json_dump
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import email_normalize
 from odoo.tools.misc import _format_time_ago
@@ -15,6 +18,8 @@ PRESENCE_SUBCHANNEL = 'epilot_outlook_presence'
 PRESENCE_CHANNEL_RE = re.compile(r'^epilot\.shared\.conversation_presence_(\d+)$')
 # viewing: the conversation is open; writing: the reply composer holds text; left: closed.
 PRESENCE_STATES = ('viewing', 'writing', 'left')
+# A colleague not heard of for this long has gone (the web client announces itself every 30 s).
+PRESENCE_FRESH = timedelta(seconds=75)
 
 # Context keys of a reply: the newest mail.message the agent's screen knew when it opened the conversation
 # (given by outlook_announce_presence), and the agent's answer to "Send anyway?".
@@ -35,9 +40,11 @@ class EpilotSharedConversation(models.Model):
         in it, or left it (bus notification ``epilot_outlook.presence`` on the conversation's presence channel).
 
         :param str state: ``viewing``, ``writing`` or ``left``.
-        :param bool hello: The user just opened it: the others answer with their own state.
-        :return: ``{'seen_message_id': int}``, the newest e-mail or note of the conversation now: the web client
-            sends it with a reply (``SEEN_KEY``) to learn whether someone else replied since.
+        :param bool hello: The user just opened it: the others answer with their own state, and who is here
+            already comes back at once.
+        :return: ``{'seen_message_id': int, 'present': [payload]}``: the newest e-mail or note of the conversation
+            now (the web client sends it with a reply, ``SEEN_KEY``, to learn whether someone else replied since);
+            with ``hello``, the others' last announcements of the last ``PRESENCE_FRESH``, but who left.
         :raise AccessError: The user may not read the conversation or is not a member of its inbox.
         """
         self.ensure_one()
@@ -53,7 +60,25 @@ class EpilotSharedConversation(models.Model):
             'state': state,
             'hello': bool(hello),
         })
-        return {'seen_message_id': self._outlook_last_message_id()}
+        return {
+            'seen_message_id': self._outlook_last_message_id(),
+            'present': self._outlook_present_others() if hello else [],
+        }
+
+    def _outlook_present_others(self):
+        """ The other users' last presence on this conversation, read back from the bus's own table (it keeps
+        notifications for a few minutes): a newcomer sees at once who is here, whether or not their screens answer
+        the hello. """
+        self.ensure_one()
+        channel = json_dump(channel_with_db(self.env.cr.dbname, (self, PRESENCE_SUBCHANNEL)))
+        latest = {}
+        for row in self.env['bus.bus'].sudo().search_read([
+            ('channel', '=', channel), ('create_date', '>=', fields.Datetime.now() - PRESENCE_FRESH),
+        ], ['message'], order='id'):
+            payload = json.loads(row['message'])['payload']
+            latest[payload['user_id']] = payload
+        return [payload for user_id, payload in latest.items()
+                if user_id != self.env.uid and payload['state'] != 'left']
 
     def _outlook_check_presence_access(self):
         """ Only who may read the conversation and is a member of its inbox (or an email settings editor) sees

@@ -147,6 +147,16 @@ class TestNoDoubleAnswers(PresenceMixin, EpilotOutlookCommon):
             'payload': {'conversation_id': self.conversation.id, 'user_id': self.ann.id,
                         'partner_id': self.ann.partner_id.id, 'name': "Ann Agent", 'state': 'writing', 'hello': False},
         })
+        # Bob opens it: who is here comes back at once, read from the bus (Ann's screen answers too)
+        present = self.conversation.with_user(self.bob).outlook_announce_presence('viewing', hello=True)['present']
+        self.assertEqual([(payload['name'], payload['state']) for payload in present], [("Ann Agent", 'writing')])
+        self.assertEqual(self.conversation.with_user(self.bob).outlook_announce_presence('viewing')['present'], [],
+                         "only a hello asks")
+        self.conversation.with_user(self.ann).outlook_announce_presence('left')
+        self.env.cr.precommit.run()
+        self.assertEqual(
+            self.conversation.with_user(self.bob).outlook_announce_presence('viewing', hello=True)['present'], [],
+            "Ann left; Bob is not his own colleague")
 
     @mute_logger('odoo.addons.base.models.ir_rule')
     def test_outsiders_neither_announce_nor_ask(self):
@@ -217,10 +227,11 @@ class TestReplyConflictTour(PresenceMixin, HttpCase):
         self.start_tour('/odoo/epilot.shared.conversation/%d' % conversation.id,
                         'epilot_outlook_reply_conflict_tour', login=self.bob.login)
         self.env.invalidate_all()
-        bobs = conversation.message_ids.filtered(lambda message: message.author_id == self.bob.partner_id)
-        self.assertEqual(len(bobs), 1, "Don't send sent nothing; Send anyway sent once")
-        self.assertIn("Your meter reading is booked.", str(bobs.body))
-        self.assertGreater(bobs.id, ann_reply.id)
+        chat, full = conversation.message_ids.filtered(
+            lambda message: message.author_id == self.bob.partner_id).sorted('id')
+        self.assertIn("Your meter reading is booked.", str(chat.body), "Don't send sent nothing; Send anyway once")
+        self.assertGreater(chat.id, ann_reply.id)
+        self.assertIn("The technician comes on Monday.", str(full.body), "the full composer's Send anyway")
         # Bob's screen said what he was doing, on the conversation's presence channel
         channel = json_dump((self.env.cr.dbname, conversation._name, conversation.id, PRESENCE_SUBCHANNEL))
         self.env.cr.precommit.run()
@@ -229,7 +240,9 @@ class TestReplyConflictTour(PresenceMixin, HttpCase):
         bob_states = [payload['state'] for payload in payloads if payload['user_id'] == self.bob.id]
         self.assertEqual(bob_states[0], 'viewing', "opening says hello")
         self.assertIn('writing', bob_states, "writing a reply is announced")
-        self.assertEqual(bob_states[bob_states.index('writing') + 1], 'viewing', "and sending ends it")
+        writing, left = bob_states.index('writing'), bob_states.index('left')
+        self.assertIn('viewing', bob_states[writing:left], "and sending ends it: %s" % bob_states)
+        self.assertIn('left', bob_states, "reloading the page says he left (then he is back)")
 
 
 @tagged('post_install', '-at_install')

@@ -27,13 +27,16 @@ export class ConversationPresence extends Component {
         this.state = useState({ others: {}, seen: null });
         this.writing = false;
         this.onNotification = this.onNotification.bind(this);
+        this.onPageHide = this.onPageHide.bind(this);
         onMounted(() => {
             this.busService.subscribe(PRESENCE_TYPE, this.onNotification);
             this.interval = browser.setInterval(() => this.heartbeat(), HEARTBEAT);
+            browser.addEventListener("pagehide", this.onPageHide);
         });
         onWillUnmount(() => {
             this.busService.unsubscribe(PRESENCE_TYPE, this.onNotification);
             browser.clearInterval(this.interval);
+            browser.removeEventListener("pagehide", this.onPageHide);
         });
         useEffect(
             (resId) => {
@@ -76,6 +79,9 @@ export class ConversationPresence extends Component {
             if (result && session.seenMessageId === null) {
                 session.seenMessageId = result.seen_message_id;
                 this.state.seen = result.seen_message_id;
+                for (const payload of result.present) {
+                    this.onNotification(payload);
+                }
             }
         });
     }
@@ -98,6 +104,25 @@ export class ConversationPresence extends Component {
         } catch {
             return null; // presence is a courtesy: never an error dialog
         }
+    }
+
+    /** A closed tab or a reload unmounts nothing: say "left" in a request that outlives the page. */
+    onPageHide() {
+        const resId = this.props.record.resId;
+        if (!resId) {
+            return;
+        }
+        const method = "outlook_announce_presence";
+        browser.fetch(`/web/dataset/call_kw/${CONVERSATION_MODEL}/${method}`, {
+            method: "POST",
+            keepalive: true,
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({
+                jsonrpc: "2.0",
+                method: "call",
+                params: { model: CONVERSATION_MODEL, method, args: [[resId], "left"], kwargs: {} },
+            }),
+        }).catch(() => {});
     }
 
     heartbeat() {

@@ -9,7 +9,7 @@ registry.category("web_tour.tours").add("epilot_outlook_reply_conflict_tour", {
     steps: () => [
         {
             content: "The conversation is open and its presence known",
-            trigger: ".o_epilot_presence_root[data-seen]:not(:visible)",
+            trigger: ".o_form_view:has(.o_epilot_presence_root[data-seen])",
         },
         {
             content: "Bob sees that Ann has the conversation open",
@@ -62,6 +62,51 @@ registry.category("web_tour.tours").add("epilot_outlook_reply_conflict_tour", {
         {
             content: "The reply is in the conversation",
             trigger: ".o-mail-Message:contains(Your meter reading is booked.)",
+        },
+        {
+            content: "Open the conversation again (from before Ann's reply, as the test has it)",
+            trigger: ".o_form_view:has(.o_epilot_presence_root[data-seen])",
+            run() {
+                window.location.reload();
+            },
+            expectUnloadPage: true,
+        },
+        {
+            trigger: ".o_form_view:has(.o_epilot_presence_root[data-seen])",
+        },
+        {
+            content: "Reply from the chatter, in the full composer",
+            trigger: ".o-mail-Chatter-sendMessage",
+            run: "click",
+        },
+        {
+            trigger: ".o-mail-Composer-input",
+            run: "edit The technician comes on Monday.",
+        },
+        {
+            trigger: ".o-mail-Composer button[title='Open Full Composer']",
+            run: "click",
+        },
+        {
+            content: "The full composer writes the reply",
+            trigger: ".o_mail_composer_form .note-editable:contains(The technician comes on Monday.)",
+        },
+        {
+            content: "Send from the full composer",
+            trigger: ".modal-footer button[name=action_send_mail]:enabled",
+            run: "click",
+        },
+        {
+            content: "The full composer asks first too",
+            trigger: ".modal:contains(Someone already replied) .modal-body:contains(Ann Agent replied)",
+        },
+        {
+            trigger: ".modal-footer button:contains(Send anyway)",
+            run: "click",
+        },
+        {
+            content: "The full composer's reply is in the conversation",
+            trigger: ".o-mail-Message:contains(The technician comes on Monday.)",
         },
     ],
 });
