@@ -70,7 +70,9 @@ class EpilotSharedConversation(models.Model):
       reply (out of office) or a non-delivery report (``kind``, models/epilot_outlook_message_bounce.py) is not
       the customer writing.
     - *First response*: the first e-mail the team sent after it, from Odoo or from Outlook (its copy in Sent
-      Items, synced back: both are sync records of folder ``sentitems``), automatic replies left out. Notes and
+      Items, synced back: both are sync records of folder ``sentitems``), automatic replies left out; dates are
+      whole seconds, so an answer sent within the second of the e-mail counts (a reply from Odoo has its post's
+      date). Notes and
       Odoo's notifications send nothing and are no sync record; Odoo's own mail (a password reset) shows on no
       conversation.
     - *Closed*: when the status became *Closed*; mail that reopens it (or an agent) clears it.
@@ -153,7 +155,7 @@ class EpilotSharedConversation(models.Model):
         first_in = min((message.date for message in messages
                         if message.date and message.folder == 'inbox' and not message.kind), default=False)
         first_out = min((message.date for message in messages if first_in and message.date and not message.kind
-                         and message.folder == 'sentitems' and message.date > first_in), default=False)
+                         and message.folder == 'sentitems' and message.date >= first_in), default=False)
         return {'first_received_date': first_in, 'first_response_date': first_out}
 
     @api.model
@@ -205,7 +207,7 @@ class EpilotSharedConversation(models.Model):
                       (SELECT MIN(sent.date) FROM %(messages)s AS sent
                         WHERE sent.conversation_id = conversation.id AND sent.mail_message_id IS NOT NULL
                           AND sent.folder = 'sentitems' AND sent.kind IS NULL
-                          AND sent.date > received.first_in) AS first_out
+                          AND sent.date >= received.first_in) AS first_out
                  FROM %(table)s AS conversation
             LEFT JOIN LATERAL (SELECT MIN(message.date) AS first_in FROM %(messages)s AS message
                                 WHERE message.conversation_id = conversation.id

@@ -13,6 +13,7 @@ from odoo.addons.epilot_outlook.tests.common import EpilotOutlookCommon
 
 from ..outlook_core import mapping
 from ..outlook_core.sending import Draft
+from .send_common import OutlookSendCase
 from .test_inbox_agents import CUSTOMER, TEAM, InboxImportMixin
 
 # Berlin's office hours, Monday to Friday 8-12 and 13-17. Summer time began on Sunday 29 March 2026 (UTC+1 -> +2).
@@ -466,3 +467,40 @@ class TestResponseTimesScreens(InboxImportMixin, HttpCase, EpilotOutlookCommon):
                 self.browser_js('%s?view_type=%s' % (action, view), WAIT_FOR % selector, login='eo_agent_member')
         self.browser_js('/odoo/action-epilot_outlook.epilot_shared_conversation_action',
                         WAIT_FOR % '.o_list_renderer .o_data_row.text-danger', login='eo_agent_member')
+
+
+@tagged('post_install', '-at_install')
+class TestResponseTimesSandbox(OutlookSendCase):
+    """ Against the sandbox: a customer's e-mail synced by delta, the agent's reply sent from Odoo through Graph.
+    The response counts when Graph sent it, not when it was queued, and its copy synced back from Sent Items
+    changes nothing. The inbox works around the clock here (a calendar of 24-hour days in UTC), so business
+    hours are the elapsed hours, whatever the day the test runs. """
+
+    def test_reply_from_odoo_counts_when_graph_sent_it(self):
+        self.inbox.sudo().resource_calendar_id = self.env['resource.calendar'].create({
+            'name': "Around the clock", 'tz': 'UTC', 'attendance_ids': [Command.create({
+                'name': "Day %d" % day, 'dayofweek': str(day), 'hour_from': 0, 'hour_to': 24,
+                'day_period': 'morning'}) for day in range(7)]})
+        conversation, _delivered = self.customer_writes()
+        received = conversation.first_received_date
+        self.assertTrue(received)
+        self.assertFalse(conversation.first_response_date)
+
+        # Queued (not sent at once, as Odoo would for a few recipients): the mail queue sends it.
+        reply = conversation.with_user(self.agent).with_context(mail_notify_force_send=False).message_post(
+            body=Markup('<p>Danke, erledigt.</p>'), message_type='comment', subtype_xmlid='mail.mt_comment',
+            partner_ids=conversation.partner_id.ids)
+        self.env.invalidate_all()
+        self.assertFalse(self.sent())
+        self.assertFalse(conversation.first_response_date, "queued, not sent: no response yet")
+        self.run_mail_queue()
+        self.assertEqual(len(self.sent()), 1, "the reply left through Graph")
+        self.assertEqual(conversation.first_response_date, reply.date)
+        self.assertAlmostEqual(conversation.first_response_hours,
+                               (reply.date - received).total_seconds() / 3600, places=3)
+        stored = conversation.read(['first_received_date', 'first_response_date', 'first_response_hours'])
+
+        self.run_delta(self.address)   # the sent item comes back from Sent Items: the same e-mail, known
+        self.assertEqual(conversation.read(['first_received_date', 'first_response_date', 'first_response_hours']),
+                         stored)
+        self.assertInSync(self.address)
