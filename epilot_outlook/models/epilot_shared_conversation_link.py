@@ -67,9 +67,12 @@ class EpilotConversationLinkedMixin(models.AbstractModel):
 
     @api.depends_context('uid')
     def _compute_epilot_conversation_count(self):
-        # As the user: an agent counts the conversations of their own inboxes only.
-        counts = dict(self.env['epilot.shared.conversation']._read_group(
-            [(self._epilot_conversation_link, 'in', self.ids)], [self._epilot_conversation_link], ['__count']))
+        # As the user: an agent counts the conversations of their own inboxes only; a user without a shared inbox
+        # group (a salesperson, a project user) may read none, and their contact, lead or task form still opens.
+        Conversation = self.env['epilot.shared.conversation']
+        counts = dict(Conversation._read_group(
+            [(self._epilot_conversation_link, 'in', self.ids)], [self._epilot_conversation_link], ['__count'],
+        )) if Conversation.has_access('read') else {}
         for record in self:
             record.epilot_conversation_count = counts.get(record, 0)
 

@@ -63,3 +63,14 @@ class TestCustomerContact(InboxImportMixin, EpilotOutlookCommon):
                 conversation.with_user(user).action_outlook_create_contact()
         self.assertFalse(conversation.partner_id)
         self.assertFalse(self.env['res.partner'].search([('email_normalized', '=', CUSTOMER.address)]))
+
+    def test_a_user_outside_the_shared_inboxes_still_opens_the_contact(self):
+        """ The contact form reads the count of conversations as the user: one who may read no conversation at all
+        (no shared inbox group: a salesperson, a project user) counts none instead of failing the form. """
+        conversation = self.import_mail(conversation='conv-carla-5').conversation_id
+        conversation.with_user(self.agent_member).action_outlook_create_contact()
+        carla = conversation.partner_id
+        self.assertFalse(self.internal.has_group('epilot_outlook.group_agent'))
+        [values] = carla.with_user(self.internal).read(['epilot_conversation_count'])
+        self.assertEqual(values['epilot_conversation_count'], 0)
+        self.assertEqual(carla.with_user(self.agent_member).epilot_conversation_count, 1)
