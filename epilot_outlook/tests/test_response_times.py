@@ -446,7 +446,7 @@ const timer = setInterval(() => {
 @tagged('post_install', '-at_install')
 class TestResponseTimesScreens(InboxImportMixin, HttpCase, EpilotOutlookCommon):
     """ In the browser, as an agent: the report's pivot, graph and list open from its menu's action on this week
-    and last, and an overdue conversation is red in the conversations' list. """
+    and last, and an overdue conversation is red in the conversations' list and marked in their kanban. """
 
     @classmethod
     def setUpClass(cls):
@@ -467,6 +467,8 @@ class TestResponseTimesScreens(InboxImportMixin, HttpCase, EpilotOutlookCommon):
                 self.browser_js('%s?view_type=%s' % (action, view), WAIT_FOR % selector, login='eo_agent_member')
         self.browser_js('/odoo/action-epilot_outlook.epilot_shared_conversation_action',
                         WAIT_FOR % '.o_list_renderer .o_data_row.text-danger', login='eo_agent_member')
+        self.browser_js('/odoo/action-epilot_outlook.epilot_shared_conversation_action?view_type=kanban',
+                        WAIT_FOR % '.o_kanban_record .badge.text-bg-danger', login='eo_agent_member')
 
 
 @tagged('post_install', '-at_install')
