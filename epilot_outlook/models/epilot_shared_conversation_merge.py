@@ -96,11 +96,13 @@ class EpilotSharedConversation(models.Model):
     @api.model
     def _outlook_for_messages(self, inbox, mailbox, messages, partners):
         """ Override: mail of a merged conversation's Outlook conversation (or thread key) goes to the one it was
-        merged into. The merged conversations are found by the same searches (archived ones included), and where
-        they point is read for all of them in one more query. """
+        merged into. The merged conversations are found by the same searches (archived ones included), which read
+        where they point too: no query more. """
         result, created = super(EpilotSharedConversation, self.with_context(active_test=False))._outlook_for_messages(
             inbox, mailbox, messages, partners)
         found = self.browse({conversation.id for conversation in result.values()}) - created
+        # Read by those searches already (a stored many2one, prefetched with the fields they ask for). A reply found
+        # by its sync record (mail without a conversationId) was not read: one query then.
         found.fetch(['merged_into_id'])
         where = {conversation.id: (conversation.merged_into_id or conversation).id for conversation in found}
         result = {graph_id: self.browse(where.get(conversation.id, conversation.id))

@@ -9,7 +9,7 @@ from odoo.tools import mute_logger
 
 from ..outlook_core import mapping
 from .common import EpilotOutlookCommon
-from .test_inbox_agents import InboxImportMixin
+from .test_inbox_agents import CUSTOMER, MAILBOX, InboxImportMixin
 
 CONVERSATION = 'epilot.shared.conversation'
 
@@ -85,6 +85,9 @@ class TestMergeConversations(MergeSplitMixin, EpilotOutlookCommon):
         self.assertEqual((older.email_count, older.unread_count, older.user_id), (2, 1, self.agent_member),
                          "the figures are the merged ones; the assignee of the merged one is taken where none was")
         self.assertEqual((newer.email_count, newer.unread_count), (0, 0))
+        self.env.flush_all()
+        report = self.env['epilot.shared.conversation.report'].search([('id', 'in', (older | newer).ids)])
+        self.assertEqual(report.ids, older.ids, "the response-time report counts the merged mail once")
         self.assertIn(newer, self.env[CONVERSATION].with_context(active_test=False).search(
             [('inbox_id', '=', self.inbox.id), ('active', '=', False)]))
         self.assertNotIn(newer, self.env[CONVERSATION].search([('inbox_id', '=', self.inbox.id)]),
@@ -121,6 +124,24 @@ class TestMergeConversations(MergeSplitMixin, EpilotOutlookCommon):
         self.assertEqual(merged.merged_into_id, later)
         self.assertEqual(self.import_mail(conversation='conv-merged').conversation_id, later)
         self.assertEqual(self.import_mail(conversation='conv-keep').conversation_id, later)
+
+    def test_routing_through_a_merged_conversation_costs_no_query(self):
+        """ The import's grouping reads where a merged conversation points in the searches it makes anyway: a page
+        of a merged conversation's mail takes as many queries as one of a live conversation's. """
+        keep = self.import_mail(conversation='conv-keep').conversation_id
+        merged = self.import_mail(conversation='conv-merged').conversation_id
+        self.merge(keep | merged, self.agent_member)
+        Conversation = self.env[CONVERSATION]
+        counts = {}
+        for conversation_id in ('conv-keep', 'conv-merged'):
+            item = mapping.OutlookItem(graph_id='AAMk-%s' % conversation_id, folder='inbox',
+                                       conversation_id=conversation_id, subject="Again", from_=CUSTOMER)
+            self.env.invalidate_all()
+            before = self.cr.sql_log_count
+            result, created = Conversation._outlook_for_messages(self.inbox, MAILBOX, [item], {})
+            counts[conversation_id] = self.cr.sql_log_count - before
+            self.assertEqual((result[item.graph_id], created), (keep, Conversation))
+        self.assertEqual(counts['conv-merged'], counts['conv-keep'], counts)
 
     def test_merge_is_for_members_within_one_inbox(self):
         """ Non-members are refused by the model itself, whatever gave them the wizard; conversations of two
