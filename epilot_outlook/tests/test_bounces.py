@@ -1,6 +1,9 @@
 from odoo.addons.mail.tools.discuss import Store
 from odoo.tests import tagged
 
+from ..outlook_core.mailbox import MESSAGE_SELECT
+from ..outlook_core.mapping import map_messages
+
 from .mail_sync_common import SUPPORT
 from .send_common import OutlookSendCase
 
@@ -101,6 +104,26 @@ class TestBounces(OutlookSendCase):
         self.assertEqual(ndr.conversation_id.state, 'new')
         self.assertFalse(ndr.conversation_id.last_inbound_date, "no customer wrote")
         self.assertFiguresAsRefreshed(ndr.conversation_id)
+
+    def test_a_backfill_page_with_a_report_keeps_each_body_with_its_email(self):
+        # A page read ahead comes with its bodies sanitized in page order: the report taken out, every other
+        # e-mail must keep its own body.
+        conversation, _delivered = self.customer_writes(sender=NOWHERE)
+        reply = self.reply(conversation)
+        self.run_mail_queue()
+        self.deliver(subject='Another question', body_html='<p>Second customer body</p>')
+        items = self.graph('GET', '/users/%s/mailFolders/inbox/messages?$orderby=receivedDateTime desc&$select=%s'
+                           '&$expand=attachments' % (SUPPORT, MESSAGE_SELECT))['value']
+        messages, _skipped = map_messages(items[::-1], 'inbox')   # oldest first: the report before the new mail
+        [ndr] = [message for message in messages if message.kind == 'ndr']
+        [second] = [message for message in messages if message.subject == 'Another question']
+        self.assertGreater(messages.index(second), messages.index(ndr))
+        Sync = self.env['epilot.outlook.message']
+        Sync._outlook_import(self.address, messages, Sync._outlook_bodies(messages))
+        [record] = Sync.search([('graph_id', '=', second.graph_id)])
+        self.assertIn('Second customer body', record.mail_message_id.body)
+        self.assertFalse(Sync.search([('graph_id', '=', ndr.graph_id)]).mail_message_id)
+        self.assertEqual(reply.notification_ids.notification_status, 'bounce')
 
     def test_a_report_of_odoos_own_mail_is_hidden_as_that_mail_is(self):
         # A password reset Odoo sent through the mailbox (issue 17) to a refused address: its report is never shown.
