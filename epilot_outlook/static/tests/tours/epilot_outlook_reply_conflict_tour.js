@@ -1,4 +1,5 @@
 import { registry } from "@web/core/registry";
+import { rpc } from "@web/core/network/rpc";
 
 /**
  * No double answers: Bob opened the conversation before Ann's reply went out; his reply asks first. "Don't send"
@@ -107,6 +108,31 @@ registry.category("web_tour.tours").add("epilot_outlook_reply_conflict_tour", {
         {
             content: "The full composer's reply is in the conversation",
             trigger: ".o-mail-Message:contains(The technician comes on Monday.)",
+        },
+        {
+            content: "A refusal nothing catches shows Odoo's warning dialog, titled by the server",
+            trigger: ".o_form_view:has(.o_epilot_presence_root[data-seen])",
+            run() {
+                const root = document.querySelector(".o_epilot_presence_root");
+                const threadId = parseInt(window.location.pathname.split("/").at(-1));
+                rpc("/mail/message/post", {
+                    thread_model: "epilot.shared.conversation",
+                    thread_id: threadId,
+                    post_data: { body: "Unasked", message_type: "comment", subtype_xmlid: "mail.mt_comment" },
+                    context: { epilot_outlook_seen_message_id: parseInt(root.dataset.seen) },
+                });
+            },
+        },
+        {
+            content: "Titled 'Someone already replied', not 'Invalid Operation'",
+            trigger: ".modal .modal-title:contains(Someone already replied)",
+        },
+        {
+            trigger: ".modal-footer button",
+            run: "click",
+        },
+        {
+            trigger: "body:not(:has(.modal))",
         },
     ],
 });
