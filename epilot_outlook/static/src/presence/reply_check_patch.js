@@ -129,9 +129,14 @@ patch(MailComposerFormController.prototype, {
             if (conflict && !(await askSendAnyway(this.epilotDialog, conflict))) {
                 return false;
             }
+            const seen = session.seenMessageId;
+            if (conflict) {
+                // Answered knowing of it: the next reply asks only about newer ones.
+                session.seenMessageId = Math.max(seen, conflict.message_id);
+            }
             clickParams.buttonContext = {
                 ...clickParams.buttonContext,
-                [SEEN_KEY]: session.seenMessageId,
+                [SEEN_KEY]: seen,
                 ...(conflict ? { [ANYWAY_KEY]: true } : {}),
             };
         }
