@@ -432,7 +432,9 @@ class EpilotOutlookMessage(models.Model):
             return {}
         Partner = self.env['res.partner'].sudo()
         found = {}
-        for partner in Partner.search([('email_normalized', 'in', list(emails))], order='id'):
+        # Contacts this inbox's company may use: shared ones, or its own (never another company's).
+        for partner in Partner.search([('email_normalized', 'in', list(emails)),
+                                       ('company_id', 'in', [False, *inbox.company_id.ids])], order='id'):
             found.setdefault(partner.email_normalized, partner)
         if inbox.create_partners:
             names = {}

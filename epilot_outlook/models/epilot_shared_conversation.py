@@ -151,11 +151,15 @@ class EpilotSharedConversation(models.Model):
 
     @api.model
     def _outlook_agent_writable_fields(self):
-        """ The fields agents may write: ``AGENT_WRITABLE_FIELDS``, and the links the bridges to other apps add
-        (a many2one to a record conversations can be about, ``epilot.conversation.linked.mixin``). """
-        return AGENT_WRITABLE_FIELDS | {
-            name for name, field in self._fields.items() if field.type == 'many2one'
-            and getattr(self.env[field.comodel_name], '_epilot_conversation_link', None) == name}
+        """ The fields agents may write: ``AGENT_WRITABLE_FIELDS``, and the links to other apps' records. """
+        return AGENT_WRITABLE_FIELDS | self._outlook_link_fields()
+
+    @api.model
+    def _outlook_link_fields(self):
+        """ The links the bridges to other apps add: a many2one to a record conversations can be about, whose
+        model names it in ``_epilot_conversation_link`` (``epilot.conversation.linked.mixin``). """
+        return {name for name, field in self._fields.items() if field.type == 'many2one'
+                and getattr(self.env[field.comodel_name], '_epilot_conversation_link', None) == name}
 
     def _outlook_check_write(self, vals):
         """ Agents write a conversation's work fields only (``AGENT_WRITABLE_FIELDS``): moving it to another
@@ -171,6 +175,9 @@ class EpilotSharedConversation(models.Model):
                 "Only email settings editors can change %(fields)s of a shared inbox's conversation.",
                 fields=', '.join(self._fields[name].get_description(self.env)['string'] if name in self._fields
                                  else name for name in refused)))
+        # A link names a record the user may read (a lead, a task...): the conversation would show its name.
+        for name in self._outlook_link_fields() & {name for name, value in vals.items() if value}:
+            self.env[self._fields[name].comodel_name].browse(vals[name]).check_access('read')
         if vals.get('user_id'):
             user = self.env['res.users'].sudo().browse(vals['user_id'])
             for conversation in self:

@@ -36,7 +36,10 @@ class EpilotSharedConversation(models.Model):
             email = conversation.correspondent_email
             if not email:
                 continue
-            partner = Partner_sudo.search([('email_normalized', '=', email)], order='id', limit=1)
+            # A contact of that address this conversation's company may use: shared, or its own.
+            partner = Partner_sudo.search([('email_normalized', '=', email),
+                                           ('company_id', 'in', [False, conversation.company_id.id])],
+                                          order='id', limit=1)
             if partner:
                 partner._outlook_link_conversations()
             else:

@@ -74,3 +74,15 @@ class TestCustomerContact(InboxImportMixin, EpilotOutlookCommon):
         [values] = carla.with_user(self.internal).read(['epilot_conversation_count'])
         self.assertEqual(values['epilot_conversation_count'], 0)
         self.assertEqual(carla.with_user(self.agent_member).epilot_conversation_count, 1)
+
+    def test_a_contact_of_another_company_is_neither_linked_nor_named(self):
+        """ Review of issue 19: the contact search runs as the superuser; it must stay within the conversation's
+        company (a contact shared by all companies, or its own). """
+        theirs = self.env['res.partner'].create({'name': "Carla (Fabrikam's own)", 'email': CUSTOMER.address,
+                                                 'company_id': self.other_company.id})
+        conversation = self.import_mail(conversation='conv-carla-5').conversation_id
+        self.assertFalse(conversation.partner_id, "the import does not take it either")
+        conversation.with_user(self.agent_member).action_outlook_create_contact()
+        self.assertNotEqual(conversation.partner_id, theirs)
+        self.assertEqual(conversation.partner_id.name, "Carla Customer")
+        self.assertNotIn("Fabrikam's own", conversation.message_ids[0].body)

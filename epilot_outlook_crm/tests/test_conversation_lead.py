@@ -40,10 +40,19 @@ class TestConversationLead(InboxImportMixin, EpilotOutlookCommon):
                          conversation)
 
     def test_a_member_links_an_existing_lead(self):
-        lead = self.env['crm.lead'].create({'name': "Heat pumps for Fabrikam"})
+        lead = self.env['crm.lead'].create({'name': "Heat pumps for Fabrikam", 'user_id': self.salesperson.id})
         conversation = self.import_mail(conversation='conv-lead-2').conversation_id
         conversation.with_user(self.salesperson).lead_id = lead
         self.assertEqual(lead.epilot_conversation_count, 1)
+
+    def test_a_member_cannot_link_a_lead_they_may_not_read(self):
+        """ Review of issue 19: the conversation would show the lead's name. """
+        hidden = self.env['crm.lead'].create({'name': "Someone else's deal", 'user_id': self.outside_salesperson.id})
+        self.assertFalse(hidden.with_user(self.salesperson).has_access('read'))
+        conversation = self.import_mail(conversation='conv-lead-4').conversation_id
+        with self.assertRaises(AccessError):
+            conversation.with_user(self.salesperson).lead_id = hidden
+        self.assertFalse(conversation.lead_id)
 
     def test_who_may_create_a_lead_from_a_conversation(self):
         conversation = self.import_mail(conversation='conv-lead-3').conversation_id

@@ -1,4 +1,4 @@
-from odoo import fields, models
+from odoo import Command, fields, models
 
 
 class EpilotSharedConversation(models.Model):
@@ -17,5 +17,5 @@ class EpilotSharedConversation(models.Model):
         project = self.inbox_id.task_project_id
         return self._outlook_create_linked('project.task', 'task_id', {
             'project_id': project.id or False,
-            'user_ids': [(4, self.env.uid)] if not project else [],
+            'user_ids': [Command.link(self.env.uid)] if not project else [],
         })
