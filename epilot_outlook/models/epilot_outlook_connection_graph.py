@@ -31,10 +31,11 @@ class EpilotOutlookConnection(models.Model):
         from ..tools.graph_slots import OutlookGraphSlots
         # Outlook's 4 requests per mailbox hold across every worker and server on the database, not per process.
         client_options.setdefault('slots', OutlookGraphSlots(self.env.cr.dbname))
-        client_options.setdefault('session', thread_session(self.graph_endpoint))
+        ca_bundle = self._outlook_ca_bundle()
+        client_options.setdefault('session', thread_session(self.graph_endpoint, ca_bundle))
         # The configured endpoint was checked just above; nextLinks must stay on it.
         return GraphClient(
-            self.graph_endpoint, token_provider or self._outlook_get_access_token, ca_bundle=self._outlook_ca_bundle(),
+            self.graph_endpoint, token_provider or self._outlook_get_access_token, ca_bundle=ca_bundle,
             allowed_hosts=(*const.DEFAULT_GRAPH_HOSTS, urlsplit(self.graph_endpoint).netloc), **client_options,
         )
 

@@ -161,16 +161,23 @@ _PROCESS_SLOTS = ProcessSlots()
 _THREAD_SESSIONS = threading.local()
 
 
-def thread_session(base_url):
-    """The ``requests.Session`` this thread uses for ``base_url`` (made on first use).
+def thread_session(base_url, ca_bundle=None):
+    """The ``requests.Session`` this thread uses for ``base_url`` with ``ca_bundle`` (made on first use).
+
+    The CA bundle is part of the key: requests keeps its connection pools by host and port only, and a pooled
+    connection reconnects with the CA it was made with. A connection whose CA bundle changed (or, in the tests,
+    a sandbox restarted on a port an earlier one had, with a new CA) would otherwise fail the TLS check with the
+    old one: ``CERTIFICATE_VERIFY_FAILED``, seen in the full suite.
 
     :param str base_url: The Graph endpoint.
+    :param str ca_bundle: The CA bundle path the client verifies with, or ``None`` for the system's.
     :rtype: requests.Session
     """
     sessions = _THREAD_SESSIONS.__dict__.setdefault('by_endpoint', {})
-    if base_url not in sessions:
-        sessions[base_url] = requests.Session()
-    return sessions[base_url]
+    key = (base_url, ca_bundle)
+    if key not in sessions:
+        sessions[key] = requests.Session()
+    return sessions[key]
 
 
 class _NoSlot:
