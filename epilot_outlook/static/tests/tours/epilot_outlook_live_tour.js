@@ -3,8 +3,8 @@ import { registry } from "@web/core/registry";
 /**
  * Live screens (issue 19): an agent has a customer's conversation open; the customer answers, the sync imports
  * it (run by the Python test as soon as the form was read) and the open form shows it without a reload: the new
- * e-mail in the chatter, the status back to Open, and that change tracked. Back on the list, a new customer's
- * conversation appears the same way. The last step logs when the e-mail showed, for the test's latency figure.
+ * e-mail in the chatter, the status back to Open, and that change tracked. Back on the list, then on the kanban,
+ * new customers' conversations appear the same way. The last step logs when the e-mail showed, for the test's latency figure.
  * @see epilot_outlook/tests/test_live_tour.py
  */
 function shadowTexts() {
@@ -55,6 +55,20 @@ registry.category("web_tour.tours").add("epilot_outlook_live_tour", {
         {
             content: "A new customer's conversation appears in the list without a reload",
             trigger: ".o_list_view .o_data_row:contains(Live tour: a new customer)",
+            timeout: 30000,
+        },
+        {
+            content: "The kanban, by status",
+            trigger: ".o_switch_view.o_kanban",
+            run: "click",
+        },
+        {
+            content: "The kanban is loaded",
+            trigger: ".o_kanban_view .o_kanban_record:contains(Live tour: a new customer)",
+        },
+        {
+            content: "Another customer's conversation appears in the kanban without a reload",
+            trigger: ".o_kanban_view .o_kanban_record:contains(Live tour: a third customer)",
             timeout: 30000,
         },
     ],
