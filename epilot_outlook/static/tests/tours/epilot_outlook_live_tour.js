@@ -4,7 +4,8 @@ import { registry } from "@web/core/registry";
  * Live screens (issue 19): an agent has a customer's conversation open; the customer answers, the sync imports
  * it (run by the Python test as soon as the form was read) and the open form shows it without a reload: the new
  * e-mail in the chatter, the status back to Open, and that change tracked. Back on the list, then on the kanban,
- * new customers' conversations appear the same way. The last step logs when the e-mail showed, for the test's latency figure.
+ * new customers' conversations appear the same way. The e-mail's step logs when it showed, for the test's latency
+ * figure.
  * @see epilot_outlook/tests/test_live_tour.py
  */
 function shadowTexts() {
