@@ -31,6 +31,7 @@ Control routes (JSON, no auth; for tests, demos and benchmarks):
 
     POST /control/mail/deliver   {"mailbox", "from", "subject", "body_html", "to"?, "cc"?, "in_reply_to"?,
                                   "internet_message_id"? (the same mail delivered to several mailboxes),
+                                  "headers"?: [{"name", "value"}] (more internetMessageHeaders),
                                   "attachments"?: [{"name", "content_type", "content_b64", "is_inline"?,
                                   "content_id"?}]}  -> 201 {"id", "immutable_id", "internetMessageId",
                                   "conversationId"}; delivers into the Inbox now (delta log + notifications).
@@ -558,7 +559,7 @@ def control_routes(state: SandboxState) -> list:
             msg = deliver_inbound(state, data["mailbox"], from_addr=data["from"], subject=data.get("subject", ""),
                                   body_html=data.get("body_html", ""), to=data.get("to"), cc=data.get("cc"),
                                   attachments=attachments, in_reply_to=data.get("in_reply_to"),
-                                  internet_message_id=data.get("internet_message_id"))
+                                  internet_message_id=data.get("internet_message_id"), headers=data.get("headers"))
         except KeyError as exc:
             return control_error(400, f"missing or unknown: {exc}")
         return JSONResponse({"id": msg.id, "immutable_id": msg.immutable_id,

@@ -11,7 +11,8 @@ What is relied on (§3.3.1):
   e-mail it reports in ``In-Reply-To``/``References``; its body says ``Status code: 550 5.1.1`` and, under
   "Original Message Headers", the original's ``Message-ID``;
 * other servers' reports (RFC 3464) are ``multipart/report; report-type=delivery-status``, from
-  ``mailer-daemon``/``postmaster``, with ``Status:`` and ``Final-Recipient:`` fields;
+  ``mailer-daemon``/``postmaster``, with ``Status:`` and ``Final-Recipient:`` fields; only those senders' are
+  taken as reports (anyone may send that content type, naming a reply they received);
 * an automatic reply carries ``Auto-Submitted`` with any value but ``no`` (RFC 3834), or one of the older
   ``X-Autoreply``/``X-Autorespond``/``Precedence: auto_reply``. ``X-Auto-Response-Suppress`` asks others not to
   answer automatically and says nothing about the message itself; ``X-MS-Exchange-Inbox-Rules-Loop`` is set on
@@ -34,7 +35,8 @@ _REASON_BY_CODE = (
 )
 # Exchange Online's system sender of NDRs, in every tenant (§3.3.1).
 EXCHANGE_NDR_SENDER = 'microsoftexchange329e71ec88ae4615bbc36ab6ce41109e'
-_DSN_SENDERS = ('mailer-daemon', 'postmaster', EXCHANGE_NDR_SENDER)
+# The system mailers other servers send their reports (RFC 3464) as; a report from anyone else is mail.
+_SYSTEM_MAILERS = ('mailer-daemon', 'postmaster')
 _AUTO_REPLY_SUBJECT_RE = re.compile(r'^\s*(automatic reply|automatische antwort|réponse automatique)\s*:',
                                     re.IGNORECASE)
 _TAG_RE = re.compile(r'<(script|style)\b.*?</\1\s*>|<[^>]*>', re.IGNORECASE | re.DOTALL)
@@ -86,11 +88,16 @@ def is_ndr(message, headers):
     """Whether the item is a non-delivery report (see the module's docstring)."""
     if 'x-ms-exchange-message-is-ndr' in headers:
         return True
-    if 'report-type=delivery-status' in (headers.get('content-type') or '').replace(' ', '').lower():
-        return True
     sender = (message.from_ or message.sender)
-    local = sender.address.partition('@')[0] if sender and sender.address else ''
-    return local == EXCHANGE_NDR_SENDER or (local in _DSN_SENDERS and bool(_first_id(headers.get('in-reply-to'))))
+    local = sender.address.partition('@')[0].lower() if sender and sender.address else ''
+    if local == EXCHANGE_NDR_SENDER:
+        return True
+    if local not in _SYSTEM_MAILERS:
+        # Anyone can write a report's Content-Type and an In-Reply-To naming a reply they received: taken as a
+        # report, such a mail would be hidden and the reply shown as bounced.
+        return False
+    return ('report-type=delivery-status' in (headers.get('content-type') or '').replace(' ', '').lower()
+            or bool(_first_id(headers.get('in-reply-to'))))
 
 
 def is_auto_reply(message, headers):

@@ -139,6 +139,31 @@ class TestBounces(OutlookSendCase):
         self.assertFalse(ndr.mail_message_id or ndr.conversation_id or ndr.subject)
         self.assertEqual(self.inbox.conversation_ids, conversations)
 
+    def test_a_forged_report_from_a_customer_is_an_email_and_the_reply_stays_delivered(self):
+        # Whoever got a team reply can send a delivery report naming it: from a customer, not a system mailer,
+        # it is their e-mail, shown, and the reply is not marked bounced.
+        conversation, _delivered = self.customer_writes()
+        reply = self.reply(conversation)
+        self.run_mail_queue()
+        [sent] = self.sent()
+        self.run_delta(self.address)
+        self.sandbox.control('POST', '/clock/advance', {'seconds': 60})
+        forged = self.deliver(
+            subject='Undeliverable: RE: Zählerstand', in_reply_to=sent['internetMessageId'],
+            body_html='<p>Your message to customer@fabrikam.com couldn\'t be delivered. Status code: 550 5.1.1</p>',
+            headers=[{'name': 'Content-Type',
+                      'value': 'multipart/report; report-type=delivery-status; boundary="b1"'}])
+        self.run_delta(self.address)
+        self.assertFalse(self.ndr_records())
+        [record] = self.env['epilot.outlook.message'].search([('graph_id', '=', forged['immutable_id'])])
+        self.assertFalse(record.kind, "mail a person wrote")
+        self.assertEqual(record.conversation_id, conversation)
+        self.assertEqual(record.mail_message_id.subject, 'Undeliverable: RE: Zählerstand', "shown")
+        self.assertEqual(conversation.email_count, 3)
+        [notification] = reply.notification_ids
+        self.assertEqual(notification.notification_status, 'sent')
+        self.assertFalse(notification.outlook_bounce_reason)
+
     # --- automatic replies -------------------------------------------------------------------------------
 
     def test_an_automatic_reply_is_marked_and_does_not_reopen_a_closed_conversation(self):

@@ -101,6 +101,33 @@ def test_an_rfc3464_report_from_another_server():
     assert message.bounced_message_id == ORIGINAL
 
 
+def report_headers():
+    return [{'name': 'Content-Type', 'value': 'multipart/report; report-type=delivery-status; boundary="x"'},
+            {'name': 'In-Reply-To', 'value': ORIGINAL}]
+
+
+def test_a_report_from_anyone_but_a_system_mailer_is_mail_a_person_wrote():
+    # Whoever received a team reply can send a "report" naming it: it must not hide itself and mark the reply.
+    for address in ('gordon@fabrikam.example', 'mailer-daemon.fan@fabrikam.example', 'daemon@fabrikam.example'):
+        message = map_message(ndr(headers=report_headers(), body=ndr_body(), **{
+            'from': {'emailAddress': {'name': 'Mail Delivery System', 'address': address}},
+            'sender': {'emailAddress': {'name': 'Mail Delivery System', 'address': address}}}), 'inbox')
+        assert (message.kind, message.bounced_message_id, message.bounce_status) == ('', '', ''), address
+
+
+def test_a_report_from_a_system_mailer_in_any_letter_case():
+    for address in ('Postmaster@fabrikam.example', 'MAILER-DAEMON@fabrikam.example'):
+        headers = report_headers()[:1]   # the content type alone
+        message = map_message(ndr(headers=headers, **{
+            'from': {'emailAddress': {'name': 'Mail Delivery System', 'address': address}}}), 'inbox')
+        assert (message.kind, message.bounced_message_id) == ('ndr', ORIGINAL), address
+
+
+def test_an_exchange_report_with_the_report_content_type_stays_an_ndr():
+    message = map_message(ndr(headers=report_headers()), 'inbox')
+    assert (message.kind, message.bounced_message_id, message.bounce_status) == ('ndr', ORIGINAL, '5.1.1')
+
+
 def test_an_ndr_without_any_message_id_is_still_an_ndr_with_nothing_to_tie():
     body = ndr_body().split('Original Message Headers')[0]
     message = map_message(ndr(headers=[{'name': 'X-MS-Exchange-Message-Is-Ndr', 'value': ''}], body=body), 'inbox')
