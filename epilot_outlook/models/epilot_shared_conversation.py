@@ -270,15 +270,31 @@ class EpilotSharedConversation(models.Model):
         """ Override of `mail`: the chatter's composer asks for contacts of the addresses an agent writes to
         without creating any when the agent may not create contacts, and the e-mail then goes to nobody, without
         a word. On a conversation the user may send from, the missing contacts are made (as the superuser), as
-        the import makes them for an inbox that allows it: writing to an address is the agent's decision. """
+        the import makes them for an inbox that allows it: writing to an address is the agent's decision.
+
+        The contacts taken are those the user may read (their rules), shared or of the conversation's company: the
+        answer names them, so a contact the user may not see is never told by its address (another company's
+        included); for an address without one, a new contact is made. """
         if no_create and emails and len(self) == 1 and self.inbox_id.email and self._outlook_user_can_send():
             # The composer proposes the shared mailbox itself too (it is the thread's address): never a recipient.
             mailbox = email_normalize(self.inbox_id.email)
             emails = [email for email in emails if email_normalize(email or '') != mailbox]
+            if not emails:
+                return self.env['res.partner']
+            company = self.sudo().company_id
+
+            def usable(partner):
+                return partner.company_id in (company, self.env['res.company']) and (
+                    not filter_found or filter_found(partner))
+
+            # Looked up as the user (the chatter calls this under sudo), then made as the superuser where the
+            # user sees none: the superuser's lookup keeps only what the user's found.
+            visible = super(EpilotSharedConversation, self.sudo(False))._partner_find_from_emails_single(
+                emails, avoid_alias=avoid_alias, filter_found=usable, no_create=True)
             return super(EpilotSharedConversation, self.sudo())._partner_find_from_emails_single(
-                emails, avoid_alias=avoid_alias, ban_emails=ban_emails, filter_found=filter_found,
+                emails, avoid_alias=avoid_alias, ban_emails=ban_emails, filter_found=lambda partner: partner in visible,
                 additional_values=additional_values, no_create=False,
-            ).sudo(False) if emails else self.env['res.partner']
+            ).sudo(False)
         return super()._partner_find_from_emails_single(
             emails, avoid_alias=avoid_alias, ban_emails=ban_emails, filter_found=filter_found,
             additional_values=additional_values, no_create=no_create)

@@ -117,8 +117,8 @@ class EpilotSharedConversation(models.Model):
           Outlook's ``createForward`` carries;
         - the original is quoted below the answer, as Outlook does (Graph takes the draft's body as given).
 
-        Correspondents without a contact get one (as the superuser: agents may not create contacts; a reply to all
-        must not drop anyone the customer copied).
+        Correspondents without a contact the agent may see get one (as the superuser: agents may not create
+        contacts; a reply to all must not drop anyone the customer copied), as typed addresses do.
         """
         self.ensure_one()
         self._outlook_check_can_send()
@@ -134,8 +134,7 @@ class EpilotSharedConversation(models.Model):
         def partners_of(*fields_):
             emails = [email for field in fields_ for email in email_split_and_format(field or '')
                       if email_normalize(email) != mailbox]
-            return self.sudo()._partner_find_from_emails_single(
-                emails, ban_emails=[mailbox] if mailbox else None).sudo(False) if emails else self.env['res.partner']
+            return self._partner_find_from_emails_single(emails, no_create=True) if emails else self.env['res.partner']
 
         to = cc = self.env['res.partner']
         if mode == 'reply':

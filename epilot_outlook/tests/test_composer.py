@@ -127,6 +127,35 @@ class TestComposer(OutlookSendCase):
             conversation.with_user(outsider).sudo().outlook_recipients(['x@example.org'])
         self.assertFalse(self.env['res.partner'].search([('email', '=', 'x@example.org')]))
 
+    def test_typed_recipients_never_tell_a_contact_the_agent_may_not_see(self):
+        """ A typed address names a contact the agent may read, shared or of the conversation's company; another
+        company's contact of that address is never told (its name), a new one is made instead. """
+        conversation, _delivered = self.customer_writes()
+        Partner = self.env['res.partner']
+        company = conversation.company_id
+        other = self.env['res.company'].create({'name': 'Other Company'})
+        hidden = Partner.create({'name': 'Secret Other Name', 'email': 'secret@other.example',
+                                 'company_id': other.id})
+        shared = Partner.create({'name': 'Shared Contact', 'email': 'shared@other.example'})
+        own = Partner.create({'name': 'Own Contact', 'email': 'own@other.example', 'company_id': company.id})
+        as_agent = conversation.with_user(self.agent)
+        self.assertFalse(hidden.with_user(self.agent).has_access('read'))
+        found = as_agent.outlook_recipients(['secret@other.example', 'shared@other.example', 'own@other.example'])
+        self.assertEqual([partner['id'] for partner in found[1:]], [shared.id, own.id])
+        new = Partner.browse(found[0]['id'])
+        self.assertNotEqual(new, hidden)
+        self.assertEqual((new.name, new.email, found[0]['name']),
+                         ('secret@other.example', 'secret@other.example', 'secret@other.example'))
+        self.assertNotIn(new.company_id, other)
+        # Another company's contact the agent may read (a member of both) is still not this conversation's.
+        self.agent.company_ids = [(4, other.id)]
+        self.assertTrue(hidden.with_user(self.agent).has_access('read'))
+        other_only = Partner.create({'name': 'Other Only', 'email': 'other.only@other.example',
+                                     'company_id': other.id})
+        [typed] = as_agent.outlook_recipients(['other.only@other.example'])
+        self.assertNotEqual(typed['id'], other_only.id)
+        self.assertEqual(typed['name'], 'other.only@other.example')
+
     def test_the_mailbox_is_never_a_suggested_recipient(self):
         conversation, _delivered = self.customer_writes(to=[SUPPORT], cc=['colleague@fabrikam.com', SUPPORT])
         suggested = conversation.with_user(self.agent)._message_get_suggested_recipients(
