@@ -246,11 +246,16 @@ class EpilotSharedConversation(models.Model):
     def _outlook_is_outgoing(self, post_values):
         """ Whether a post may e-mail someone: a comment (it notifies the followers), or any post that names
         recipients or a mail server. """
+        return self._outlook_is_reply(post_values) or bool(
+            post_values.get('partner_ids') or post_values.get('mail_server_id'))
+
+    def _outlook_is_reply(self, post_values):
+        """ Whether a post is a message to the correspondents (Odoo's "Send message": a comment of subtype
+        ``mail.mt_comment``), not a note. """
         comment = self.env['ir.model.data']._xmlid_to_res_id('mail.mt_comment')
         subtype_id = post_values.get('subtype_id') or (
             comment if post_values.get('subtype_xmlid') == 'mail.mt_comment' else None)
-        return (post_values.get('message_type', 'notification') == 'comment' and subtype_id == comment) or bool(
-            post_values.get('partner_ids') or post_values.get('mail_server_id'))
+        return post_values.get('message_type', 'notification') == 'comment' and subtype_id == comment
 
     def _outlook_check_can_send(self):
         """ Only the inbox's members (and email settings editors, and Odoo itself) send from it; checked on the

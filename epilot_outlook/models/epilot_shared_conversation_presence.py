@@ -173,13 +173,6 @@ class EpilotSharedConversation(models.Model):
                 raise self._outlook_reply_conflict_error(reply)
         return super().message_post(**kwargs)
 
-    def _outlook_is_reply(self, post_values):
-        """ Whether a post is a message to the correspondents (Odoo's "Send message"), not a note. """
-        comment = self.env['ir.model.data']._xmlid_to_res_id('mail.mt_comment')
-        subtype_id = post_values.get('subtype_id') or (
-            comment if post_values.get('subtype_xmlid') == 'mail.mt_comment' else None)
-        return post_values.get('message_type', 'notification') == 'comment' and subtype_id == comment
-
 
 class IrWebsocket(models.AbstractModel):
     """ The presence channel of a conversation: the web client subscribes to the string
