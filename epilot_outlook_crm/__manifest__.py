@@ -10,6 +10,11 @@
     'data': [
         'views/epilot_outlook_crm_views.xml',
     ],
+    'assets': {
+        'web.assets_tests': [
+            'epilot_outlook_crm/static/tests/tours/**/*',
+        ],
+    },
     'auto_install': True,
     'installable': True,
 }

@@ -10,6 +10,11 @@
     'data': [
         'views/epilot_outlook_project_views.xml',
     ],
+    'assets': {
+        'web.assets_tests': [
+            'epilot_outlook_project/static/tests/tours/**/*',
+        ],
+    },
     'auto_install': True,
     'installable': True,
 }
