@@ -1,6 +1,7 @@
 from markupsafe import Markup
 
 from odoo import api, fields, models
+from odoo.exceptions import AccessError
 
 
 class EpilotSharedConversation(models.Model):
@@ -77,8 +78,16 @@ class EpilotConversationLinkedMixin(models.AbstractModel):
             record.epilot_conversation_count = counts.get(record, 0)
 
     def action_view_epilot_conversations(self):
-        """ The shared inboxes' conversations about this record (those the user may read). """
+        """ The shared inboxes' conversations about this record (those the user may read: the action is only a
+        domain, their rules decide). For internal users who may read the record; portal and public users have no
+        shared inboxes.
+
+        :raise AccessError: Otherwise.
+        """
         self.ensure_one()
+        if not self.env.user._is_internal():
+            raise AccessError(self.env._("Only internal users see the shared inboxes' conversations."))
+        self.check_access('read')
         action = self.env['ir.actions.act_window']._for_xml_id('epilot_outlook.epilot_shared_conversation_action')
         action['domain'] = [(self._epilot_conversation_link, '=', self.id)]
         action['context'] = {'create': False}

@@ -71,6 +71,15 @@ MATRIX['conversation'].update(merge=MEMBERS, split=MEMBERS)
 MATRIX['conversation'].update(compose_reply=MEMBERS, compose_reply_all=MEMBERS, compose_forward=MEMBERS,
                               add_recipient=MEMBERS)
 
+# Merge's doors (test_merge_split.py): the wizard opened from a conversation, and from a merged one the conversation it
+# was merged into; for those who read them.
+MATRIX['conversation'].update(open_merge=MEMBERS, open_merged_into=MEMBERS)
+
+# A contact's Conversations button (test_customer_links.py): every internal user (the conversations' own rules
+# decide what the list shows: it is only a domain); portal and public users are refused.
+INTERNAL = frozenset(ROLES) - {'portal', 'public'}
+MATRIX['contact'] = {'view_conversations': INTERNAL}
+
 # The same over HTTP, as the web client calls it: (door, target) -> the roles allowed. Not logged in, `public`
 # gets nothing anywhere.
 HTTP_MATRIX = {
@@ -115,6 +124,7 @@ SPECS = {
 }
 
 SPECS['triage'] = (['address_id', 'moved_count', 'retry_at'], 'address_id', {'retry_at': False})
+SPECS['contact'] = (['name', 'email'], 'name', {'name': "Forged"})
 
 # A picture sent by the customer: /web/image serves it as stored to those who may read it.
 SCAN = base64.b64decode(
@@ -193,7 +203,7 @@ class TestAccessMatrix(InboxImportMixin, HttpCase, EpilotOutlookCommon):
             'read_push': self.read_push,
             'mail_server': self.mail_server, 'inbox': self.inbox, 'other_inbox': self.inbox_member,
             'conversation': self.conversation, 'email': self.email, 'reply': self.reply, 'file': self.file,
-            'sync_record': self.sync_record, 'triage': self.triage,
+            'sync_record': self.sync_record, 'triage': self.triage, 'contact': self.portal.partner_id,
             'report': self.env['epilot.shared.conversation.report'].browse(self.conversation.id),
         }[target]
 
@@ -277,6 +287,20 @@ class TestAccessMatrix(InboxImportMixin, HttpCase, EpilotOutlookCommon):
             record.outlook_reply_conflict(0)
         elif operation in ('merge', 'split'):
             self._perform_rearrange(operation, user)
+        elif operation == 'open_merge':
+            self.assertEqual(record.action_outlook_open_merge()['context'],
+                             {'default_conversation_ids': self.conversation.ids})
+        elif operation == 'open_merged_into':
+            merged = self.import_mail(conversation='conv-matrix-merged', subject="Refund, once more").conversation_id
+            self.env['epilot.conversation.merge.wizard'].create({
+                'conversation_ids': [Command.set((self.conversation | merged).ids)],
+                'target_id': self.conversation.id,
+            }).action_outlook_merge()
+            self.assertEqual(merged.with_user(user).action_outlook_open_merged_into()['res_id'], self.conversation.id)
+        elif operation == 'view_conversations':
+            action = record.action_view_epilot_conversations()
+            self.assertEqual(action['domain'], [('partner_id', '=', record.id)])
+            self.assertFalse(action.get('res_id'))
         elif operation == 'cancel_backfill':
             record.action_outlook_cancel_backfill()
         elif operation in ('compose_reply', 'compose_reply_all', 'compose_forward'):
