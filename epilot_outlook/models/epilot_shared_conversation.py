@@ -210,14 +210,19 @@ class EpilotSharedConversation(models.Model):
     def action_outlook_mark_unread(self):
         """ Mark the last received e-mail of each conversation unread, in Odoo and in Outlook. """
         self.check_access('read')
-        Message_sudo = self.env['epilot.outlook.message'].sudo()
-        records_sudo = Message_sudo
+        records_sudo = self.env['epilot.outlook.message'].sudo()
         for conversation in self:
-            records_sudo |= Message_sudo.search([
-                ('conversation_id', '=', conversation.id), ('folder', '=', 'inbox'), ('mail_message_id', '!=', False),
-            ], order='date desc, id desc', limit=1)
+            records_sudo |= conversation._outlook_last_received()
         records_sudo._outlook_set_read(False)
         return True
+
+    def _outlook_last_received(self):
+        """ The sync record (sudo) of the last e-mail this conversation received that it shows, or none: the
+        caller has checked the user's access. """
+        self.ensure_one()
+        return self.env['epilot.outlook.message'].sudo().search([
+            ('conversation_id', '=', self.id), ('folder', '=', 'inbox'), ('mail_message_id', '!=', False),
+        ], order='date desc, id desc', limit=1)
 
     # === MAIL THREAD: SENDING AS THE SHARED MAILBOX === #
 

@@ -36,9 +36,7 @@ class EpilotSharedConversation(models.Model):
         """ What a record made from this conversation starts with: its subject, the customer, and the last
         e-mail the customer sent (the record is usually about it). """
         self.ensure_one()
-        last_sudo = self.env['epilot.outlook.message'].sudo().search([
-            ('conversation_id', '=', self.id), ('folder', '=', 'inbox'), ('mail_message_id', '!=', False),
-        ], order='date desc, id desc', limit=1).mail_message_id
+        last_sudo = self._outlook_last_received().mail_message_id   # _outlook_create_linked checked the access
         return {
             'name': self.name,
             'partner_id': self.partner_id.id,
