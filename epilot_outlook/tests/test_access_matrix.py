@@ -21,6 +21,7 @@ EDITORS = ADMIN | {'editor'}                  # Email settings: edit
 MEMBERS = EDITORS | {'member'}                # ... and the agents who are members of the inbox
 NOBODY = frozenset()                          # the superuser only
 READS = ('read', 'search_read', 'formatted_read_group', '_read_group', 'export_data')
+INTERNAL = frozenset(ROLES) - {'portal', 'public'}
 
 # target -> operation -> the roles allowed; every other role gets an AccessError (or, for searches and groups,
 # finds nothing). `inbox` (billing@, fed by `address` through `connection`) holds `conversation`, whose e-mail
@@ -34,14 +35,25 @@ MATRIX = {
     # an address's read flags to send: the cron's work item (sudo only)
     'read_push': {**dict.fromkeys(READS, NOBODY), 'write': NOBODY, 'unlink': NOBODY},
     'mail_server': {**dict.fromkeys(READS, ADMIN), 'write': ADMIN, 'unlink': ADMIN},
-    'inbox': {**dict.fromkeys(READS, MEMBERS), 'write': EDITORS, 'unlink': EDITORS, 'create': EDITORS},
+    # `write_triage`: triage with Outlook, turned on per inbox (test_outlook_triage.py)
+    'inbox': {**dict.fromkeys(READS, MEMBERS), 'write': EDITORS, 'unlink': EDITORS, 'create': EDITORS,
+              'write_triage': EDITORS},
     'other_inbox': {**dict.fromkeys(READS, EDITORS | {'member', 'other_agent'}), 'write': EDITORS,
                     'unlink': EDITORS},
     # `post_customer_email`: an e-mail in the customer's name, which only Outlook brings (test_synced_mail_readonly.py)
     'conversation': {**dict.fromkeys(READS, MEMBERS), 'write': MEMBERS, 'write_inbox': EDITORS,
                      'unlink': EDITORS, 'post_customer_email': EDITORS,
                      # the customer made a contact (test_customer_links.py), by members without Odoo's right to
-                     'create_contact': MEMBERS},
+                     'create_contact': MEMBERS,
+                     # closing queues the move of its e-mails to Archive, whoever closes it (test_outlook_triage)
+                     'close': MEMBERS,
+                     # announcing one's presence, asking whether someone replied since (test_conversation_presence)
+                     'announce_presence': MEMBERS, 'reply_conflict': MEMBERS,
+                     # merge and split through their wizards, within the inbox, and their doors (test_merge_split)
+                     'merge': MEMBERS, 'split': MEMBERS, 'open_merge': MEMBERS, 'open_merged_into': MEMBERS,
+                     # Reply, Reply All, Forward, and an address typed in To or Cc (test_composer.py)
+                     'compose_reply': MEMBERS, 'compose_reply_all': MEMBERS, 'compose_forward': MEMBERS,
+                     'add_recipient': MEMBERS},
     # Odoo lets only administrators export messages (mail.message.export_data).
     'email': {**dict.fromkeys(READS, MEMBERS), 'export_data': ADMIN, 'write': EDITORS, 'unlink': EDITORS},
     'reply': {**dict.fromkeys(READS, MEMBERS), 'export_data': ADMIN, 'write': EDITORS, 'unlink': EDITORS},
@@ -50,35 +62,12 @@ MATRIX = {
     'erase_wizard': {'create': EDITORS, 'erase': EDITORS},
     # The response-time report's row of `conversation` (a SQL view): read as the conversation, written by nobody.
     'report': {**dict.fromkeys(READS, MEMBERS), 'write': NOBODY, 'unlink': NOBODY},
+    # an address's queue of moves to Archive: the cron's (test_outlook_triage.py)
+    'triage': {**dict.fromkeys(READS, EDITORS), 'write': NOBODY, 'unlink': NOBODY},
+    # a contact's Conversations button: every internal user (only a domain: the conversations' rules decide what
+    # the list shows); portal and public users are refused (test_customer_links.py)
+    'contact': {'view_conversations': INTERNAL},
 }
-
-# No double answers (test_conversation_presence.py): announcing one's presence on a conversation and asking whether
-# someone replied since, for members of its inbox and editors.
-MATRIX['conversation'].update(announce_presence=MEMBERS, reply_conflict=MEMBERS)
-
-# Triage with Outlook (test_outlook_triage.py): editors turn it on per inbox; closing a conversation queues the move
-# of its e-mails to Archive, whichever member closes it; an address's queue of moves (`triage`) is the cron's.
-MATRIX['inbox']['write_triage'] = EDITORS
-MATRIX['conversation']['close'] = MEMBERS
-MATRIX['triage'] = {**dict.fromkeys(READS, EDITORS), 'write': NOBODY, 'unlink': NOBODY}
-
-# Merge and split (test_merge_split.py), through their wizards: the conversation with another of its inbox, its
-# e-mail off into a new one; members of the inbox and editors.
-MATRIX['conversation'].update(merge=MEMBERS, split=MEMBERS)
-
-# Answering (test_composer.py): Reply, Reply All and Forward open the full composer, and an address typed in To or Cc
-# becomes a recipient, for those who may send from the inbox: its members and editors.
-MATRIX['conversation'].update(compose_reply=MEMBERS, compose_reply_all=MEMBERS, compose_forward=MEMBERS,
-                              add_recipient=MEMBERS)
-
-# Merge's doors (test_merge_split.py): the wizard opened from a conversation, and from a merged one the conversation it
-# was merged into; for those who read them.
-MATRIX['conversation'].update(open_merge=MEMBERS, open_merged_into=MEMBERS)
-
-# A contact's Conversations button (test_customer_links.py): every internal user (the conversations' own rules
-# decide what the list shows: it is only a domain); portal and public users are refused.
-INTERNAL = frozenset(ROLES) - {'portal', 'public'}
-MATRIX['contact'] = {'view_conversations': INTERNAL}
 
 # The same over HTTP, as the web client calls it: (door, target) -> the roles allowed. Not logged in, `public`
 # gets nothing anywhere.
@@ -97,6 +86,10 @@ HTTP_MATRIX = {
 # No double answers over JSON-RPC, as the conversation form calls them (test_conversation_presence.py).
 HTTP_MATRIX[('announce_presence', 'conversation')] = MEMBERS
 HTTP_MATRIX[('reply_conflict', 'conversation')] = MEMBERS
+# The conversation's buttons as the web client calls them (JSON-RPC call_kw): door 'rpc:<method>'.
+for _method in ('action_outlook_create_contact', 'action_outlook_reply', 'action_outlook_reply_all',
+                'action_outlook_forward', 'action_outlook_open_merge', 'action_outlook_mark_unread'):
+    HTTP_MATRIX[('rpc:' + _method, 'conversation')] = MEMBERS
 
 # Who hears of a change through Odoo's bus (issue 19, "Live"): target -> the roles whose own bus channel gets the
 # notification when the superuser changes it and commits. Nobody subscribes to anything else: the notification goes
@@ -457,7 +450,10 @@ class TestAccessMatrix(InboxImportMixin, HttpCase, EpilotOutlookCommon):
                 allowed = role in allowed_roles
                 with self.subTest(door=door, target=target, role=role, allowed=allowed), \
                         closing(self.env.cr.savepoint()):
-                    getattr(self, '_http_' + door)(target, allowed)
+                    if door.startswith('rpc:'):
+                        self._http_call_conversation(target, allowed, door.removeprefix('rpc:'))
+                    else:
+                        getattr(self, '_http_' + door)(target, allowed)
                 self.env.invalidate_all()
 
     # --- the bus ---------------------------------------------------------------------------------------------
