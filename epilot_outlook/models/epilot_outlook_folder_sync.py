@@ -10,9 +10,10 @@ from odoo.fields import Domain
 from odoo.tools import SQL
 
 from ..outlook_core import mapping
-from ..outlook_core.const import BACKOFF_MAX_S, BATCH_MAX_REQUESTS
+from ..outlook_core.const import BACKOFF_MAX_S, BATCH_MAX_REQUESTS, BATCH_PARALLEL
 from ..outlook_core.errors import OutlookError, SyncReset, TransientError
-from ..outlook_core.mailbox import DeltaRequest, MailboxReader, delta_pages
+from ..outlook_core.graph import GraphPage
+from ..outlook_core.mailbox import DeltaRequest, MailboxReader, delta_pages, fetch_messages_of
 from ..outlook_core.mapping import MappingError
 from ..tools import cron_wake
 from .epilot_outlook_email_address import SYNC_MAX_WAIT_S, _try_lock
@@ -21,6 +22,9 @@ _logger = logging.getLogger(__name__)
 
 # Delta pages one cron run handles for a folder before it commits and lets the other folders have a turn.
 DELTA_PAGES_PER_RUN = 20
+# Folders whose rounds one step of the batched pass asks for, and commits: ``BATCH_PARALLEL`` batches of 20 in
+# flight at once, then their new messages fetched together (_outlook_batched_round).
+FOLDERS_PER_BATCHED_STEP = BATCH_MAX_REQUESTS * BATCH_PARALLEL
 # A lane triggers itself for the next due folder no sooner than this: a folder due now that it could not take (held
 # by another lane) must not make it run again and again. Folders falling due within this gap wait for each other.
 NEXT_DUE_MIN_GAP = timedelta(seconds=3)
@@ -121,8 +125,9 @@ class EpilotOutlookFolderSync(models.Model):
     @api.model
     def _outlook_run_batched_rounds(self):
         """ The due rounds that start from a delta link, with nothing notified and none under way: their first
-        page is asked for 20 folders of one connection at a time, in one ``$batch`` (``mailbox.delta_pages``), so
-        an idle folder costs a batch item and no HTTP request of its own (docs/microsoft-graph.md §3.2, §5). Each
+        page is asked for 20 folders of one connection in one ``$batch`` (``mailbox.delta_pages``), so an idle
+        folder costs a batch item and no HTTP request of its own (docs/microsoft-graph.md §3.2, §5), and
+        ``BATCH_PARALLEL`` such batches go out at once (Graph's latency, not Outlook's limits, bounds a round). Each
         folder is locked as in ``_outlook_run_due_steps`` (another lane skips it) and applies its page in a
         savepoint; a folder whose page continues (a next link), or whose item failed, is left due for the
         one-at-a-time pass, which meets its error where it is handled. A ``SyncReset`` clears its links there.
@@ -148,7 +153,7 @@ class EpilotOutlookFolderSync(models.Model):
                 connection_id = rows[0][1]
                 batch, taken = self.browse(), 0
                 for sync_id, row_connection in rows:
-                    if row_connection != connection_id or len(batch) == BATCH_MAX_REQUESTS:
+                    if row_connection != connection_id or len(batch) == FOLDERS_PER_BATCHED_STEP:
                         break
                     taken += 1
                     sync = _try_lock(self.sudo().browse(sync_id))
@@ -162,28 +167,41 @@ class EpilotOutlookFolderSync(models.Model):
                     return False
 
     def _outlook_batched_round(self):
-        """ One ``$batch`` of these folders' next pages (one connection's), each applied; see
-        :meth:`_outlook_run_batched_rounds`. Throttled or failing transiently, they wait their retry; another
-        failure of the whole request leaves them due, for the one-at-a-time pass and its error handling. """
+        """ The next pages of these folders (one connection's) in ``$batch`` requests sent together, then the
+        messages they bring that Odoo does not know, all fetched together too (``mailbox.fetch_messages_of``), and
+        each page applied; see :meth:`_outlook_run_batched_rounds`. Throttled or failing transiently, they wait
+        their retry; a folder whose messages could not be fetched, or another failure of the whole request,
+        leaves them due, for the one-at-a-time pass and its error handling. """
         connection = self.address_id.connection_id
         requests_list = [DeltaRequest(sync.id, sync.address_id.email, sync.folder, sync.address_id.window_start,
                                       sync.delta_link) for sync in self]
 
         def run(client):
+            # Every request first, then the writes: a 401 on the way makes the caller refresh and run this again.
             pages = delta_pages(client, requests_list)
-            for sync in self:
+            applicable = self.filtered(lambda sync: isinstance(pages.get(sync.id), GraphPage))
+            fetched = fetch_messages_of(client, {
+                sync.id: (sync.address_id.email, ids) for sync in applicable
+                if (ids := sync._outlook_new_ids(pages[sync.id]))})
+            for sync in self - applicable:
                 page = pages.get(sync.id)
                 if isinstance(page, SyncReset):
                     sync.write({'delta_link': False, 'resync_count': sync.resync_count + 1})
                 elif isinstance(page, TransientError):   # throttled (after the batch's own retries), 5xx
                     sync._outlook_schedule_retry(page, BACKOFF_MAX_S)
-                elif page is not None and not isinstance(page, Exception):
-                    try:
-                        with self.env.cr.savepoint():
-                            sync._outlook_apply_page(MailboxReader(client, sync.address_id.email), page)
-                    except (psycopg2.Error, OutlookError) as error:
-                        _logger.info("Microsoft Outlook: folder sync %s: its batched page failed (%s); it goes on "
-                                     "alone", sync.id, type(error).__name__)
+            for sync in applicable:
+                prefetched = fetched.get(sync.id)
+                if isinstance(prefetched, Exception):
+                    _logger.info("Microsoft Outlook: folder sync %s: its new messages could not be fetched with the "
+                                 "others (%s); it goes on alone", sync.id, type(prefetched).__name__)
+                    continue
+                try:
+                    with self.env.cr.savepoint():
+                        sync._outlook_apply_page(MailboxReader(client, sync.address_id.email), pages[sync.id],
+                                                 prefetched)
+                except (psycopg2.Error, OutlookError) as error:
+                    _logger.info("Microsoft Outlook: folder sync %s: its batched page failed (%s); it goes on "
+                                 "alone", sync.id, type(error).__name__)
 
         try:
             connection._outlook_call_graph(run, max_wait=SYNC_MAX_WAIT_S, slot_wait=SYNC_MAX_WAIT_S)
@@ -296,27 +314,24 @@ class EpilotOutlookFolderSync(models.Model):
                 return True
         return False
 
-    def _outlook_apply_page(self, reader, page):
+    def _outlook_apply_page(self, reader, page, prefetched=None):
         """ Apply one page of this folder's delta round: changes to the messages Odoo knows, the others fetched
         and imported, then the checkpoint (the next link) or the end of the round (the delta link).
 
         :param reader: The address's :class:`MailboxReader` (to fetch new messages).
         :param page: The :class:`~outlook_core.graph.GraphPage`.
+        :param tuple prefetched: ``(found, missing)`` of :meth:`_outlook_new_ids`, fetched beforehand with other
+            folders' (``mailbox.fetch_messages_of``); whatever it lacks is fetched here.
         :return: True when the round reached its delta link.
         :rtype: bool
         """
         address = self.address_id
-        changes = []
-        for item in page.items:
-            try:
-                changes.append(mapping.map_delta_item(item))
-            except MappingError:
-                _logger.warning("Microsoft Outlook: address %s: a delta item without id was skipped", address.id)
+        changes = self._outlook_page_changes(page)
         unknown = self.env['epilot.outlook.message']._outlook_apply_delta(address, changes)
         if any(change.removed for change in changes):
             self._outlook_triage_removed(reader)   # archived in Outlook? (models/epilot_outlook_triage.py)
         self._outlook_import_ids(reader, [change.graph_id for change in unknown
-                                          if not address._outlook_backfill_covers(change.received_at)])
+                                          if not address._outlook_backfill_covers(change.received_at)], prefetched)
         if page.next_link:
             self.write({'delta_next_link': page.next_link, 'retry_at': False})
             return False
@@ -330,15 +345,51 @@ class EpilotOutlookFolderSync(models.Model):
         })
         return True
 
-    def _outlook_import_ids(self, reader, graph_ids):
+    def _outlook_page_changes(self, page):
+        """ The :class:`~outlook_core.mapping.DeltaChange` items of a delta page (an item without id is skipped). """
+        changes = []
+        for item in page.items:
+            try:
+                changes.append(mapping.map_delta_item(item))
+            except MappingError:
+                _logger.warning("Microsoft Outlook: address %s: a delta item without id was skipped",
+                                self.address_id.id)
+        return changes
+
+    def _outlook_new_ids(self, page):
+        """ The messages of a delta page that :meth:`_outlook_apply_page` will fetch and import: neither known
+        nor removed, nor the backfill's business. Read only (the page is applied later).
+
+        :rtype: list
+        """
+        by_id = {}
+        for change in self._outlook_page_changes(page):
+            by_id[change.graph_id] = change   # the last word of a replayed item wins, as in _outlook_apply_delta
+        address = self.address_id
+        candidates = {graph_id: change for graph_id, change in by_id.items() if not change.removed}
+        known = self.env['epilot.outlook.message']._outlook_known(address.shared_inbox_id, candidates)
+        return [graph_id for graph_id, change in candidates.items()
+                if graph_id not in known and not address._outlook_backfill_covers(change.received_at)]
+
+    def _outlook_import_ids(self, reader, graph_ids, prefetched=None):
         """ Fetch the messages ``graph_ids`` in full (20 per ``$batch``) and import them.
 
+        :param tuple prefetched: ``(found, missing)`` fetched beforehand for some of them.
         :return: The ids Graph no longer has (deleted or moved out meanwhile).
         :rtype: list
         """
         if not graph_ids:
             return []
-        items, missing = reader.fetch_messages(graph_ids)
+        items, missing = [], []
+        if prefetched:
+            found_by_id = {item.get('id'): item for item in prefetched[0] if isinstance(item, dict)}
+            gone = set(prefetched[1])
+            items = [found_by_id[graph_id] for graph_id in graph_ids if graph_id in found_by_id]
+            missing = [graph_id for graph_id in graph_ids if graph_id in gone]
+            graph_ids = [graph_id for graph_id in graph_ids if graph_id not in found_by_id and graph_id not in gone]
+        if graph_ids:
+            more_items, more_missing = reader.fetch_messages(graph_ids)
+            items, missing = items + more_items, missing + more_missing
         messages, skipped = mapping.map_messages(items, self.folder)
         if skipped:
             _logger.warning("Microsoft Outlook: address %s: %d messages without id were skipped",

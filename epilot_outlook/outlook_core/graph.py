@@ -17,12 +17,14 @@ links, and rebuilding them breaks paging (docs/microsoft-graph.md §3.1, §3.2).
 Logs carry the method, URL path (no query), status and ``request-id``; never headers or bodies.
 """
 import base64
+import copy
 import logging
 import random
 import re
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
@@ -30,8 +32,9 @@ import requests
 
 from . import errors
 from .const import (
-    BACKOFF_BASE_S, BACKOFF_MAX_S, BATCH_MAX_REQUESTS, DEFAULT_GRAPH_HOSTS, GRAPH_MAX_RETRIES, GRAPH_MAX_WAIT_S,
-    GRAPH_SLOT_WAIT_S, GRAPH_TIMEOUT, MASK, MAX_CONCURRENT_PER_MAILBOX, MICROSOFT_UPLOAD_HOSTS, SENSITIVE_KEYS,
+    BACKOFF_BASE_S, BACKOFF_MAX_S, BATCH_MAX_REQUESTS, BATCH_PARALLEL, DEFAULT_GRAPH_HOSTS, GRAPH_MAX_RETRIES,
+    GRAPH_MAX_WAIT_S, GRAPH_SLOT_WAIT_S, GRAPH_TIMEOUT, MASK, MAX_CONCURRENT_PER_MAILBOX, MICROSOFT_UPLOAD_HOSTS,
+    SENSITIVE_KEYS,
 )
 from .logsafe import install_log_filters, redact
 
@@ -180,6 +183,20 @@ def thread_session(base_url, ca_bundle=None):
     return sessions[key]
 
 
+# The threads that send a caller's parallel ``$batch`` requests (GraphClient.batch_many), for the life of the
+# process: each keeps its HTTPS sessions (thread_session), so a round reuses its connections to Graph.
+_BATCH_POOL = None
+_BATCH_POOL_LOCK = threading.Lock()
+
+
+def _batch_pool():
+    global _BATCH_POOL   # noqa: PLW0603 (made on first use: most processes never send parallel batches)
+    with _BATCH_POOL_LOCK:
+        if _BATCH_POOL is None:
+            _BATCH_POOL = ThreadPoolExecutor(max_workers=BATCH_PARALLEL * 4, thread_name_prefix='graph-batch')
+        return _BATCH_POOL
+
+
 class _NoSlot:
     def __enter__(self):
         return self
@@ -231,6 +248,7 @@ class GraphClient:
         self.usage = {}
         # Passed on every request: requests lets REQUESTS_CA_BUNDLE override a session's ``verify``.
         self._verify = ca_bundle or True
+        self._ca_bundle = ca_bundle
         self.check_url(self.base_url)
 
     # === BUSINESS METHODS - VERBS === #
@@ -379,6 +397,68 @@ class GraphClient:
             self._sleep(delay)
             pending = self._items_to_resend(items, results, throttled)
         return results
+
+    def batch_many(self, chunks):
+        """Send several ``$batch`` requests (each up to 20 items, as for :meth:`batch`) at once, at most
+        :data:`~.const.BATCH_PARALLEL` in flight and never two that name the same mailbox: Outlook runs 4 items of
+        one batch at a time, so with Graph's latency a round of many folders is bound by round trips, not by
+        Outlook's per-mailbox limits (docs/microsoft-graph.md §5).
+
+        The access token is asked for once, in the caller's thread (a provider may read the caller's database
+        cursor, which other threads must not touch); each request goes from a thread of the process's pool with
+        that thread's own HTTPS session. Every batch is sent and retried as :meth:`batch` does, and the usage of
+        each is counted on this client.
+
+        :param list chunks: Lists of batch items.
+        :return: One answer per chunk, in order: ``{id: response}`` as :meth:`batch` returns it.
+        :rtype: list
+        :raise GraphError: The first error a whole batch raised (a 401, throttling of the envelope...), once
+            every batch of its wave has finished.
+        """
+        waves = self._batch_waves(chunks)
+        if all(len(wave) == 1 for wave in waves):   # one batch, or one mailbox's: one after the other, here
+            return [self.batch(chunk) for chunk in chunks]
+        token = self._token_provider()
+        answers = [None] * len(chunks)
+        for wave in waves:
+            futures = [(index, _batch_pool().submit(self._batch_with_token, token, chunks[index])) for index in wave]
+            failure = None
+            for index, future in futures:
+                answers[index], error, usage = future.result()
+                for mailbox, (sent, throttled) in usage.items():
+                    counts = self.usage.setdefault(mailbox, [0, 0])
+                    counts[0] += sent
+                    counts[1] += throttled
+                failure = failure or error
+            if failure is not None:
+                raise failure
+        return answers
+
+    def _batch_waves(self, chunks):
+        """Chunk indexes grouped into waves of at most :data:`BATCH_PARALLEL` that share no mailbox, in order."""
+        waves = []
+        for index, chunk in enumerate(chunks):
+            mailboxes = {self._mailbox_key(self.url_for(item['url'])) for item in chunk} - {None}
+            for indexes, taken in waves:
+                if len(indexes) < BATCH_PARALLEL and not taken & mailboxes:
+                    indexes.append(index)
+                    taken |= mailboxes
+                    break
+            else:
+                waves.append(([index], mailboxes))
+        return [indexes for indexes, _taken in waves]
+
+    def _batch_with_token(self, token, chunk):
+        """One batch of :meth:`batch_many`, in a pool thread: ``(answer, error, usage)``, never raising (the
+        caller's thread raises)."""
+        client = copy.copy(self)
+        client._token_provider = lambda: token
+        client._session = thread_session(self.base_url, self._ca_bundle)
+        client.usage = {}
+        try:
+            return client.batch(chunk), None, client.usage
+        except Exception as error:   # noqa: BLE001 (handed to the caller's thread, which raises it)
+            return None, error, client.usage
 
     def _send_batch(self, items):
         response = self.request('POST', '/$batch', json={'requests': items}, ok_statuses=(424,),

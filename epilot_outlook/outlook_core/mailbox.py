@@ -195,25 +195,21 @@ class MailboxReader:
         }, headers)
 
     def fetch_messages(self, graph_ids):
-        """Fetch full messages by immutable id, 20 per ``$batch`` request.
+        """Fetch full messages by immutable id, 20 per ``$batch`` request (see :func:`fetch_messages_of`).
 
         :return: The messages found, and the ids Graph no longer has (deleted or moved out meanwhile).
         :rtype: tuple(list, list)
         :raise GraphError: Any other item error (throttling after the batch's retries, access...).
         """
-        found, missing = [], []
-        for graph_id, response in self._per_id(graph_ids, lambda graph_id: {
-                'method': 'GET', 'headers': dict(IMPORT_PREFER),
+        result = fetch_messages_of(self.client, {None: (self.mailbox, graph_ids)})[None]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def _fetch_item(self, graph_id):
+        return {'method': 'GET', 'headers': dict(IMPORT_PREFER),
                 'url': '/%s/messages/%s?$select=%s&$expand=attachments'
-                % (self._base, quote_segment(graph_id), MESSAGE_SELECT)}):
-            error = batch_item_error(response)
-            if isinstance(error, errors.NotFound):
-                missing.append(graph_id)
-            elif error:
-                raise error
-            else:
-                found.append(response.get('body') or {})
-        return found, missing
+                % (self._base, quote_segment(graph_id), MESSAGE_SELECT)}
 
     # === RECONCILIATION === #
 
@@ -350,18 +346,20 @@ def delta_pages(client, requests_list):
     """The next page of several folders' delta rounds, 20 to a ``$batch`` request (docs/microsoft-graph.md §3.2,
     §5): a folder with nothing new costs one batch item, not an HTTP request of its own. Each item is what
     :meth:`MailboxReader.delta_page` asks for alone (its link verbatim, relative to the batch endpoint, with the
-    same ``Prefer``), so a folder goes on alone from its answer.
+    same ``Prefer``), so a folder goes on alone from its answer. The batches go out together
+    (:meth:`~.graph.GraphClient.batch_many`), a mailbox's folders in one of them.
 
     :param graph.GraphClient client: The connection's client.
-    :param list requests_list: :class:`DeltaRequest` items (at most two per mailbox in one batch: Outlook runs
-        up to 4 requests of one mailbox at once).
+    :param list requests_list: :class:`DeltaRequest` items (at most two per mailbox: Outlook runs up to 4
+        requests of one mailbox at once).
     :return: ``{key: GraphPage or GraphError}`` (``SyncReset`` for a link Graph forgot).
     :rtype: dict
     """
-    results = {}
     prefer = '%s, odata.maxpagesize=%d' % (IMMUTABLE, DELTA_PAGE_SIZE)
-    for start in range(0, len(requests_list), BATCH_MAX_REQUESTS):
-        chunk = requests_list[start:start + BATCH_MAX_REQUESTS]
+    ordered = sorted(requests_list, key=lambda request: request.mailbox.strip().lower())
+    chunks = [ordered[start:start + BATCH_MAX_REQUESTS] for start in range(0, len(ordered), BATCH_MAX_REQUESTS)]
+    batches = []
+    for chunk in chunks:
         items = []
         for index, request in enumerate(chunk):
             if request.link:
@@ -371,7 +369,9 @@ def delta_pages(client, requests_list):
                 url = '/%s/messages/delta?$select=%s&$filter=%s' % (
                     reader.folder_path(request.folder), DELTA_SELECT, reader._window(request.since))
             items.append({'id': str(index), 'method': 'GET', 'url': url, 'headers': {'Prefer': prefer}})
-        answers = client.batch(items)
+        batches.append(items)
+    results = {}
+    for chunk, answers in zip(chunks, client.batch_many(batches)):
         for index, request in enumerate(chunk):
             response = answers.get(str(index)) or {'status': 500}
             error = batch_item_error(response)
@@ -382,6 +382,41 @@ def delta_pages(client, requests_list):
             results[request.key] = GraphPage(
                 items=body.get('value') or [], next_link=body.get('@odata.nextLink'),
                 delta_link=body.get('@odata.deltaLink'), raw=body)
+    return results
+
+
+def fetch_messages_of(client, wanted):
+    """Fetch full messages of several mailboxes (or folders) by immutable id: one ``GET`` each, 20 to a
+    ``$batch``, the batches together (:meth:`~.graph.GraphClient.batch_many`): a round in which many folders got
+    mail fetches it in as few round trips as it asked for their pages (bench_scale, Graph's latency).
+
+    :param dict wanted: ``{key: (mailbox, graph_ids)}``.
+    :return: ``{key: (found, missing)}``: the messages found and the ids Graph no longer has (deleted or moved
+        out meanwhile); or ``{key: GraphError}`` when one of the key's items failed otherwise (throttled after
+        the batch's retries, access...).
+    :rtype: dict
+    """
+    requests_list = []
+    for key, (mailbox, graph_ids) in sorted(wanted.items(), key=lambda entry: entry[1][0].strip().lower()):
+        reader = MailboxReader(client, mailbox)
+        requests_list += [(key, graph_id, reader._fetch_item(graph_id)) for graph_id in graph_ids]
+    chunks = [requests_list[start:start + BATCH_MAX_REQUESTS]
+              for start in range(0, len(requests_list), BATCH_MAX_REQUESTS)]
+    answers = client.batch_many([[{'id': str(index), **item} for index, (_key, _graph_id, item) in enumerate(chunk)]
+                                 for chunk in chunks])
+    results = {key: ([], []) for key in wanted}
+    for chunk, answer in zip(chunks, answers):
+        for index, (key, graph_id, _item) in enumerate(chunk):
+            if isinstance(results[key], Exception):
+                continue
+            response = answer.get(str(index)) or {'status': 500}
+            error = batch_item_error(response)
+            if isinstance(error, errors.NotFound):
+                results[key][1].append(graph_id)
+            elif error:
+                results[key] = error
+            else:
+                results[key][0].append(response.get('body') or {})
     return results
 
 

@@ -6,7 +6,10 @@ Messages are made through the control API (``/control/mail/generate``, ``/delive
 where every ``$batch`` item counts as one).
 """
 import datetime as dt
-from urllib.parse import parse_qs, urlsplit
+import json
+import re
+import threading
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 import requests
@@ -16,6 +19,7 @@ from outlook_core import errors
 from outlook_core.graph import GraphClient
 from outlook_core.mailbox import (
     BACKFILL_BATCH_MESSAGES, BACKFILL_PAGE_SIZE, DeltaRequest, MailboxProbe, MailboxReader, delta_pages,
+    fetch_messages_of,
 )
 from outlook_core.mapping import map_delta_item, map_messages
 
@@ -451,3 +455,75 @@ def test_delta_pages_of_several_folders_in_one_batch(sandbox, http, client, sess
     fresh = delta_pages(client, [DeltaRequest('new', SUPPORT, 'inbox', since)])['new']
     alone = MailboxReader(client, SUPPORT).delta_page('inbox', since)
     assert [item['id'] for item in fresh.items] == [item['id'] for item in alone.items]
+
+
+class BatchesInFlight:
+    """Watches every ``$batch`` request of the process (``requests.Session.send``, pool threads included): the
+    mailboxes each names, and which were in flight at once. With ``hold`` set, a batch waits (up to 10 s) until
+    another is in flight: batches sent one after the other fail the test instead of passing by chance."""
+
+    def __init__(self, monkeypatch):
+        self.lock = threading.Lock()
+        self.in_flight, self.sent, self.together, self.hold = [], [], [], None
+        send = requests.Session.send
+
+        def watching_send(session, request, **kwargs):
+            if not urlsplit(request.url).path.endswith('/$batch'):
+                return send(session, request, **kwargs)
+            urls = [item['url'] for item in json.loads(request.body)['requests']]
+            mailboxes = frozenset(unquote(match.group(1)).lower() for url in urls
+                                  if (match := re.search(r'/users/([^/?]+)', url)))
+            with self.lock:
+                self.together += [(other, mailboxes) for other in self.in_flight]
+                self.in_flight.append(mailboxes)
+                self.sent.append(mailboxes)
+                if self.hold and len(self.in_flight) > 1:
+                    self.hold.set()
+            try:
+                if self.hold:
+                    self.hold.wait(10)
+                return send(session, request, **kwargs)
+            finally:
+                with self.lock:
+                    self.in_flight.remove(mailboxes)
+
+        monkeypatch.setattr(requests.Session, 'send', watching_send)
+
+
+def test_many_folders_pages_and_new_messages_in_batches_sent_together(sandbox, http, client, monkeypatch):
+    """ bench_scale with Graph's latency: Outlook runs 4 items of a batch at a time, so a round of 1,000 mailboxes
+    was 100 batches one after the other (39.8 s with 150 ms per answer), and each folder with new mail fetched it
+    in a batch of its own. Now 15 mailboxes' 30 folders are two batches in flight together, and the 40 new
+    messages of all of them are fetched together in two more, where a mailbox in two batches never has both in
+    flight (Outlook's 4 requests per mailbox). """
+    made = control(http, sandbox, '/mailboxes', {'prefix': 'team', 'count': 15, 'grant': {
+        'user': 'svc-helpdesk@' + DOMAIN, 'full_access': True}})['addresses']
+    since = window_start(sandbox, 1)
+    requests_list = []
+    for mailbox in made:
+        for folder in ('inbox', 'sentitems'):
+            _changes, link, _pages = run_delta_round(MailboxReader(client, mailbox), folder, since)
+            requests_list.append(DeltaRequest((mailbox, folder), mailbox, folder, since, link))
+    delivered = control(http, sandbox, '/mail/deliver-many', {'mailboxes': made, 'from': 'kunde@example.com',
+                                                              'subject': 'Frage', 'body_html': '<p>?</p>'})['value']
+    last = made[-1]
+    for number in range(25):
+        delivered.append(control(http, sandbox, '/mail/deliver', {
+            'mailbox': last, 'from': 'kunde@example.com', 'subject': 'Noch %d' % number, 'body_html': '<p>!</p>'}))
+    batches = BatchesInFlight(monkeypatch)
+    batches.hold = threading.Event()
+    pages = delta_pages(client, requests_list)
+    assert len(batches.sent) == 2 and batches.together, "the two batches of pages were in flight together"
+    assert not batches.sent[0] & batches.sent[1], "a mailbox's two folders go in one batch"
+    new = {key: [item['id'] for item in page.items] for key, page in pages.items() if page.items}
+    assert {key[0] for key in new} == set(made) and all(key[1] == 'inbox' for key in new)
+    assert len(new[last, 'inbox']) == 26
+    batches.hold, batches.sent, batches.together = None, [], []
+    fetched = fetch_messages_of(client, {key: (key[0], ids) for key, ids in new.items()})
+    assert len(batches.sent) == 2, "40 messages: two batches of 20"
+    assert last in batches.sent[0] and last in batches.sent[1]
+    assert all(not first & second for first, second in batches.together), "never one mailbox in two at once"
+    assert {key: sorted(message['id'] for message in found) for key, (found, missing) in fetched.items()} == {
+        key: sorted(ids) for key, ids in new.items()}
+    assert all(missing == [] for _found, missing in fetched.values())
+    assert sorted(message['immutable_id'] for message in delivered) == sorted(sum(new.values(), []))
