@@ -483,6 +483,8 @@ class EpilotOutlookEmailAddress(models.Model):
         :param callable due_ids: ``due_ids(only=None)``: the ids of the due items, in order (those of ``only``
             when given), in one query.
         :param callable step: Runs one step on a locked item; returns True when it made progress.
+        :return: False when the cron's time budget is spent.
+        :rtype: bool
         """
         cron = self.env['ir.cron']
         set_aside = set()   # held by another worker, no longer due, or stuck: not again in this run
@@ -500,7 +502,8 @@ class EpilotOutlookEmailAddress(models.Model):
                     if idle_steps[record_id] >= MAX_IDLE_STEPS_PER_RUN:
                         set_aside.add(record_id)
                 if not cron._commit_progress(1, remaining=len(queue) - position - 1):
-                    return
+                    return False
+        return True
 
     def _outlook_backfill_covers(self, received_at):
         """ Whether mail received at ``received_at`` is the backfill's business, not delta's: it arrived

@@ -91,11 +91,18 @@ class EpilotOutlookFolderSync(models.Model):
         """
         self.env['epilot.outlook.subscription']._outlook_collect_notifications()
         # First the rounds that only ask "anything new?" (from a delta link, nothing notified), 20 to a $batch;
-        # then every folder still due, one at a time (rounds under way, notified, new, what a batch left).
-        if self._outlook_run_batched_rounds():
-            self.env['epilot.outlook.email.address']._outlook_run_due_steps(
-                self.sudo(), self._outlook_due_ids,
+        # then, one at a time, the folders a batch cannot take (rounds under way, notified, new, what a batch
+        # left); and again while folders fall due. Folders fall due spread over the time their last round took:
+        # left to the one-at-a-time pass, each would cost a round trip of its own (bench_scale, 150 ms latency: a
+        # lane went on one folder at a time for 15 s, and the next cycle started 27 s late).
+        tried = set()   # what the batched pass left in this run: it goes alone
+        while budget_left := self._outlook_run_batched_rounds(tried):
+            budget_left = self.env['epilot.outlook.email.address']._outlook_run_due_steps(
+                self.sudo(), lambda only=None: self._outlook_due_alone_ids(tried, only),
                 lambda folder_sync: folder_sync._outlook_run_round(max_pages=DELTA_PAGES_PER_RUN))
+            if not budget_left or not self._outlook_batchable_rows(self._outlook_due_ids(), tried):
+                break
+        if budget_left:
             # Notified folders still due (the time budget ran out, or notifications came after the last look): run
             # again at once. The webhook does not trigger while this run's own trigger is recent.
             self.env['epilot.outlook.subscription']._outlook_collect_notifications()
@@ -123,7 +130,7 @@ class EpilotOutlookFolderSync(models.Model):
             self.env.cr.postcommit.add(lambda: cron_wake.wake_at(dbname, delay))
 
     @api.model
-    def _outlook_run_batched_rounds(self):
+    def _outlook_run_batched_rounds(self, tried):
         """ The due rounds that start from a delta link, with nothing notified and none under way: their first
         page is asked for 20 folders of one connection in one ``$batch`` (``mailbox.delta_pages``), so an idle
         folder costs a batch item and no HTTP request of its own (docs/microsoft-graph.md §3.2, §5), and
@@ -132,39 +139,59 @@ class EpilotOutlookFolderSync(models.Model):
         savepoint; a folder whose page continues (a next link), or whose item failed, is left due for the
         one-at-a-time pass, which meets its error where it is handled. A ``SyncReset`` clears its links there.
 
+        :param set tried: The folders the batched pass left in this run (held by another lane, or still due after
+            their batched page), not again; those it leaves now are added.
         :return: False when the cron's time budget is spent.
         :rtype: bool
         """
         cron = self.env['ir.cron']
-        set_aside = set()
-        while True:
-            # The due list once per pass, not once per batch of 20 (quadratic in the folders, bench_scale).
-            rows = self.env.execute_query(SQL(
-                """SELECT sync.id, address.connection_id FROM epilot_outlook_folder_sync sync
-                     JOIN epilot_outlook_email_address address ON address.id = sync.address_id
-                    WHERE sync.id IN %s AND sync.delta_link IS NOT NULL AND sync.delta_next_link IS NULL
-                      AND sync.push_pending_since IS NULL
-                 ORDER BY address.connection_id""",
-                tuple(self._outlook_due_ids()) or (0,)))
-            rows = [(sync_id, connection_id) for sync_id, connection_id in rows if sync_id not in set_aside]
-            if not rows:
-                return True
+        # The due list once per pass, not once per batch (quadratic in the folders, bench_scale).
+        while rows := self._outlook_batchable_rows(self._outlook_due_ids(), tried):
             while rows:
                 connection_id = rows[0][1]
-                batch, taken = self.browse(), 0
-                for sync_id, row_connection in rows:
-                    if row_connection != connection_id or len(batch) == FOLDERS_PER_BATCHED_STEP:
-                        break
-                    taken += 1
-                    sync = _try_lock(self.sudo().browse(sync_id))
-                    set_aside.add(sync_id)
-                    if sync and self._outlook_due_ids(only=[sync_id]):
-                        batch |= sync
-                rows = rows[taken:]
+                taken = [sync_id for sync_id, row_connection in rows[:FOLDERS_PER_BATCHED_STEP]
+                         if row_connection == connection_id]
+                rows = rows[len(taken):]
+                locked = [sync_id for sync_id in taken if _try_lock(self.sudo().browse(sync_id))]
+                # Still due once locked (another lane may have just done them): one query for the step.
+                batch = self.sudo().browse(self._outlook_due_ids(only=locked) if locked else [])
+                left = set(taken) - set(batch.ids)   # held by another lane, or just done
                 if batch:
                     batch._outlook_batched_round()
+                    left.update(self._outlook_due_ids(only=batch.ids))   # a page that continues, a failed item
+                tried.update(left)
                 if not cron._commit_progress(len(batch), remaining=len(rows)):
                     return False
+        return True
+
+    @api.model
+    def _outlook_batchable_rows(self, due_ids, tried=()):
+        """ The folders of ``due_ids`` that the batched pass takes (a round from a delta link, nothing notified,
+        none under way), but not those of ``tried``: ``(id, connection id)`` by connection, then in ``due_ids``'
+        order (the longest waiting first).
+
+        :rtype: list
+        """
+        rows = self.env.execute_query(SQL(
+            """SELECT sync.id, address.connection_id FROM epilot_outlook_folder_sync sync
+                 JOIN epilot_outlook_email_address address ON address.id = sync.address_id
+                WHERE sync.id IN %s AND sync.delta_link IS NOT NULL AND sync.delta_next_link IS NULL
+                  AND sync.push_pending_since IS NULL""",
+            tuple(due_ids) or (0,)))
+        position = {sync_id: index for index, sync_id in enumerate(due_ids)}
+        return sorted(((sync_id, connection_id) for sync_id, connection_id in rows if sync_id not in tried),
+                      key=lambda row: (row[1], position[row[0]]))
+
+    @api.model
+    def _outlook_due_alone_ids(self, tried, only=None):
+        """ The due folders for the one-at-a-time pass: those the batched pass cannot take, or took in this run
+        (``tried``) and left due. Others falling due meanwhile wait for the next batched pass.
+
+        :rtype: list
+        """
+        due = self._outlook_due_ids(only)
+        batchable = {sync_id for sync_id, _connection in self._outlook_batchable_rows(due, tried)}
+        return [sync_id for sync_id in due if sync_id not in batchable]
 
     def _outlook_batched_round(self):
         """ The next pages of these folders (one connection's) in ``$batch`` requests sent together, then the

@@ -469,6 +469,36 @@ class TestDelta(OutlookMailSyncCase):
         self.assertTrue(calls, "the lane is triggered again")
         self.assertLessEqual(min(calls), started + folder_sync_module.NEXT_DUE_MIN_GAP + timedelta(seconds=2))
 
+    def test_folders_falling_due_during_a_round_alone_go_in_a_batch(self):
+        """ bench_scale with 150 ms of Graph latency: folders fall due spread over the time their last round took,
+        and those falling due while the lane ran a round alone (a notified folder, a round under way) were taken
+        one at a time too, a round trip each: a lane went on so for 15 s and the next cycle started 27 s late. They
+        now wait for the next batched pass of the same run: the notified folder's request, then one $batch. """
+        billing = self.add_address(BILLING)
+        self.run_backfill(billing)
+        self.run_delta()
+        notified = self.address.folder_sync_ids.filtered(lambda sync: sync.folder == 'inbox')
+        others = (self.address.folder_sync_ids | billing.folder_sync_ids) - notified
+        now = fields.Datetime.now()
+        others.write({'last_round_date': now, 'retry_at': False})
+        notified.write({'push_pending_since': now, 'retry_at': False})
+        rounds = {sync: sync.round_count for sync in others}
+        FolderSync = type(self.env['epilot.outlook.folder.sync'])
+        run_round = FolderSync._outlook_run_round
+
+        def run_round_while_the_others_fall_due(sync, max_pages=folder_sync_module.DELTA_PAGES_PER_RUN):
+            done = run_round(sync, max_pages=max_pages)
+            others.with_env(sync.env).write({'last_round_date': now - timedelta(hours=1)})
+            return done
+
+        self.patch(FolderSync, '_outlook_run_round', run_round_while_the_others_fall_due)
+        calls = self.graph_requests()
+        self.run_cron(self.delta_cron)
+        self.assertEqual([method for method, _path in calls], ['GET', 'POST'], calls)
+        self.assertEqual(calls[1][1], '/v1.0/$batch')
+        self.assertFalse(notified.push_pending_since)
+        self.assertEqual({sync: sync.round_count for sync in others}, {sync: count + 1 for sync, count in rounds.items()})
+
     def test_a_storm_in_one_mailbox_does_not_hold_back_the_others(self):
         """ Fair lanes: a folder with many changes runs a few pages per step, then steps aside while the other
         due folders take their turn; its round goes on after them. Two mailboxes with a storm each take turns. """
