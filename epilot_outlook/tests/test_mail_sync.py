@@ -497,7 +497,8 @@ class TestDelta(OutlookMailSyncCase):
         self.assertEqual([method for method, _path in calls], ['GET', 'POST'], calls)
         self.assertEqual(calls[1][1], '/v1.0/$batch')
         self.assertFalse(notified.push_pending_since)
-        self.assertEqual({sync: sync.round_count for sync in others}, {sync: count + 1 for sync, count in rounds.items()})
+        self.assertEqual({sync: sync.round_count for sync in others},
+                         {sync: count + 1 for sync, count in rounds.items()})
 
     def test_a_storm_in_one_mailbox_does_not_hold_back_the_others(self):
         """ Fair lanes: a folder with many changes runs a few pages per step, then steps aside while the other
