@@ -1,5 +1,6 @@
 from odoo import api, fields, models
 from odoo.fields import Command
+from odoo.tools import SQL
 
 # The bus notification that tells the web client some conversations changed (issue 19, "Live"). Its payload names
 # them and their inboxes, nothing of their content: the client reads what changed through the ORM, with the
@@ -51,15 +52,9 @@ class EpilotSharedConversation(models.Model):
         are written by the bus's own pre-commit hook and the websockets are woken after the commit.
         """
         ids = self.env.cr.precommit.data.pop(_LIVE_KEY, set())
-        conversations = self.sudo().browse(sorted(ids)).exists()   # one created then rolled back to a savepoint
-        if not conversations:
-            return
-        by_inbox = conversations.grouped('inbox_id')
-        for user, inboxes in self.env['epilot.shared.inbox']._outlook_live_recipients(by_inbox).items():
-            user._bus_send(LIVE_NOTIFICATION, {
-                'inbox_ids': sorted(inboxes.ids),
-                'conversation_ids': sorted(id_ for inbox in inboxes for id_ in by_inbox[inbox].ids),
-            })
+        recipients = self.env['epilot.shared.inbox']._outlook_live_recipients(ids)
+        for partner, (inbox_ids, conversation_ids) in recipients.items():
+            partner._bus_send(LIVE_NOTIFICATION, {'inbox_ids': inbox_ids, 'conversation_ids': conversation_ids})
 
     # === LIVE: WHAT TOUCHES A CONVERSATION === #
 
@@ -99,7 +94,11 @@ class EpilotSharedConversation(models.Model):
         col_info = self.fields_get(['state'], attributes=('string', 'type', 'selection'))['state']
         Tracking = self.env['mail.tracking.value']
         author = self.env.user.partner_id
+        email_from = author.email_formatted or False
         note = self.env['ir.model.data']._xmlid_to_res_id('mail.mt_note')
+        # The reply-to of Odoo's tracking notes (``mail.thread._message_log_batch``): a note sends nothing, so no
+        # alias is looked up for it (one query per e-mail the mail queue sends, issue 18).
+        reply_to = self.env['mail.thread']._notify_get_reply_to(default=email_from, author_id=author.id)[False]
         self.env['mail.message'].sudo().create([{
             'model': self._name,
             'res_id': conversation.id,
@@ -107,7 +106,8 @@ class EpilotSharedConversation(models.Model):
             'subtype_id': note,
             'is_internal': True,
             'author_id': author.id,
-            'email_from': author.email_formatted or False,
+            'email_from': email_from,
+            'reply_to': reply_to,
             'body': '',
             'tracking_value_ids': [Command.create(Tracking._create_tracking_values(
                 changes[conversation.id][0], changes[conversation.id][1], 'state', col_info, conversation))],
@@ -118,23 +118,57 @@ class EpilotSharedInbox(models.Model):
     _inherit = 'epilot.shared.inbox'
 
     @api.model
-    def _outlook_live_recipients(self, inboxes):
-        """ Who hears of changes in ``inboxes``: their members and the email settings editors of their company
-        (those who may read their conversations), active internal users only.
+    def _outlook_live_recipients(self, conversation_ids):
+        """ Who hears of changes in these conversations: the members of their inboxes and the email settings
+        editors of the inboxes' companies (those who may read them), active internal users only; and which of
+        them each may read. Conversations no longer there (one created then rolled back to a savepoint) are left
+        out; archived ones are in.
 
-        :param inboxes: ``epilot.shared.inbox`` records (any iterable of them).
-        :return: ``{res.users: the inboxes among them this user may read}``.
+        One query, whatever the number of conversations, inboxes and users: it runs at every commit that touched
+        a conversation (each e-mail the mail queue sends is one), where finding the conversations and reading
+        the group, the members and the users' companies through the ORM took eleven (issue 18,
+        bench/bench_send.py). The editors are the users of the group or of a group implying it, as
+        ``res.groups.all_user_ids`` says.
+
+        :param conversation_ids: ``epilot.shared.conversation`` ids (any iterable).
+        :return: ``{res.partner of the user (their bus channel): (sorted inbox ids, sorted conversation ids)}``.
         :rtype: dict
         """
-        inboxes = self.sudo().browse([inbox.id for inbox in inboxes])
-        editors = self.env.ref('epilot_outlook.group_email_setting_edit').sudo().all_user_ids
+        if not conversation_ids:
+            return {}
+        Conversation = self.env['epilot.shared.conversation']
+        editor_group = self.env['res.groups'].browse(
+            self.env['ir.model.data']._xmlid_to_res_id('epilot_outlook.group_email_setting_edit'))
+        editor_groups = tuple(editor_group.all_implied_by_ids.ids)   # Odoo's cached group definitions: no query
+        Conversation.flush_model(['inbox_id'])
+        self.flush_model(['member_user_ids', 'company_id'])
+        self.env['res.users'].flush_model(['active', 'share', 'partner_id', 'group_ids', 'company_ids'])
+        rows = self.env.execute_query(SQL(
+            """WITH touched AS (SELECT inbox_id, ARRAY_AGG(id ORDER BY id) AS ids FROM %(conversations)s
+                                 WHERE id IN %(ids)s AND inbox_id IS NOT NULL GROUP BY inbox_id)
+               SELECT users.partner_id, inbox.id, touched.ids
+                 FROM touched
+                 JOIN %(inboxes)s AS inbox ON inbox.id = touched.inbox_id
+                 JOIN %(users)s AS users ON users.active AND NOT users.share AND (
+                      EXISTS (SELECT FROM %(members)s AS member
+                               WHERE member.inbox_id = inbox.id AND member.user_id = users.id)
+                      OR (EXISTS (SELECT FROM res_groups_users_rel AS user_group
+                                   WHERE user_group.uid = users.id AND user_group.gid IN %(editor_groups)s)
+                          AND EXISTS (SELECT FROM res_company_users_rel AS user_company
+                                       WHERE user_company.user_id = users.id
+                                         AND user_company.cid = inbox.company_id)))
+             ORDER BY users.id, inbox.id""",
+            conversations=SQL.identifier(Conversation._table), inboxes=SQL.identifier(self._table),
+            users=SQL.identifier(self.env['res.users']._table),
+            members=SQL.identifier(self._fields['member_user_ids'].relation),
+            editor_groups=editor_groups, ids=tuple(conversation_ids),
+        ))
         recipients = {}
-        for inbox in inboxes:
-            company = inbox.company_id
-            users = inbox.member_user_ids | editors.filtered(lambda user, company=company: company in user.company_ids)
-            for user in users.filtered(lambda user: user.active and not user.share):
-                recipients[user] = recipients.get(user, self.browse()) | inbox
-        return recipients
+        for partner_id, inbox_id, ids in rows:
+            inbox_ids, ids_read = recipients.setdefault(self.env['res.partner'].browse(partner_id), ([], []))
+            inbox_ids.append(inbox_id)
+            ids_read.extend(ids)
+        return {partner: (inbox_ids, sorted(ids)) for partner, (inbox_ids, ids) in recipients.items()}
 
 
 class EpilotOutlookEmailAddress(models.Model):

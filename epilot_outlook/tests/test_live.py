@@ -168,6 +168,26 @@ class TestLiveConversations(LiveBusMixin, InboxImportMixin, EpilotOutlookCommon)
                      len(page), imported - start, trackings, committed - imported,
                      sum(len(payloads) for payloads in sent.values()), len(sent))
 
+    def test_a_commit_tells_the_screens_in_two_queries(self):
+        """ What live screens add to each commit (each e-mail the mail queue sends is one, issue 18): one query
+        finds the readers of the touched conversations, however many conversations, inboxes and readers there
+        are, and one writes the notifications; nothing is read again after a commit emptied the cache. """
+        one = self.import_mail(conversation='live-q1').conversation_id
+        several = one | self.import_mail(conversation='live-q2').conversation_id | self.env[
+            'epilot.shared.conversation'].create({'inbox_id': self.inbox_member.id, 'name': "Other inbox's"})
+        for conversations in (one, several):
+            self.commit_notifications()
+            conversations._outlook_live_touch()
+            self.env.invalidate_all()   # as a commit does
+            with self.assertQueryCount(2):
+                self.env.cr.precommit.run()
+            sent = self.commit_notifications()
+            self.assertEqual(sent[self.editor.partner_id], [{
+                'inbox_ids': sorted(conversations.inbox_id.ids), 'conversation_ids': sorted(conversations.ids)}])
+            self.assertEqual(sent[self.agent_member.partner_id], [{
+                'inbox_ids': sorted(conversations.inbox_id.ids), 'conversation_ids': sorted(conversations.ids)}],
+                "a member of both inboxes")
+
     def test_status_changes_of_a_batch_are_logged_in_one_create(self):
         conversations = self.env['epilot.shared.conversation']
         for number in range(3):
