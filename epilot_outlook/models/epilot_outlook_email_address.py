@@ -597,7 +597,7 @@ class EpilotOutlookEmailAddress(models.Model):
             else:
                 self.env['ir.mail_server'].sudo().create({**values, 'epilot_outlook_address_id': address.id})
 
-    def _outlook_send_verdict(self, mail):
+    def _outlook_send_verdict(self, mail, conversations=None):
         """ Whether this address's Outlook server may send ``mail``: why not, in words, or ``False``; and
         whether it is Odoo's own mail (of no conversation of the address's inbox: its sent copy is never shown).
 
@@ -614,6 +614,9 @@ class EpilotOutlookEmailAddress(models.Model):
         had.
 
         :param mail: The ``mail.mail``, or an empty recordset (an e-mail handed to ``send_email`` without one).
+        :param dict conversations: ``{id: epilot.shared.conversation}`` for a batch of mails, with their inbox
+            (``search_fetch``, one query for the batch instead of one per mail): an id that is not in it is of no
+            conversation that is there. ``None``: looked up here.
         :return: ``(refusal or False, odoo_own)``.
         :rtype: tuple
         """
@@ -622,8 +625,9 @@ class EpilotOutlookEmailAddress(models.Model):
         inbox = self.sudo().shared_inbox_id
         message = mail.mail_message_id
         if message.model == 'epilot.shared.conversation' and message.res_id:
-            conversation = self.env['epilot.shared.conversation'].sudo().search_fetch(
-                [('id', '=', message.res_id)], ['inbox_id'])   # one query, and none for a deleted one
+            if conversations is None:
+                conversations = self._outlook_mail_conversations(mail)
+            conversation = conversations.get(message.res_id, self.env['epilot.shared.conversation'])
             if not inbox or conversation.inbox_id != inbox:
                 return self.env._(
                     "%(address)s sends only the e-mails of the conversations of its shared inbox %(inbox)s; this "
@@ -643,6 +647,20 @@ class EpilotOutlookEmailAddress(models.Model):
             "settings editor to turn on \"Send Odoo's Other Mail\" on the Outlook address.",
             address=self.email, subject=(message.subject or mail.subject or '-')), True
 
+    @api.model
+    def _outlook_mail_conversations(self, mails):
+        """ The conversations ``mails`` are of, with their inbox, in one query (none for a deleted one), for
+        :meth:`_outlook_send_verdict`.
+
+        :rtype: dict
+        :return: ``{id: epilot.shared.conversation}``.
+        """
+        ids = {mail.mail_message_id.res_id for mail in mails.sudo()
+               if mail.mail_message_id.model == 'epilot.shared.conversation' and mail.mail_message_id.res_id}
+        Conversation = self.env['epilot.shared.conversation'].sudo()
+        found = Conversation.search_fetch([('id', 'in', list(ids))], ['inbox_id']) if ids else Conversation
+        return {conversation.id: conversation for conversation in found}
+
     def _outlook_reply_parent(self, mail_message):
         """ The Outlook item an outgoing e-mail of a conversation answers: its parent's, when Outlook holds
         it, else the conversation's latest e-mail Outlook holds (this mailbox's first).
@@ -654,11 +672,13 @@ class EpilotOutlookEmailAddress(models.Model):
         Sync = self.env['epilot.outlook.message'].sudo()
         if not mail_message or mail_message.model != 'epilot.shared.conversation' or not self.shared_inbox_id:
             return Sync
-        candidates = Sync.search([
+        # With what the choice and the sending read: one query per e-mail sent
+        candidates = Sync.search_fetch([
             ('inbox_id', '=', self.shared_inbox_id.id), ('conversation_id', '=', mail_message.res_id),
             ('mail_message_id', '!=', False), ('mail_message_id', '!=', mail_message.id),
             ('removed_in_outlook', '=', False),
-        ], order='date desc, id desc', limit=50)
+        ], ['mailbox_email', 'mail_message_id', 'graph_id', 'internet_message_id'], order='date desc, id desc',
+            limit=50)
         own = candidates.filtered(lambda record: record.mailbox_email == self.email)
         for records in (own, candidates):
             parent = records.filtered(lambda record: record.mail_message_id == mail_message.parent_id)[:1]
@@ -694,7 +714,10 @@ class EpilotOutlookEmailAddress(models.Model):
                 ('inbox_id', '=', inbox.id), ('graph_conversation_id', '=', draft.conversation_id)]):
             conversation.graph_conversation_id = draft.conversation_id
         Sync = self.env['epilot.outlook.message'].sudo()
-        if Sync._outlook_known(inbox, [draft.graph_id]):
+        # A draft this transaction just sent (``is_draft``: as it was before ``send``) is known to no import this
+        # transaction can see: its copy reached Sent Items after this transaction's snapshot (one query less per
+        # e-mail, issue 18). One an earlier attempt sent (Graph's status of the stored draft) may be.
+        if not draft.is_draft and Sync._outlook_known(inbox, [draft.graph_id]):
             return
         now = fields.Datetime.now()
         Sync._outlook_insert([Sync._outlook_row(

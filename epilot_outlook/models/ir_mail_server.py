@@ -143,9 +143,13 @@ def _outlook_default_subject(mail_message):
         return True
     if not mail_message.model or not mail_message.res_id:
         return False
-    record = mail_message.env[mail_message.model].browse(mail_message.res_id).exists()
-    return bool(record) and hasattr(record, '_message_compute_subject') and (
-        mail_message.subject == record._message_compute_subject())
+    Model = mail_message.env[mail_message.model]
+    if not hasattr(Model, '_message_compute_subject'):
+        return False
+    # The record (archived too, as exists() finds it) and its fields in one query per e-mail sent: its name here,
+    # the conversation's Outlook conversation when the e-mail is recorded as sent.
+    record = Model.with_context(active_test=False).search_fetch([('id', '=', mail_message.res_id)])
+    return bool(record) and mail_message.subject == record._message_compute_subject()
 
 
 def _outlook_recipients_as_sent(message, smtp_to_list, cc=()):
@@ -215,7 +219,9 @@ class OutlookGraphSession:
         mail_id = (message.get(MAIL_HEADER) or '').strip()
         del message[MODE_HEADER]
         del message[MAIL_HEADER]
-        mail = env['mail.mail'].sudo().browse(int(mail_id) if mail_id.isdigit() else ()).exists()
+        mail = env['mail.mail'].sudo().browse(int(mail_id) if mail_id.isdigit() else ())
+        if mail.id not in self.vetted:   # a vetted one is the mail.mail sending it now: it exists
+            mail = mail.exists()
         if not address:
             raise MailDeliveryException(env._("This Outlook server lost its Outlook address; remove it."))
         if mail and mail.id in self.vetted:
@@ -237,15 +243,21 @@ class OutlookGraphSession:
             del message['Subject']
         Outbox = env['epilot.outlook.outbox']
         key = Outbox._outlook_key(address, mail, odoo_message_id, odoo_own)
+        row_id = None   # the outbox row, once read: each step writes it by id
+
+        def store(values):
+            nonlocal row_id
+            row_id = Outbox._outlook_write(key, values, row_id)
 
         def deliver(client):
+            nonlocal row_id
             sender = MailSender(client, address.email, address.send_mode or SEND_AS)
-            draft, age = Outbox._outlook_read(key)
+            draft, age, row_id = Outbox._outlook_read(key)
             try:
                 return sender.deliver(
                     message, parent_id=parent_id, mode=mode, draft=draft, send_requested_age=age,
-                    on_draft=lambda made: Outbox._outlook_write(key, Outbox._outlook_draft_values(made)),
-                    on_send=lambda _draft: Outbox._outlook_write(key, {'send_requested_date': fields.Datetime.now()}))
+                    on_draft=lambda made: store(Outbox._outlook_draft_values(made)),
+                    on_send=lambda _draft: store({'send_requested_date': fields.Datetime.now()}))
             finally:
                 self.requests += sender.requests
 
@@ -254,14 +266,14 @@ class OutlookGraphSession:
                 deliver, max_wait=SEND_MAX_WAIT_S, slot_wait=SEND_MAX_WAIT_S)
         except (Throttled, SendPending, TransientError) as error:
             if isinstance(error, Throttled):
-                self._outlook_refused(key)
+                self._outlook_refused(key, row_id)
             # A timeout: Graph may have taken it; the stored draft tells next time.
             if mail:
                 self.retry_later[mail.id] = retry_delay(error, const.BACKOFF_MAX_S)
             raise MailDeliveryException(explain(env, error)) from None
         except GraphError as error:
             # A definite answer: Graph did not send it. The draft stays for Retry.
-            self._outlook_refused(key)
+            self._outlook_refused(key, row_id)
             raise MailDeliveryException(explain(env, error)) from None
         except OutlookError as error:
             # No token now for a reason that passes (Microsoft's 5xx or 429 after the refresh's retries, another
@@ -272,16 +284,16 @@ class OutlookGraphSession:
             raise MailDeliveryException(explain(env, error)) from None
         except UserError as error:
             raise MailDeliveryException(error.args[0]) from None
-        Outbox._outlook_write(key, {'sent_date': fields.Datetime.now()})
+        store({'sent_date': fields.Datetime.now()})
         draft = result.draft
         address._outlook_record_sent(mail_message, draft, odoo_own=key.odoo_own)
         _logger.info("Microsoft Outlook: address %s: mail.mail %s (mail.message %s) sent through Graph%s", address.id,
                      mail.id, mail_message.id, " (already sent before)" if result.already_sent else "")
         return draft.internet_message_id or odoo_message_id
 
-    def _outlook_refused(self, key):
+    def _outlook_refused(self, key, row_id=None):
         """ Graph answered and sent nothing: the next attempt may send the stored draft at once. """
-        self.env['epilot.outlook.outbox']._outlook_write(key, {'send_requested_date': False})
+        self.env['epilot.outlook.outbox']._outlook_write(key, {'send_requested_date': False}, row_id)
 
     def retry_at(self, mail_id):
         seconds = self.retry_later.get(mail_id)

@@ -70,11 +70,14 @@ class MailMail(models.Model):
             session, which then needs not ask again).
         """
         allowed = self.browse()
+        # The batch's conversations in one query (this runs before the first mail's commit: one per mail before)
+        conversations = self.env['epilot.outlook.email.address']._outlook_mail_conversations(
+            self.sudo().filtered(lambda mail: mail.state == 'outgoing'))
         for mail in self.sudo():
             if mail.state != 'outgoing':
                 allowed |= mail   # Odoo skips it
                 continue
-            refusal, odoo_own = address._outlook_send_verdict(mail) if address else (
+            refusal, odoo_own = address._outlook_send_verdict(mail, conversations) if address else (
                 self.env._("This Outlook server lost its Outlook address; remove it."), False)
             if not refusal:
                 allowed |= mail
