@@ -40,3 +40,4 @@ from . import epilot_outlook_triage
 from . import epilot_shared_conversation_merge
 from . import epilot_shared_conversation_live
 from . import mail_compose_message
+from . import resource_calendar

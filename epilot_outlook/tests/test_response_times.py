@@ -114,6 +114,28 @@ class TestResponseTimes(InboxImportMixin, EpilotOutlookCommon):
         self.import_mail(folder='sentitems', conversation='c-holiday', date=datetime(2026, 3, 31, 7, 30))
         self.assertAlmostEqual(self.times(conversation)['first_response_hours'], 1.5, places=4)
 
+    def test_hours_follow_the_calendar_changed_after_they_were_counted(self):
+        """ The calendar's working intervals are cached by the process (each e-mail the mail queue sends is a
+        transaction of its own, issue 18): a public holiday added, or office hours changed, after response times
+        were counted is counted at the next recompute, as the calendar says then. """
+        conversation = self.import_mail(conversation='c-changed', date=FRIDAY_EVENING).conversation_id
+        self.import_mail(folder='sentitems', conversation='c-changed', date=datetime(2026, 3, 31, 7, 30))
+        self.assertAlmostEqual(self.times(conversation)['first_response_hours'], 9.5, places=4,
+                               msg="Monday 08:00-17:00 (lunch off) and Tuesday 08:00-09:30 in Berlin")
+
+        self.env['resource.calendar.leaves'].create({
+            'name': "Easter Monday (test)", 'calendar_id': self.berlin.id,
+            'date_from': datetime(2026, 3, 29, 22, 0), 'date_to': datetime(2026, 3, 30, 21, 59, 59)})
+        self.inbox.first_response_target_hours = 5   # recomputes the inbox's conversations
+        self.assertAlmostEqual(self.times(conversation)['first_response_hours'], 1.5, places=4)
+
+        tuesday_morning = self.berlin.attendance_ids.filtered(
+            lambda attendance: attendance.dayofweek == '1' and attendance.hour_from == 8)
+        self.assertEqual(len(tuesday_morning), 1)
+        tuesday_morning.hour_from = 9
+        self.inbox.first_response_target_hours = 4
+        self.assertAlmostEqual(self.times(conversation)['first_response_hours'], 0.5, places=4)
+
     # --- what counts as the first response --------------------------------------------------------------
 
     def test_reply_sent_from_odoo_counts_notes_do_not(self):
@@ -298,6 +320,7 @@ class TestResponseTimes(InboxImportMixin, EpilotOutlookCommon):
 
         def queries(page):
             self.env.invalidate_all()
+            self.env.registry.clear_cache()   # each page from cold: the calendar's intervals too (process cache)
             spent['queries'] = 0
             self.import_page(page)
             return spent['queries']

@@ -4,11 +4,10 @@ Response times count the hours an inbox's team works: a mail received Friday eve
 morning took the hour or two of Monday morning, not a weekend. Odoo's calendar knows the hours (attendances in
 the calendar's time zone, public holidays as leaves) through ``_work_intervals_batch``; asking it once per
 conversation would cost queries per imported e-mail. :class:`BusinessHours` asks it once per block of
-``BLOCK`` days and answers any number of spans and deadlines from those intervals in memory.
+``BLOCK`` days (cached by the process, ``models/resource_calendar.py``: each e-mail the mail queue sends is a
+transaction of its own) and answers any number of spans and deadlines from those intervals in memory.
 """
 from datetime import datetime, timedelta
-
-from pytz import utc
 
 BLOCK = timedelta(days=28)
 EPOCH = datetime(2000, 1, 3)   # a Monday: blocks start on the same weekday
@@ -34,17 +33,14 @@ class BusinessHours:
         return (moment - EPOCH) // BLOCK
 
     def _intervals(self, number):
-        """ The working intervals of block ``number`` (two queries the first time: attendances and leaves). """
+        """ The working intervals of block ``number`` (the calendar's, cached by the process:
+        ``resource.calendar._outlook_work_intervals``). """
         if number not in self._blocks:
             start = EPOCH + BLOCK * number
             if not self.calendar:
                 self._blocks[number] = [(start, start + BLOCK)]
             else:
-                intervals = self.calendar._work_intervals_batch(
-                    utc.localize(start), utc.localize(start + BLOCK))[False]
-                self._blocks[number] = [
-                    (begin.astimezone(utc).replace(tzinfo=None), stop.astimezone(utc).replace(tzinfo=None))
-                    for begin, stop, _meta in intervals]
+                self._blocks[number] = list(self.calendar._outlook_work_intervals(start, start + BLOCK))
         return self._blocks[number]
 
     def hours_between(self, start, end):
