@@ -1,3 +1,6 @@
+import time
+from contextlib import contextmanager
+
 from odoo import api, fields, models
 from odoo.fields import Command
 from odoo.tools import SQL
@@ -11,6 +14,13 @@ ADDRESS_NOTIFICATION = 'epilot_outlook/addresses'
 # Where a transaction keeps what it changed until its commit (``cr.precommit.data``).
 _LIVE_KEY = 'epilot_outlook.live.conversations'
 _ADDRESS_KEY = 'epilot_outlook.live.addresses'
+# While a loop commits after each item (Odoo's mail queue: each e-mail), the conversations it touches are told to the
+# screens at most this often (seconds), not at each commit: each notification wakes the websockets through a new
+# connection to PostgreSQL's ``postgres`` database (Odoo's bus does not pool those), 2 ms per e-mail sent
+# (bench/bench_send.py), while a screen a second late looks live all the same.
+LIVE_COALESCE_S = 1.0
+# The cursor attribute that holds a coalescing loop's ids (:meth:`EpilotSharedConversation._outlook_live_coalesced`).
+_COALESCED_ATTR = '_epilot_outlook_live_coalesced'
 
 
 def _mark_for_commit(records, key):
@@ -52,9 +62,35 @@ class EpilotSharedConversation(models.Model):
         are written by the bus's own pre-commit hook and the websockets are woken after the commit.
         """
         ids = self.env.cr.precommit.data.pop(_LIVE_KEY, set())
+        coalesced = getattr(self.env.cr, _COALESCED_ATTR, None)
+        if coalesced is not None:   # see _outlook_live_coalesced
+            coalesced['ids'].update(ids)
+            if time.monotonic() - coalesced['since'] < LIVE_COALESCE_S:
+                return
+            ids, coalesced['ids'], coalesced['since'] = coalesced['ids'], set(), time.monotonic()
         recipients = self.env['epilot.shared.inbox']._outlook_live_recipients(ids)
         for partner, (inbox_ids, conversation_ids) in recipients.items():
             partner._bus_send(LIVE_NOTIFICATION, {'inbox_ids': inbox_ids, 'conversation_ids': conversation_ids})
+
+    @api.model
+    @contextmanager
+    def _outlook_live_coalesced(self):
+        """ Within this block, a loop that commits after each item (the mail queue sending e-mails one by one)
+        tells the screens what its commits touched at most every :data:`LIVE_COALESCE_S`, each time with its
+        commit; what is left at the end (or after an error) is told in a transaction of its own. """
+        cr = self.env.cr
+        if getattr(cr, _COALESCED_ATTR, None) is not None:   # an outer block already coalesces
+            yield
+            return
+        setattr(cr, _COALESCED_ATTR, {'ids': set(), 'since': time.monotonic()})
+        try:
+            yield
+        finally:
+            left = getattr(cr, _COALESCED_ATTR)['ids']   # what is not committed yet goes with its commit
+            delattr(cr, _COALESCED_ATTR)
+            if left:
+                with self.env.registry.cursor() as own_cr:
+                    _mark_for_commit(self.with_env(self.env(cr=own_cr)).sudo().browse(sorted(left)), _LIVE_KEY)
 
     # === LIVE: WHAT TOUCHES A CONVERSATION === #
 

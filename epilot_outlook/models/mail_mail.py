@@ -1,4 +1,5 @@
 import logging
+from contextlib import nullcontext
 
 from odoo import models
 
@@ -38,15 +39,19 @@ class MailMail(models.Model):
         - an e-mail the Outlook address may not send (``_outlook_send_verdict``) fails with the reason, before
           anything is built; the Graph session checks the e-mails it was not handed this way;
         - an e-mail Graph throttled (or may still be sending) goes back to the queue for later instead of
-          failing; the queue's cron is triggered for then.
+          failing; the queue's cron is triggered for then;
+        - committing after each e-mail, it tells the screens of the conversations' changes (Waiting after the
+          team's reply) at most once a second (``_outlook_live_coalesced``), not once per e-mail.
         """
         mails = self
         if isinstance(smtp_session, OutlookGraphSession):
             mails = self._outlook_refuse_unauthorized(
                 smtp_session.server.sudo().epilot_outlook_address_id, smtp_session.vetted)
-        result = super(MailMail, mails)._send(
-            auto_commit=auto_commit, raise_exception=raise_exception, smtp_session=smtp_session,
-            alias_domain_id=alias_domain_id, mail_server=mail_server, post_send_callback=post_send_callback)
+        with (self.env['epilot.shared.conversation']._outlook_live_coalesced() if auto_commit is True
+              else nullcontext()):
+            result = super(MailMail, mails)._send(
+                auto_commit=auto_commit, raise_exception=raise_exception, smtp_session=smtp_session,
+                alias_domain_id=alias_domain_id, mail_server=mail_server, post_send_callback=post_send_callback)
         if isinstance(smtp_session, OutlookGraphSession) and smtp_session.retry_later:
             later = mails.exists().filtered(
                 lambda mail: mail.state == 'exception' and mail.id in smtp_session.retry_later)

@@ -1,4 +1,5 @@
 import base64
+import json
 from email.message import EmailMessage
 from unittest.mock import patch
 
@@ -6,6 +7,8 @@ from odoo.exceptions import AccessError, UserError
 from odoo.tests import TransactionCase, new_test_user, tagged
 from odoo.tools import mute_logger
 
+from ..models import epilot_shared_conversation_live as live_module
+from ..models.epilot_shared_conversation_live import LIVE_NOTIFICATION
 from ..models.ir_mail_server import _outlook_recipients_as_sent
 from .mail_sync_common import BILLING, SUPPORT
 from .send_common import OutlookSendCase
@@ -206,6 +209,32 @@ class TestSend(OutlookSendCase):
         conversation.with_user(self.agent).message_post(body='intern', message_type='comment',
                                                         subtype_xmlid='mail.mt_note')
         self.assertEqual(self.sent(), [])
+
+    def test_replies_of_one_queue_run_reach_the_screens_together(self):
+        """ bench_send: the mail queue commits after each e-mail, and each commit told the screens of the
+        conversation's new status in a bus notification of its own, which wakes the websockets through a new
+        connection to PostgreSQL (2 ms per e-mail sent). Within a second, the replies of one queue run reach the
+        agent's screen in one notification naming their conversations, with the commit that sends it. """
+        conversations = self.env['epilot.shared.conversation']
+        for number in range(3):
+            conversations |= self.customer_writes(subject='Frage %d' % number)[0]
+        mails = self.env['mail.mail'].sudo()
+        for conversation in conversations:   # queued, as the bench's are (not sent at once by message_post)
+            mails |= self.mails_of(self.reply(conversation.with_context(mail_notify_force_send=False)))
+        self.patch(live_module, 'LIVE_COALESCE_S', 3600)   # the whole run is "within a second" here
+        self.env.cr.precommit.run()
+        mark = self.env['bus.bus'].sudo().search([], order='id desc', limit=1).id
+        self.assertEqual(len(mails), 3)
+        # The queue's own transaction, which commits after each e-mail (a cursor of the test's in test mode).
+        with self.enter_registry_test_mode(), self.registry.cursor() as queue_cr:
+            mails.with_env(self.env(cr=queue_cr)).send(auto_commit=True)
+        self.env.invalidate_all()
+        self.assertEqual(len(self.sent()), 3)
+        told = [json.loads(row.message)['payload'] for row in self.env['bus.bus'].sudo().search([('id', '>', mark)])
+                if json.loads(row.channel)[1:] == ['res.partner', self.agent.partner_id.id]
+                and json.loads(row.message)['type'] == LIVE_NOTIFICATION]
+        self.assertEqual([sorted(payload['conversation_ids']) for payload in told], [sorted(conversations.ids)])
+        self.assertEqual(set(conversations.mapped('state')), {'waiting'})
 
 
 @tagged('post_install', '-at_install')
