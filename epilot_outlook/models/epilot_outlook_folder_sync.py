@@ -16,7 +16,7 @@ from ..outlook_core.graph import GraphPage
 from ..outlook_core.mailbox import DeltaRequest, MailboxReader, delta_pages, fetch_messages_of
 from ..outlook_core.mapping import MappingError
 from ..tools import cron_wake
-from .epilot_outlook_email_address import SYNC_MAX_WAIT_S, _try_lock
+from .epilot_outlook_email_address import SYNC_MAX_WAIT_S, _try_lock_many
 
 _logger = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class EpilotOutlookFolderSync(models.Model):
                 taken = [sync_id for sync_id, row_connection in rows[:FOLDERS_PER_BATCHED_STEP]
                          if row_connection == connection_id]
                 rows = rows[len(taken):]
-                locked = [sync_id for sync_id in taken if _try_lock(self.sudo().browse(sync_id))]
+                locked = _try_lock_many(self.sudo().browse(taken)).ids
                 # Still due once locked (another lane may have just done them): one query for the step.
                 batch = self.sudo().browse(self._outlook_due_ids(only=locked) if locked else [])
                 left = set(taken) - set(batch.ids)   # held by another lane, or just done
@@ -222,10 +222,13 @@ class EpilotOutlookFolderSync(models.Model):
                     _logger.info("Microsoft Outlook: folder sync %s: its new messages could not be fetched with the "
                                  "others (%s); it goes on alone", sync.id, type(prefetched).__name__)
                     continue
+                page = pages[sync.id]
+                if not page.items and not page.next_link:   # nothing new: only the folder's own row changes
+                    sync._outlook_apply_page(None, page)
+                    continue
                 try:
                     with self.env.cr.savepoint():
-                        sync._outlook_apply_page(MailboxReader(client, sync.address_id.email), pages[sync.id],
-                                                 prefetched)
+                        sync._outlook_apply_page(MailboxReader(client, sync.address_id.email), page, prefetched)
                 except (psycopg2.Error, OutlookError) as error:
                     _logger.info("Microsoft Outlook: folder sync %s: its batched page failed (%s); it goes on "
                                  "alone", sync.id, type(error).__name__)
