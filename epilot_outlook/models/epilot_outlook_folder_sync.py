@@ -134,10 +134,11 @@ class EpilotOutlookFolderSync(models.Model):
         """ The due rounds that start from a delta link, with nothing notified and none under way: their first
         page is asked for 20 folders of one connection in one ``$batch`` (``mailbox.delta_pages``), so an idle
         folder costs a batch item and no HTTP request of its own (docs/microsoft-graph.md §3.2, §5), and
-        ``BATCH_PARALLEL`` such batches go out at once (Graph's latency, not Outlook's limits, bounds a round). Each
-        folder is locked as in ``_outlook_run_due_steps`` (another lane skips it) and applies its page in a
-        savepoint; a folder whose page continues (a next link), or whose item failed, is left due for the
-        one-at-a-time pass, which meets its error where it is handled. A ``SyncReset`` clears its links there.
+        ``BATCH_PARALLEL`` such batches go out at once (Graph's latency, not Outlook's limits, bounds a round). A
+        step locks its folders in one statement (``_try_lock_many``: another lane skips them), and each applies its
+        page, in a savepoint when it brings changes; a folder whose page continues (a next link), or whose item
+        failed, is left due for the one-at-a-time pass, which meets its error where it is handled. A ``SyncReset``
+        clears its links there.
 
         :param set tried: The folders the batched pass left in this run (held by another lane, or still due after
             their batched page), not again; those it leaves now are added.
